@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Release builds run the kernels: drop runtime checks (`-Ounchecked`) and, on x86_64, target
+// AVX2/FMA so SIMD8<Float> and half-float conversion compile to vector instructions.
+var releaseFlags: [String] = ["-Ounchecked"]
+#if arch(x86_64)
+releaseFlags += ["-target-cpu", "haswell"]
+#endif
+let settings: [SwiftSetting] = [
+    .unsafeFlags(releaseFlags, .when(configuration: .release)),
+    .swiftLanguageMode(.v5),
+]
+
+let package = Package(
+    name: "ParaDiT",
+    products: [
+        .executable(name: "paradit", targets: ["paradit"]),
+        .library(name: "ParaDiTTensor", targets: ["ParaDiTTensor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Layer 1: C shims.
+        .systemLibrary(
+            name: "CParaDiTBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // Layer 2: tensor core and kernels.
+        .target(
+            name: "ParaDiTTensor",
+            dependencies: ["CParaDiTBLAS"],
+            swiftSettings: settings
+        ),
+        // Layer 8: the command-line app.
+        .executableTarget(
+            name: "paradit",
+            dependencies: [
+                "ParaDiTTensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "ParaDiTTensorTests",
+            dependencies: ["ParaDiTTensor"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+    ]
+)

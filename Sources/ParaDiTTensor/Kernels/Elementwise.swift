@@ -1,0 +1,186 @@
+import Foundation
+
+// Element-wise kernels: one SIMD pass over contiguous memory, spread over the pool in chunks.
+// In-place use (out == an input) is allowed everywhere.
+
+/// Smallest chunk handed to one thread: below this, waking a thread costs more than the work.
+let elementwiseGrain = 1 << 14
+
+/// Applies `op` lane-wise to x[0..<count] into out, tail included (the tail goes through the same
+/// vector code, so results do not depend on where an element falls).
+@inline(__always)
+func mapUnary(_ count: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+              _ pool: ThreadPool, _ op: (F8) -> F8) {
+    pool.parallelChunks((count + 7) / 8, minChunk: elementwiseGrain / 8) { range, _ in
+        let lo = range.lowerBound * 8, hi = min(range.upperBound * 8, count)
+        var i = lo
+        while i + 8 <= hi { store8(op(load8(x + i)), out + i); i += 8 }
+        if i < hi { storePartial(op(loadPartial(x + i, hi - i)), out + i, hi - i) }
+    }
+}
+
+@inline(__always)
+func mapBinary(_ count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+               _ out: UnsafeMutablePointer<Float>, _ pool: ThreadPool, _ op: (F8, F8) -> F8) {
+    pool.parallelChunks((count + 7) / 8, minChunk: elementwiseGrain / 8) { range, _ in
+        let lo = range.lowerBound * 8, hi = min(range.upperBound * 8, count)
+        var i = lo
+        while i + 8 <= hi { store8(op(load8(a + i), load8(b + i)), out + i); i += 8 }
+        if i < hi { storePartial(op(loadPartial(a + i, hi - i), loadPartial(b + i, hi - i)), out + i, hi - i) }
+    }
+}
+
+// MARK: - Arithmetic
+
+/// out = a + b over `count` elements.
+public func add(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                pool: ThreadPool = .current) {
+    mapBinary(count, a, b, out, pool) { $0 + $1 }
+}
+
+/// out = a · b over `count` elements.
+public func mul(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                pool: ThreadPool = .current) {
+    mapBinary(count, a, b, out, pool) { $0 * $1 }
+}
+
+/// out = x · s over `count` elements.
+public func scale(count: Int, _ x: UnsafePointer<Float>, by s: Float, out: UnsafeMutablePointer<Float>,
+                  pool: ThreadPool = .current) {
+    mapUnary(count, x, out, pool) { $0 * s }
+}
+
+/// adaLN "modulate": out[b, t, :] = x[b, t, :] · (1 + scale[b, :]) + shift[b, :]
+/// for x: [batch, tokens, dim], scale and shift: [batch, dim] with row stride `paramStride`
+/// (so they can be read straight out of a chunked modulation vector).
+public func modulate(batch: Int, tokens: Int, dim: Int, x: UnsafePointer<Float>,
+                     scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, paramStride: Int,
+                     out: UnsafeMutablePointer<Float>, pool: ThreadPool = .current) {
+    pool.parallelChunks(batch * tokens, minChunk: max(1, elementwiseGrain / max(dim, 1))) { rows, _ in
+        for row in rows {
+            let b = row / tokens
+            let sc = scale + b * paramStride, sh = shift + b * paramStride
+            let xr = x + row * dim, o = out + row * dim
+            var j = 0
+            while j + 8 <= dim { store8(load8(xr + j) * (1 + load8(sc + j)) + load8(sh + j), o + j); j += 8 }
+            while j < dim { o[j] = xr[j] * (1 + sc[j]) + sh[j]; j += 1 }
+        }
+    }
+}
+
+/// Reference for `modulate`.
+public func modulateReference(batch: Int, tokens: Int, dim: Int, x: UnsafePointer<Float>,
+                              scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, paramStride: Int,
+                              out: UnsafeMutablePointer<Float>) {
+    for b in 0..<batch { for t in 0..<tokens { for j in 0..<dim {
+        let i = (b * tokens + t) * dim + j
+        out[i] = x[i] * (1 + scale[b * paramStride + j]) + shift[b * paramStride + j]
+    } } }
+}
+
+/// adaLN-zero gated residual: out[b, t, :] = residual[b, t, :] + gate[b, :] · y[b, t, :].
+public func gatedAdd(batch: Int, tokens: Int, dim: Int, residual: UnsafePointer<Float>,
+                     gate: UnsafePointer<Float>, paramStride: Int, y: UnsafePointer<Float>,
+                     out: UnsafeMutablePointer<Float>, pool: ThreadPool = .current) {
+    pool.parallelChunks(batch * tokens, minChunk: max(1, elementwiseGrain / max(dim, 1))) { rows, _ in
+        for row in rows {
+            let g = gate + (row / tokens) * paramStride
+            let r = residual + row * dim, yr = y + row * dim, o = out + row * dim
+            var j = 0
+            while j + 8 <= dim { store8(load8(r + j) + load8(g + j) * load8(yr + j), o + j); j += 8 }
+            while j < dim { o[j] = r[j] + g[j] * yr[j]; j += 1 }
+        }
+    }
+}
+
+/// Reference for `gatedAdd`.
+public func gatedAddReference(batch: Int, tokens: Int, dim: Int, residual: UnsafePointer<Float>,
+                              gate: UnsafePointer<Float>, paramStride: Int, y: UnsafePointer<Float>,
+                              out: UnsafeMutablePointer<Float>) {
+    for b in 0..<batch { for t in 0..<tokens { for j in 0..<dim {
+        let i = (b * tokens + t) * dim + j
+        out[i] = residual[i] + gate[b * paramStride + j] * y[i]
+    } } }
+}
+
+// MARK: - Activations
+
+/// The two GELU forms of torch: exact (`erf`) and `approximate="tanh"`.
+public enum GELUApproximation: Sendable { case none, tanh }
+
+/// GELU over `count` elements.
+public func gelu(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                 approximation: GELUApproximation, pool: ThreadPool = .current) {
+    switch approximation {
+    case .tanh:
+        // 0.5·x·(1 + tanh(u)) = x / (1 + e^(−2u)), u = √(2/π)·(x + 0.044715·x³).
+        mapUnary(count, x, out, pool) { v in
+            let u = 0.7978845608028654 * (v + 0.044715 * v * v * v)
+            return v / (1 + exp8(-2 * u))
+        }
+    case .none:
+        mapUnary(count, x, out, pool) { v in 0.5 * v * (1 + erf8(v * 0.7071067811865476)) }
+    }
+}
+
+/// Reference for `gelu`, through libm in Double.
+public func geluReference(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                          approximation: GELUApproximation) {
+    for i in 0..<count {
+        let v = Double(x[i])
+        switch approximation {
+        case .tanh: out[i] = Float(0.5 * v * (1 + Foundation.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))))
+        case .none: out[i] = Float(0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot())))
+        }
+    }
+}
+
+/// SiLU (swish): x · sigmoid(x) over `count` elements.
+public func silu(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .current) {
+    mapUnary(count, x, out, pool) { v in v / (1 + exp8(-v)) }
+}
+
+/// Reference for `silu`.
+public func siluReference(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    for i in 0..<count { let v = Double(x[i]); out[i] = Float(v / (1 + Foundation.exp(-v))) }
+}
+
+// MARK: - Tensor-level
+
+public func + (a: Tensor, b: Tensor) -> Tensor {
+    check(a.shape == b.shape, "add: shapes differ, \(a.shape) vs \(b.shape)")
+    let out = Tensor(uninitialized: a.shape)
+    withExtendedLifetime((a, b)) { add(count: a.count, a.data, b.data, out: out.data) }
+    return out
+}
+
+public func * (a: Tensor, b: Tensor) -> Tensor {
+    check(a.shape == b.shape, "mul: shapes differ, \(a.shape) vs \(b.shape)")
+    let out = Tensor(uninitialized: a.shape)
+    withExtendedLifetime((a, b)) { mul(count: a.count, a.data, b.data, out: out.data) }
+    return out
+}
+
+public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
+    let out = Tensor(uninitialized: x.shape)
+    withExtendedLifetime(x) { gelu(count: x.count, x.data, out: out.data, approximation: approximation) }
+    return out
+}
+
+public func silu(_ x: Tensor) -> Tensor {
+    let out = Tensor(uninitialized: x.shape)
+    withExtendedLifetime(x) { silu(count: x.count, x.data, out: out.data) }
+    return out
+}
+
+/// x: [B, T, D] · (1 + scale) + shift with scale, shift: [B, D].
+public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) -> Tensor {
+    check(x.rank == 3 && scale.shape == [x.size(0), x.size(2)] && shift.shape == scale.shape,
+          "modulate: x \(x.shape) needs scale and shift [\(x.size(0)), \(x.size(-1))], got \(scale.shape), \(shift.shape)")
+    let out = Tensor(uninitialized: x.shape)
+    withExtendedLifetime((x, scale, shift)) {
+        modulate(batch: x.size(0), tokens: x.size(1), dim: x.size(2), x: x.data, scale: scale.data,
+                 shift: shift.data, paramStride: x.size(2), out: out.data)
+    }
+    return out
+}

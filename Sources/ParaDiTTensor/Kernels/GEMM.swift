@@ -1,0 +1,191 @@
+import CParaDiTBLAS
+
+// MARK: - Raw GEMM
+
+/// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major, through single-threaded cblas_sgemm
+/// calls spread over `pool`.
+///
+/// op(A) is m×k (A stored m×k, or k×m when `transA`); op(B) is k×n (B stored k×n, or n×k when
+/// `transB`). The work is cut into row bands of C (column bands when m is small), one BLAS call each.
+public func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+    pool: ThreadPool = .current
+) {
+    if m == 0 || n == 0 { return }
+    let parts = gemmParts(m: m, n: n, k: k, threads: pool.threadCount)
+    if parts.rows * parts.cols == 1 {
+        sgemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    pool.parallelFor(parts.rows * parts.cols) { part, _ in
+        let r = part / parts.cols, q = part % parts.cols
+        let m0 = bandStart(r, parts.rows, m), m1 = bandStart(r + 1, parts.rows, m)
+        let n0 = bandStart(q, parts.cols, n), n1 = bandStart(q + 1, parts.cols, n)
+        let aBand = transA ? a + m0 : a + m0 * lda
+        let bBand = transB ? b + n0 * ldb : b + n0
+        sgemmSerial(transA: transA, transB: transB, m: m1 - m0, n: n1 - n0, k: k, alpha: alpha,
+                    a: aBand, lda: lda, b: bBand, ldb: ldb, beta: beta, c: c + m0 * ldc + n0, ldc: ldc)
+    }
+}
+
+/// One cblas_sgemm call on the calling thread.
+@inline(__always)
+public func sgemmSerial(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    if m == 0 || n == 0 { return }
+    let opA: CBLAS_TRANSPOSE = transA ? CblasTrans : CblasNoTrans
+    let opB: CBLAS_TRANSPOSE = transB ? CblasTrans : CblasNoTrans
+    let (m32, n32, k32) = (Int32(m), Int32(n), Int32(k))
+    let (lda32, ldb32, ldc32) = (Int32(max(lda, 1)), Int32(max(ldb, 1)), Int32(max(ldc, 1)))
+    cblas_sgemm(CblasRowMajor, opA, opB, m32, n32, k32, alpha, a, lda32, b, ldb32, beta, c, ldc32)
+}
+
+/// How to cut an m×n product over `threads`: bands of whole 16-row (or 64-column) multiples,
+/// no more parts than there is work for.
+func gemmParts(m: Int, n: Int, k: Int, threads: Int) -> (rows: Int, cols: Int) {
+    let flops: Double = Double(m) * Double(n) * Double(k)
+    if threads == 1 || flops < 262_144 { return (1, 1) }
+    let rowParts = min(threads, max(1, m / 16))
+    if rowParts == threads { return (threads, 1) }
+    let colParts = min(threads / rowParts, max(1, n / 64))
+    return (rowParts, max(1, colParts))
+}
+
+@inline(__always)
+func bandStart(_ i: Int, _ parts: Int, _ total: Int) -> Int {
+    // Multiples of 8 keep band starts SIMD-aligned where possible.
+    i == parts ? total : min(total, (i * total / parts + 7) / 8 * 8)
+}
+
+/// Reference for `sgemm`: the textbook triple loop, accumulating in Double.
+public func sgemmReference(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    for i in 0..<m {
+        for j in 0..<n {
+            var acc = 0.0
+            for p in 0..<k {
+                let av = transA ? a[p * lda + i] : a[i * lda + p]
+                let bv = transB ? b[j * ldb + p] : b[p * ldb + j]
+                acc += Double(av) * Double(bv)
+            }
+            let prior = beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])
+            c[i * ldc + j] = Float(Double(alpha) * acc + prior)
+        }
+    }
+}
+
+// MARK: - Batched GEMM
+
+/// For each of `batch` problems: C_i = alpha · op(A_i) · op(B_i) + beta · C_i, where problem i's
+/// matrices start at `a + i·strideA` (likewise B, C). A stride of 0 shares a matrix across the batch.
+public func sgemmBatched(
+    batch: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, strideA: Int,
+    b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int,
+    pool: ThreadPool = .current
+) {
+    if batch >= pool.threadCount || batch == 1 {
+        // Enough problems to keep every thread busy with whole ones (or just one problem).
+        if batch == 1 {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, pool: pool)
+            return
+        }
+        pool.parallelFor(batch) { i, _ in
+            sgemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                        a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
+                        beta: beta, c: c + i * strideC, ldc: ldc)
+        }
+        return
+    }
+    for i in 0..<batch {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+              a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
+              beta: beta, c: c + i * strideC, ldc: ldc, pool: pool)
+    }
+}
+
+// MARK: - Linear (GEMM with bias epilogue)
+
+/// y[m×n] = x[m×k] · Wᵀ + bias, with W stored n×k as torch's `nn.Linear` keeps it.
+/// The bias is written into y first and the product accumulated onto it (beta = 1), so the
+/// epilogue costs one pass over y inside the bands BLAS already touches.
+public func linear(
+    m: Int, n: Int, k: Int,
+    x: UnsafePointer<Float>, ldx: Int,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    y: UnsafeMutablePointer<Float>, ldy: Int,
+    pool: ThreadPool = .current
+) {
+    let parts = gemmParts(m: m, n: n, k: k, threads: pool.threadCount)
+    pool.parallelFor(parts.rows * parts.cols) { part, _ in
+        let r = part / parts.cols, q = part % parts.cols
+        let m0 = bandStart(r, parts.rows, m), m1 = bandStart(r + 1, parts.rows, m)
+        let n0 = bandStart(q, parts.cols, n), n1 = bandStart(q + 1, parts.cols, n)
+        if let bias {
+            for i in m0..<m1 { (y + i * ldy + n0).update(from: bias + n0, count: n1 - n0) }
+        }
+        sgemmSerial(transA: false, transB: true, m: m1 - m0, n: n1 - n0, k: k, alpha: 1,
+                    a: x + m0 * ldx, lda: ldx, b: weight + n0 * k, ldb: k,
+                    beta: bias == nil ? 0 : 1, c: y + m0 * ldy + n0, ldc: ldy)
+    }
+}
+
+/// Reference for `linear`.
+public func linearReference(
+    m: Int, n: Int, k: Int,
+    x: UnsafePointer<Float>, ldx: Int,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    y: UnsafeMutablePointer<Float>, ldy: Int
+) {
+    sgemmReference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: ldx,
+                   b: weight, ldb: k, beta: 0, c: y, ldc: ldy)
+    if let bias {
+        for i in 0..<m { for j in 0..<n { y[i * ldy + j] += bias[j] } }
+    }
+}
+
+// MARK: - Tensor-level
+
+/// Matrix product of the last two dims: [.., m, k] · [k, n] → [.., m, n] (with optional
+/// transposes of the stored operands). `b` is shared over `a`'s leading dims.
+public func matmul(_ a: Tensor, _ b: Tensor, transA: Bool = false, transB: Bool = false) -> Tensor {
+    check(a.rank >= 2 && b.rank == 2, "matmul needs a: [.., m, k] and b: 2-D, got \(a.shape) and \(b.shape)")
+    let m = transA ? a.size(-1) : a.size(-2), ka = transA ? a.size(-2) : a.size(-1)
+    let kb = transB ? b.size(1) : b.size(0), n = transB ? b.size(0) : b.size(1)
+    check(ka == kb, "matmul inner sizes differ: \(a.shape)\(transA ? "ᵀ" : "") · \(b.shape)\(transB ? "ᵀ" : "")")
+    let batch = a.count / max(m * ka, 1)
+    let out = Tensor(uninitialized: Array(a.shape.dropLast(2)) + [m, n])
+    withExtendedLifetime((a, b)) {
+        sgemmBatched(batch: batch, transA: transA, transB: transB, m: m, n: n, k: ka, alpha: 1,
+                     a: a.data, lda: a.size(-1), strideA: m * ka, b: b.data, ldb: b.size(1), strideB: 0,
+                     beta: 0, c: out.data, ldc: n, strideC: m * n)
+    }
+    return out
+}
+
+/// `nn.Linear`: x [.., in] · weightᵀ ([out, in]) + bias [out] → [.., out].
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    check(weight.rank == 2 && x.rank >= 1 && x.size(-1) == weight.size(1),
+          "linear: input \(x.shape) does not fit weight \(weight.shape) ([out, in])")
+    if let bias { check(bias.count == weight.size(0), "linear: bias \(bias.shape) does not fit weight \(weight.shape)") }
+    let m = x.count / max(x.size(-1), 1), n = weight.size(0), k = weight.size(1)
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+    withExtendedLifetime((x, weight, bias)) {
+        linear(m: m, n: n, k: k, x: x.data, ldx: k, weight: weight.data, bias: bias?.data, y: out.data, ldy: n)
+    }
+    return out
+}

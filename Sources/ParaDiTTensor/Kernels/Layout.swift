@@ -1,0 +1,87 @@
+// Copies that change layout: strided 2-D copies, sequence slicing and concatenation, and the
+// head permute [B, L, H, D] ↔ [B, H, L, D].
+
+/// dst[r, 0..<cols] = src[r, 0..<cols] for r in 0..<rows, with row strides lds and ldd.
+public func copy2D(rows: Int, cols: Int, src: UnsafePointer<Float>, lds: Int,
+                   dst: UnsafeMutablePointer<Float>, ldd: Int, pool: ThreadPool = .current) {
+    if rows == 0 || cols == 0 { return }
+    if lds == cols && ldd == cols {
+        pool.parallelChunks(rows * cols, minChunk: elementwiseGrain) { r, _ in
+            (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count)
+        }
+        return
+    }
+    pool.parallelChunks(rows, minChunk: max(1, elementwiseGrain / cols)) { r, _ in
+        for i in r { (dst + i * ldd).update(from: src + i * lds, count: cols) }
+    }
+}
+
+/// Permutes the middle two dims: x [a, b, c, d] → out [a, c, b, d]. With (a, b, c, d) =
+/// (B, L, H, D) this is the head permute, and applied again it undoes itself.
+public func permute0213(a: Int, b: Int, c: Int, d: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                        pool: ThreadPool = .current) {
+    pool.parallelChunks(a * c, minChunk: max(1, elementwiseGrain / max(b * d, 1))) { range, _ in
+        for ac in range {
+            let i = ac / c, k = ac % c
+            for j in 0..<b { (out + ((i * c + k) * b + j) * d).update(from: x + ((i * b + j) * c + k) * d, count: d) }
+        }
+    }
+}
+
+/// Reference for `permute0213`, element by element.
+public func permute0213Reference(a: Int, b: Int, c: Int, d: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    for i in 0..<a { for j in 0..<b { for k in 0..<c { for l in 0..<d {
+        out[((i * c + k) * b + j) * d + l] = x[((i * b + j) * c + k) * d + l]
+    } } } }
+}
+
+// MARK: - Tensor-level
+
+/// Tokens `range` of x: [B, L, D...] as a new tensor [B, range.count, D...].
+public func sliceSequence(_ x: Tensor, _ range: Range<Int>) -> Tensor {
+    check(x.rank >= 2 && range.lowerBound >= 0 && range.upperBound <= x.size(1),
+          "sliceSequence: tokens \(range) out of bounds for \(x.shape)")
+    let row = x.count / max(x.size(0) * x.size(1), 1)
+    var shape = x.shape
+    shape[1] = range.count
+    let out = Tensor(uninitialized: shape)
+    withExtendedLifetime(x) {
+        copy2D(rows: x.size(0), cols: range.count * row, src: x.data + range.lowerBound * row, lds: x.size(1) * row,
+               dst: out.data, ldd: range.count * row)
+    }
+    return out
+}
+
+/// Concatenation along the sequence axis: [B, L_i, D...] → [B, ΣL_i, D...].
+public func concatSequence(_ parts: [Tensor]) -> Tensor {
+    check(!parts.isEmpty, "concatSequence needs at least one tensor")
+    let first = parts[0]
+    for p in parts {
+        check(p.rank == first.rank && p.size(0) == first.size(0) && Array(p.shape.dropFirst(2)) == Array(first.shape.dropFirst(2)),
+              "concatSequence: \(p.shape) does not match \(first.shape) outside the sequence axis")
+    }
+    let row = first.shape.dropFirst(2).reduce(1, *)
+    let total = parts.reduce(0) { $0 + $1.size(1) }
+    var shape = first.shape
+    shape[1] = total
+    let out = Tensor(uninitialized: shape)
+    var at = 0
+    for p in parts {
+        withExtendedLifetime(p) {
+            copy2D(rows: p.size(0), cols: p.size(1) * row, src: p.data, lds: p.size(1) * row,
+                   dst: out.data + at * row, ldd: total * row)
+        }
+        at += p.size(1)
+    }
+    return out
+}
+
+/// [B, L, H, D] → [B, H, L, D] (and back: the permute is its own inverse up to naming).
+public func permuteHeads(_ x: Tensor) -> Tensor {
+    check(x.rank == 4, "permuteHeads needs a 4-D tensor, got \(x.shape)")
+    let out = Tensor(uninitialized: [x.size(0), x.size(2), x.size(1), x.size(3)])
+    withExtendedLifetime(x) {
+        permute0213(a: x.size(0), b: x.size(1), c: x.size(2), d: x.size(3), x: x.data, out: out.data)
+    }
+    return out
+}

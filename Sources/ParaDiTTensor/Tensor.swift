@@ -1,0 +1,169 @@
+import Foundation
+
+// MARK: - Storage
+
+/// A 64-byte-aligned block of Float32 owned by one or more `Tensor` views.
+///
+/// Alignment to a cache line keeps SIMD loads of row starts aligned and stops two ranks' buffers
+/// from sharing a line.
+public final class TensorStorage: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    public init(count: Int) {
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("ParaDiT: cannot allocate \(bytes) bytes for a tensor")
+        }
+        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+    }
+
+    deinit { free(base) }
+}
+
+// MARK: - Tensor
+
+/// A row-major Float32 tensor.
+///
+/// `Tensor` has reference semantics, like a torch tensor: views made by `rows(_:)`, `[i]` and
+/// `reshaped(_:)` share storage with their source, so a write through one is seen by all.
+/// Kernels take raw pointers (`data`) with explicit sizes; the tensor-level functions check shapes
+/// and keep the storage alive around those calls.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+    /// Offset of element 0 in `storage`, in elements.
+    public let offset: Int
+
+    /// A new tensor of zeros.
+    public init(zeros shape: [Int]) {
+        Self.checkShape(shape)
+        let n = shape.reduce(1, *)
+        storage = TensorStorage(count: n)
+        storage.base.initialize(repeating: 0, count: max(n, 1))
+        self.shape = shape
+        offset = 0
+    }
+
+    /// A new tensor whose contents are set by the caller before being read.
+    public init(uninitialized shape: [Int]) {
+        Self.checkShape(shape)
+        storage = TensorStorage(count: shape.reduce(1, *))
+        self.shape = shape
+        offset = 0
+    }
+
+    public init(shape: [Int], repeating value: Float) {
+        self.init(uninitialized: shape)
+        data.initialize(repeating: value, count: count)
+    }
+
+    public init(shape: [Int], values: [Float]) {
+        let n = shape.reduce(1, *)
+        guard values.count == n else {
+            fatalError("Tensor(shape: \(shape)) needs \(n) values, got \(values.count)")
+        }
+        self.init(uninitialized: shape)
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: n) }
+    }
+
+    init(shape: [Int], storage: TensorStorage, offset: Int) {
+        self.shape = shape
+        self.storage = storage
+        self.offset = offset
+    }
+
+    private static func checkShape(_ shape: [Int]) {
+        guard shape.allSatisfy({ $0 >= 0 }) else { fatalError("Tensor shape \(shape) has a negative size") }
+    }
+
+    // MARK: Geometry
+
+    public var rank: Int { shape.count }
+    public var count: Int { shape.reduce(1, *) }
+    /// Pointer to element 0. Valid while `self` (or its storage) is alive.
+    public var data: UnsafeMutablePointer<Float> { storage.base + offset }
+
+    /// Size of `dim`; negative dims count from the end.
+    public func size(_ dim: Int) -> Int { shape[dim < 0 ? shape.count + dim : dim] }
+
+    /// Product of the sizes after the leading dimension: one "row" of a leading-dim slice.
+    public var rowCount: Int { shape.isEmpty ? 1 : shape.dropFirst().reduce(1, *) }
+
+    // MARK: Views
+
+    /// Rows `range` of the leading dimension, sharing storage.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        guard !shape.isEmpty, range.lowerBound >= 0, range.upperBound <= shape[0] else {
+            fatalError("rows(\(range)) out of bounds for shape \(shape)")
+        }
+        var s = shape
+        s[0] = range.count
+        return Tensor(shape: s, storage: storage, offset: offset + range.lowerBound * rowCount)
+    }
+
+    /// Index `i` of the leading dimension, sharing storage.
+    public subscript(i: Int) -> Tensor {
+        guard !shape.isEmpty, i >= 0, i < shape[0] else {
+            fatalError("index \(i) out of bounds for shape \(shape)")
+        }
+        return Tensor(shape: Array(shape.dropFirst()), storage: storage, offset: offset + i * rowCount)
+    }
+
+    /// The same elements under another shape; one size may be -1 (inferred).
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var s = newShape
+        if let inferred = s.firstIndex(of: -1) {
+            let known = s.enumerated().filter { $0.offset != inferred }.map(\.element).reduce(1, *)
+            guard known > 0, count % known == 0 else {
+                fatalError("cannot reshape \(shape) to \(newShape)")
+            }
+            s[inferred] = count / known
+        }
+        guard s.reduce(1, *) == count, s.allSatisfy({ $0 >= 0 }) else {
+            fatalError("cannot reshape \(shape) (\(count) elements) to \(newShape)")
+        }
+        return Tensor(shape: s, storage: storage, offset: offset)
+    }
+
+    // MARK: Copies
+
+    /// A deep copy with its own storage.
+    public func copy() -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        out.data.update(from: data, count: count)
+        return out
+    }
+
+    /// Copies `source` (same element count) into this tensor.
+    public func copy(from source: Tensor) {
+        guard source.count == count else {
+            fatalError("copy(from:) needs \(count) elements, source \(source.shape) has \(source.count)")
+        }
+        withExtendedLifetime(source) { data.update(from: source.data, count: count) }
+    }
+
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// Element at a full multi-index (slow; for tests and debugging).
+    public subscript(index index: [Int]) -> Float {
+        guard index.count == shape.count else { fatalError("index \(index) does not match shape \(shape)") }
+        var flat = 0
+        for (i, n) in zip(index, shape) {
+            guard i >= 0, i < n else { fatalError("index \(index) out of bounds for shape \(shape)") }
+            flat = flat * n + i
+        }
+        return data[flat]
+    }
+}
+
+// MARK: - Checks
+
+/// Fails with a message when `condition` is false. Unlike `precondition`, it survives `-Ounchecked`,
+/// so shape errors stay loud in release builds; keep it out of inner loops.
+@inline(__always)
+public func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError("ParaDiT: " + message()) }
+}

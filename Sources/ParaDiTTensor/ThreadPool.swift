@@ -1,0 +1,181 @@
+import Foundation
+import Synchronization
+import CParaDiTBLAS
+
+/// A fixed set of worker threads that a rank uses for its kernels.
+///
+/// Every rank owns one pool of an explicit size, so that several ranks on one machine split the
+/// cores instead of oversubscribing them. BLAS is always called single-threaded from inside the
+/// pool (see `BLAS.configureForPool`), which keeps the whole engine's thread count equal to the
+/// sum of the pools. Workers are plain OS threads: waiting on them never blocks Swift's
+/// cooperative pool.
+public final class ThreadPool: @unchecked Sendable {
+    public let threadCount: Int
+
+    private var mutex = pthread_mutex_t()
+    private var wake = pthread_cond_t()
+    private var finished = pthread_cond_t()
+    private var generation = 0
+    private var doneWorkers = 0
+    private var job: ((Int, Int) -> Void)?
+    private var jobCount = 0
+    private let next = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+    private var shuttingDown = false
+    private var workers: [pthread_t] = []
+
+    /// A pool of `threads` threads in all: the caller of `parallelFor` is worker 0.
+    public init(threads: Int) {
+        check(threads >= 1, "a thread pool needs at least one thread, got \(threads)")
+        threadCount = threads
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&wake, nil)
+        pthread_cond_init(&finished, nil)
+        BLAS.useSingleThread()
+        for worker in 1..<threads {
+            let box = Unmanaged.passRetained(WorkerArgs(pool: self, index: worker))
+            var tid = pthread_t()
+            let rc = pthread_create(&tid, nil, { raw in
+                let args = Unmanaged<WorkerArgs>.fromOpaque(raw!).takeRetainedValue()
+                args.pool.workerLoop(index: args.index)
+                return nil
+            }, box.toOpaque())
+            check(rc == 0, "cannot start pool thread \(worker): pthread_create returned \(rc)")
+            workers.append(tid)
+        }
+    }
+
+    deinit {
+        pthread_mutex_lock(&mutex)
+        shuttingDown = true
+        pthread_cond_broadcast(&wake)
+        pthread_mutex_unlock(&mutex)
+        for t in workers { pthread_join(t, nil) }
+        pthread_cond_destroy(&wake)
+        pthread_cond_destroy(&finished)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Runs `body(item, worker)` for every `item` in `0..<count`, spread over the pool's threads,
+    /// and returns when all have finished. `worker` is in `0..<threadCount` and is unique among
+    /// concurrently running bodies, so it can index per-thread scratch space.
+    /// A nested call from inside a body runs serially on the calling thread.
+    public func parallelFor(_ count: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
+        if count <= 0 { return }
+        if threadCount == 1 || count == 1 || !busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            for i in 0..<count { body(i, 0) }
+            return
+        }
+        withoutActuallyEscaping(body) { escaping in
+            pthread_mutex_lock(&mutex)
+            job = escaping
+            jobCount = count
+            next.store(0, ordering: .relaxed)
+            doneWorkers = 0
+            generation &+= 1
+            pthread_cond_broadcast(&wake)
+            pthread_mutex_unlock(&mutex)
+
+            drain(escaping, count: count, worker: 0)
+
+            pthread_mutex_lock(&mutex)
+            while doneWorkers < threadCount - 1 { pthread_cond_wait(&finished, &mutex) }
+            job = nil
+            pthread_mutex_unlock(&mutex)
+        }
+        busy.store(false, ordering: .releasing)
+    }
+
+    /// `parallelFor` over `count` items grouped into at most `threadCount` contiguous chunks:
+    /// `body(range, worker)`. For cheap per-item work where one call per item costs too much.
+    public func parallelChunks(_ count: Int, minChunk: Int = 1, _ body: (_ range: Range<Int>, _ worker: Int) -> Void) {
+        if count <= 0 { return }
+        let chunks = max(1, min(threadCount, count / max(minChunk, 1)))
+        parallelFor(chunks) { c, w in
+            body((c * count / chunks)..<((c + 1) * count / chunks), w)
+        }
+    }
+
+    private func drain(_ body: (Int, Int) -> Void, count: Int, worker: Int) {
+        while true {
+            let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            if i >= count { return }
+            body(i, worker)
+        }
+    }
+
+    private func workerLoop(index: Int) {
+        var seen = 0
+        while true {
+            pthread_mutex_lock(&mutex)
+            while generation == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
+            if shuttingDown { pthread_mutex_unlock(&mutex); return }
+            seen = generation
+            let body = job!
+            let count = jobCount
+            pthread_mutex_unlock(&mutex)
+
+            drain(body, count: count, worker: index)
+
+            pthread_mutex_lock(&mutex)
+            doneWorkers += 1
+            if doneWorkers == threadCount - 1 { pthread_cond_signal(&finished) }
+            pthread_mutex_unlock(&mutex)
+        }
+    }
+
+    // MARK: The current pool
+
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    private static let processDefault = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
+
+    /// The pool kernels use on this thread: the one installed with `withCurrent`, or else a
+    /// process-wide pool with one thread per core.
+    public static var current: ThreadPool {
+        if let raw = pthread_getspecific(key) {
+            return Unmanaged<ThreadPool>.fromOpaque(raw).takeUnretainedValue()
+        }
+        return processDefault
+    }
+
+    /// Runs `body` with `self` as this thread's current pool (a rank thread installs its own).
+    public func withCurrent<R>(_ body: () throws -> R) rethrows -> R {
+        let previous = pthread_getspecific(Self.key)
+        pthread_setspecific(Self.key, Unmanaged.passUnretained(self).toOpaque())
+        defer { pthread_setspecific(Self.key, previous) }
+        return try withExtendedLifetime(self) { try body() }
+    }
+}
+
+private final class WorkerArgs {
+    let pool: ThreadPool
+    let index: Int
+    init(pool: ThreadPool, index: Int) {
+        self.pool = pool
+        self.index = index
+    }
+}
+
+/// Process-wide OpenBLAS settings.
+public enum BLAS {
+    /// OpenBLAS keeps one global thread count. The engine parallelises around BLAS calls itself,
+    /// so BLAS runs single-threaded inside each pool thread.
+    public static func useSingleThread() { openblas_set_num_threads(1) }
+
+    /// Lets OpenBLAS use `threads` threads for its own calls (benchmarks of raw cblas only).
+    public static func setThreads(_ threads: Int) { openblas_set_num_threads(Int32(threads)) }
+}
+
+extension BLAS {
+    /// OpenBLAS's build and the kernel core it picked at run time, e.g. "OpenBLAS 0.3.21 … Haswell".
+    public static var description: String {
+        let config = String(cString: openblas_get_config())
+        let core = String(cString: openblas_get_corename())
+        return "\(config) (core \(core))"
+    }
+}

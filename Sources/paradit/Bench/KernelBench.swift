@@ -1,0 +1,134 @@
+import CParaDiTBLAS
+import Foundation
+import ParaDiTTensor
+
+/// `paradit bench kernels`: the engine's kernels on the shapes DiTs use, beside raw cblas.
+struct KernelBenchmark {
+    var threads: Int
+    var warmup: Int
+    var runs: Int
+    var attentionLengths: [Int]
+
+    struct GEMMCase: Codable {
+        var m, n, k: Int
+        var engine: Timing, cblas: Timing
+        var engineGflops, cblasGflops, engineOverCblas: Double
+    }
+    struct AttentionCase: Codable {
+        var seqLen, heads, headDim: Int
+        var timing: Timing
+        var gflops: Double
+        /// This case's GFLOP/s over the best engine GEMM GFLOP/s of the same run.
+        var fractionOfGemm: Double
+    }
+    struct MemoryCase: Codable {
+        var kernel: String
+        var shape: [Int]
+        var timing: Timing
+        var gbPerSecond: Double
+    }
+    struct Report: Codable {
+        var suite = "kernels"
+        var machine: MachineInfo
+        var warmup, runs: Int
+        var gemm: [GEMMCase]
+        var attention: [AttentionCase]
+        var memoryBound: [MemoryCase]
+    }
+
+    static let gemmShapes = [(4096, 1152, 1152), (1024, 4608, 1152), (4096, 4608, 1152)]
+
+    func run(progress: (String) -> Void) -> Report {
+        let pool = ThreadPool(threads: threads)
+        return pool.withCurrent {
+            let gemm = Self.gemmShapes.map { m, n, k in
+                progress("gemm \(m)×\(k)·\(k)×\(n)")
+                return gemmCase(m: m, n: n, k: k, pool: pool)
+            }
+            let bestGemm = gemm.map(\.engineGflops).max() ?? 1
+            var attention: [AttentionCase] = []
+            for seqLen in attentionLengths {
+                for headDim in [64, 128] {
+                    progress("attention L=\(seqLen) d=\(headDim)")
+                    attention.append(attentionCase(seqLen: seqLen, heads: 16, headDim: headDim, bestGemm: bestGemm, pool: pool))
+                }
+            }
+            progress("layernorm, gelu")
+            return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
+                          attention: attention, memoryBound: memoryCases(pool: pool))
+        }
+    }
+
+    func gemmCase(m: Int, n: Int, k: Int, pool: ThreadPool) -> GEMMCase {
+        let a = Tensor.randn([m, k], seed: 1), b = Tensor.randn([k, n], seed: 2), c = Tensor(zeros: [m, n])
+        let flops = 2.0 * Double(m * n * k)
+        let engine = measure(warmup: warmup, runs: runs) {
+            sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n,
+                  beta: 0, c: c.data, ldc: n, pool: pool)
+        }
+        // Raw cblas with OpenBLAS's own threading at the same thread count.
+        BLAS.setThreads(threads)
+        let raw = measure(warmup: warmup, runs: runs) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k),
+                        b.data, Int32(n), 0, c.data, Int32(n))
+        }
+        BLAS.useSingleThread()
+        withExtendedLifetime((a, b, c)) {}
+        let e = flops / engine.median / 1e9, r = flops / raw.median / 1e9
+        return GEMMCase(m: m, n: n, k: k, engine: engine, cblas: raw, engineGflops: e, cblasGflops: r, engineOverCblas: e / r)
+    }
+
+    func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double, pool: ThreadPool) -> AttentionCase {
+        let width = heads * headDim
+        let q = Tensor.randn([seqLen, width], seed: 3), k = Tensor.randn([seqLen, width], seed: 4)
+        let v = Tensor.randn([seqLen, width], seed: 5), o = Tensor(zeros: [seqLen, width])
+        let lse = Tensor(zeros: [heads, seqLen])
+        let timing = measure(warmup: warmup, runs: runs) {
+            attention(batch: 1, heads: heads, lq: seqLen, lk: seqLen, headDim: headDim, q: q.data, ldq: width,
+                      k: k.data, ldk: width, v: v.data, ldv: width, out: o.data, ldo: width, lse: lse.data,
+                      scale: 1 / Float(headDim).squareRoot(), pool: pool)
+        }
+        withExtendedLifetime((q, k, v, o, lse)) {}
+        let gflops = 4.0 * Double(heads) * Double(seqLen) * Double(seqLen) * Double(headDim) / timing.median / 1e9
+        return AttentionCase(seqLen: seqLen, heads: heads, headDim: headDim, timing: timing, gflops: gflops,
+                             fractionOfGemm: gflops / bestGemm)
+    }
+
+    func memoryCases(pool: ThreadPool) -> [MemoryCase] {
+        let shape = [4096, 1152]
+        let x = Tensor.randn(shape, seed: 6), y = Tensor(zeros: shape)
+        let w = Tensor.randn([1152], seed: 7), b = Tensor.randn([1152], seed: 8)
+        let bytes = Double(2 * x.count * 4)  // one read and one write per element
+        let cases: [(String, () -> Void)] = [
+            ("layernorm", { layerNorm(rows: 4096, dim: 1152, x: x.data, weight: w.data, bias: b.data, eps: 1e-6, out: y.data, pool: pool) }),
+            ("gelu-tanh", { gelu(count: x.count, x.data, out: y.data, approximation: .tanh, pool: pool) }),
+            ("gelu-erf", { gelu(count: x.count, x.data, out: y.data, approximation: .none, pool: pool) }),
+            ("silu", { silu(count: x.count, x.data, out: y.data, pool: pool) }),
+        ]
+        let result = cases.map { name, body in
+            let t = measure(warmup: warmup, runs: runs, body)
+            return MemoryCase(kernel: name, shape: shape, timing: t, gbPerSecond: bytes / t.median / 1e9)
+        }
+        withExtendedLifetime((x, y, w, b)) {}
+        return result
+    }
+
+    static func tables(_ r: Report) -> [ResultTable] {
+        var g = ResultTable(title: "GEMM (m×k · k×n), GFLOP/s", columns: ["shape", "engine", "raw cblas", "engine/cblas", "engine ms"])
+        for c in r.gemm {
+            g.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.engineGflops), fmt(c.cblasGflops), fmt(c.engineOverCblas, digits: 3),
+                   fmt(c.engine.median * 1e3, digits: 2)])
+        }
+        var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE)",
+                            columns: ["L", "heads", "head dim", "ms", "GFLOP/s", "of best GEMM"])
+        for c in r.attention {
+            a.add(["\(c.seqLen)", "\(c.heads)", "\(c.headDim)", fmt(c.timing.median * 1e3, digits: 2), fmt(c.gflops),
+                   fmt(c.fractionOfGemm * 100) + "%"])
+        }
+        var m = ResultTable(title: "Memory-bound kernels", columns: ["kernel", "shape", "µs", "GB/s"])
+        for c in r.memoryBound {
+            m.add([c.kernel, c.shape.map(String.init).joined(separator: "×"), fmt(c.timing.median * 1e6), fmt(c.gbPerSecond)])
+        }
+        return [g, a, m]
+    }
+}
