@@ -22,45 +22,50 @@ public typealias F8 = SIMD8<Float>
     for i in 0..<n { p[i] = v[i] }
 }
 
+/// `@_transparent` because `@inline(__always)` still leaves some call sites out-of-line, and an
+/// out-of-line SIMD8 call splits the vector into two SSE halves and clears the upper state.
 /// e^x for every lane: range reduction x = n·ln2 + r, a degree-6 polynomial for e^r, and 2^n built
 /// in the exponent bits. Lanes below -87.3 (including -inf) give exactly 0; above 88.7, +inf is
 /// avoided by clamping (e^88.7 ≈ 3.4e38).
-@inline(__always) public func exp8(_ x: F8) -> F8 {
+@_transparent public func exp8(_ x: F8) -> F8 {
     let hi: Float = 88.72283, lo: Float = -87.33654
-    let xc = x.clamped(lowerBound: F8(repeating: lo), upperBound: F8(repeating: hi))
+    let xc = vmin(vmax(x, F8(repeating: lo)), F8(repeating: hi))
     // Round x·log2(e) to nearest with the 1.5·2^23 trick: the integer lands in the low mantissa bits.
     let magic: Float = 12582912
-    let t = xc * 1.442695040888963 + magic
+    let t = F8(repeating: magic).addingProduct(xc, F8(repeating: 1.442695040888963))
     let n = t - magic
-    var r = xc - n * 0.693359375
-    r = r - n * -2.12194440e-4
+    let r = xc.addingProduct(n, F8(repeating: -0.693359375)).addingProduct(n, F8(repeating: 2.12194440e-4))
     var p = F8(repeating: 1.9875691500e-4)
-    p = p * r + 1.3981999507e-3
-    p = p * r + 8.3334519073e-3
-    p = p * r + 4.1665795894e-2
-    p = p * r + 1.6666665459e-1
-    p = p * r + 5.0000001201e-1
-    p = p * (r * r) + r + 1
+    p = F8(repeating: 1.3981999507e-3).addingProduct(p, r)
+    p = F8(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = F8(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = F8(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = F8(repeating: 5.0000001201e-1).addingProduct(p, r)
+    p = (r + 1).addingProduct(p, r * r)
     let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- unsafeBitCast(F8(repeating: magic), to: SIMD8<Int32>.self)
     let scale = unsafeBitCast((ni &+ 127) &<< 23, to: F8.self)
     return (p * scale).replacing(with: 0, where: x .< lo)
 }
 
 /// erf(x) for every lane (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
-@inline(__always) public func erf8(_ x: F8) -> F8 {
+@_transparent public func erf8(_ x: F8) -> F8 {
     let ax = x.replacing(with: -x, where: x .< 0)
     let t = 1 / (1 + 0.3275911 * ax)
     var p = F8(repeating: 1.061405429)
-    p = p * t - 1.453152027
-    p = p * t + 1.421413741
-    p = p * t - 0.284496736
-    p = p * t + 0.254829592
+    p = F8(repeating: -1.453152027).addingProduct(p, t)
+    p = F8(repeating: 1.421413741).addingProduct(p, t)
+    p = F8(repeating: -0.284496736).addingProduct(p, t)
+    p = F8(repeating: 0.254829592).addingProduct(p, t)
     let y = 1 - p * t * exp8(-ax * ax)
     return y.replacing(with: -y, where: x .< 0)
 }
 
-/// Sum of the 8 lanes.
-@inline(__always) func hsum(_ v: F8) -> Float { v.sum() }
+/// Lane-wise maximum and minimum (the stdlib's pointwiseMax is not inlined; these become vmaxps/vminps).
+@_transparent public func vmax(_ a: F8, _ b: F8) -> F8 { a.replacing(with: b, where: b .> a) }
+@_transparent public func vmin(_ a: F8, _ b: F8) -> F8 { a.replacing(with: b, where: b .< a) }
 
 /// Largest of the 8 lanes.
-@inline(__always) func hmax(_ v: F8) -> Float { v.max() }
+@inline(__always) func hmax(_ v: F8) -> Float {
+    let m4 = vmax(v, F8(v[4], v[5], v[6], v[7], v[0], v[1], v[2], v[3]))
+    return max(max(m4[0], m4[1]), max(m4[2], m4[3]))
+}
