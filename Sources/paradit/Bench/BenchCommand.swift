@@ -38,6 +38,9 @@ struct BenchKernels: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Attention sequence lengths.")
     var seqLens: [Int] = [1024, 4096]
 
+    @Option(parsing: .upToNextOption, help: "Suites to run: gemm, attention, memory (default: all).")
+    var only: [KernelBenchmark.Suite] = KernelBenchmark.Suite.allCases
+
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
@@ -49,10 +52,13 @@ struct BenchKernels: ParsableCommand {
     }
 
     func run() throws {
-        let bench = KernelBenchmark(threads: threads, warmup: warmup, runs: runs, attentionLengths: seqLens)
+        let bench = KernelBenchmark(threads: threads, warmup: warmup, runs: runs, attentionLengths: seqLens,
+                                     suites: Set(only))
         let report = bench.run { stage in FileHandle.standardError.write(Data("  running \(stage)…\n".utf8)) }
         print("machine: \(report.machine.cpu), \(report.machine.logicalCores) cores, \(threads) threads; \(report.machine.blas)\n")
         for table in KernelBenchmark.tables(report) { print(table.render() + "\n") }
         if let json { try writeJSON(report, to: json) }
     }
 }
+
+extension KernelBenchmark.Suite: ExpressibleByArgument {}

@@ -8,6 +8,11 @@ struct KernelBenchmark {
     var warmup: Int
     var runs: Int
     var attentionLengths: [Int]
+    var suites: Set<Suite> = Set(Suite.allCases)
+
+    enum Suite: String, CaseIterable, Codable {
+        case gemm, attention, memory
+    }
 
     struct GEMMCase: Codable {
         var m, n, k: Int
@@ -18,8 +23,8 @@ struct KernelBenchmark {
         var seqLen, heads, headDim: Int
         var timing: Timing
         var gflops: Double
-        /// This case's GFLOP/s over the best engine GEMM GFLOP/s of the same run.
-        var fractionOfGemm: Double
+        /// This case's GFLOP/s over the best engine GEMM GFLOP/s of the same run (when GEMM ran).
+        var fractionOfGemm: Double?
     }
     struct MemoryCase: Codable {
         var kernel: String
@@ -41,21 +46,21 @@ struct KernelBenchmark {
     func run(progress: (String) -> Void) -> Report {
         let pool = ThreadPool(threads: threads)
         return pool.withCurrent {
-            let gemm = Self.gemmShapes.map { m, n, k in
+            let gemm: [GEMMCase] = !suites.contains(.gemm) ? [] : Self.gemmShapes.map { m, n, k in
                 progress("gemm \(m)×\(k)·\(k)×\(n)")
                 return gemmCase(m: m, n: n, k: k, pool: pool)
             }
-            let bestGemm = gemm.map(\.engineGflops).max() ?? 1
+            let bestGemm = gemm.map(\.engineGflops).max()
             var attention: [AttentionCase] = []
-            for seqLen in attentionLengths {
+            for seqLen in suites.contains(.attention) ? attentionLengths : [] {
                 for headDim in [64, 128] {
                     progress("attention L=\(seqLen) d=\(headDim)")
                     attention.append(attentionCase(seqLen: seqLen, heads: 16, headDim: headDim, bestGemm: bestGemm, pool: pool))
                 }
             }
-            progress("layernorm, gelu")
+            if suites.contains(.memory) { progress("layernorm, gelu, silu") }
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
-                          attention: attention, memoryBound: memoryCases(pool: pool))
+                          attention: attention, memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
         }
     }
 
@@ -78,7 +83,7 @@ struct KernelBenchmark {
         return GEMMCase(m: m, n: n, k: k, engine: engine, cblas: raw, engineGflops: e, cblasGflops: r, engineOverCblas: e / r)
     }
 
-    func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double, pool: ThreadPool) -> AttentionCase {
+    func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double?, pool: ThreadPool) -> AttentionCase {
         let width = heads * headDim
         let q = Tensor.randn([seqLen, width], seed: 3), k = Tensor.randn([seqLen, width], seed: 4)
         let v = Tensor.randn([seqLen, width], seed: 5), o = Tensor(zeros: [seqLen, width])
@@ -91,7 +96,7 @@ struct KernelBenchmark {
         withExtendedLifetime((q, k, v, o, lse)) {}
         let gflops = 4.0 * Double(heads) * Double(seqLen) * Double(seqLen) * Double(headDim) / timing.median / 1e9
         return AttentionCase(seqLen: seqLen, heads: heads, headDim: headDim, timing: timing, gflops: gflops,
-                             fractionOfGemm: gflops / bestGemm)
+                             fractionOfGemm: bestGemm.map { gflops / $0 })
     }
 
     func memoryCases(pool: ThreadPool) -> [MemoryCase] {
@@ -123,12 +128,12 @@ struct KernelBenchmark {
                             columns: ["L", "heads", "head dim", "ms", "GFLOP/s", "of best GEMM"])
         for c in r.attention {
             a.add(["\(c.seqLen)", "\(c.heads)", "\(c.headDim)", fmt(c.timing.median * 1e3, digits: 2), fmt(c.gflops),
-                   fmt(c.fractionOfGemm * 100) + "%"])
+                   c.fractionOfGemm.map { fmt($0 * 100) + "%" } ?? "-"])
         }
         var m = ResultTable(title: "Memory-bound kernels", columns: ["kernel", "shape", "µs", "GB/s"])
         for c in r.memoryBound {
             m.add([c.kernel, c.shape.map(String.init).joined(separator: "×"), fmt(c.timing.median * 1e6), fmt(c.gbPerSecond)])
         }
-        return [g, a, m]
+        return [g, a, m].filter { !$0.rows.isEmpty }
     }
 }
