@@ -12,9 +12,10 @@ import CParaDiTBLAS
 public final class ThreadPool: @unchecked Sendable {
     public let threadCount: Int
 
-    private var mutex = pthread_mutex_t()
-    private var wake = pthread_cond_t()
-    private var finished = pthread_cond_t()
+    // Heap-allocated so their addresses never move (pthread objects must not be copied).
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var generation = 0
     private var doneWorkers = 0
     private var job: ((Int, Int) -> Void)?
@@ -28,9 +29,9 @@ public final class ThreadPool: @unchecked Sendable {
     public init(threads: Int) {
         check(threads >= 1, "a thread pool needs at least one thread, got \(threads)")
         threadCount = threads
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&wake, nil)
-        pthread_cond_init(&finished, nil)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wake, nil)
+        pthread_cond_init(finished, nil)
         BLAS.useSingleThread()
         for worker in 1..<threads {
             let box = Unmanaged.passRetained(WorkerArgs(pool: self, index: worker))
@@ -46,14 +47,17 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     deinit {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         shuttingDown = true
-        pthread_cond_broadcast(&wake)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_broadcast(wake)
+        pthread_mutex_unlock(mutex)
         for t in workers { pthread_join(t, nil) }
-        pthread_cond_destroy(&wake)
-        pthread_cond_destroy(&finished)
-        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(wake)
+        pthread_cond_destroy(finished)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        wake.deallocate()
+        finished.deallocate()
     }
 
     /// Runs `body(item, worker)` for every `item` in `0..<count`, spread over the pool's threads,
@@ -67,21 +71,21 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         withoutActuallyEscaping(body) { escaping in
-            pthread_mutex_lock(&mutex)
+            pthread_mutex_lock(mutex)
             job = escaping
             jobCount = count
             next.store(0, ordering: .relaxed)
             doneWorkers = 0
             generation &+= 1
-            pthread_cond_broadcast(&wake)
-            pthread_mutex_unlock(&mutex)
+            pthread_cond_broadcast(wake)
+            pthread_mutex_unlock(mutex)
 
             drain(escaping, count: count, worker: 0)
 
-            pthread_mutex_lock(&mutex)
-            while doneWorkers < threadCount - 1 { pthread_cond_wait(&finished, &mutex) }
+            pthread_mutex_lock(mutex)
+            while doneWorkers < threadCount - 1 { pthread_cond_wait(finished, mutex) }
             job = nil
-            pthread_mutex_unlock(&mutex)
+            pthread_mutex_unlock(mutex)
         }
         busy.store(false, ordering: .releasing)
     }
@@ -107,20 +111,22 @@ public final class ThreadPool: @unchecked Sendable {
     private func workerLoop(index: Int) {
         var seen = 0
         while true {
-            pthread_mutex_lock(&mutex)
-            while generation == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
-            if shuttingDown { pthread_mutex_unlock(&mutex); return }
+            pthread_mutex_lock(mutex)
+            while generation == seen && !shuttingDown { pthread_cond_wait(wake, mutex) }
+            if shuttingDown { pthread_mutex_unlock(mutex); return }
             seen = generation
-            let body = job!
+            var body = job
             let count = jobCount
-            pthread_mutex_unlock(&mutex)
+            pthread_mutex_unlock(mutex)
 
-            drain(body, count: count, worker: index)
+            drain(body!, count: count, worker: index)
+            // Let go of the caller's closure before reporting done: it must not outlive parallelFor.
+            body = nil
 
-            pthread_mutex_lock(&mutex)
+            pthread_mutex_lock(mutex)
             doneWorkers += 1
-            if doneWorkers == threadCount - 1 { pthread_cond_signal(&finished) }
-            pthread_mutex_unlock(&mutex)
+            if doneWorkers == threadCount - 1 { pthread_cond_signal(finished) }
+            pthread_mutex_unlock(mutex)
         }
     }
 
@@ -153,7 +159,9 @@ public final class ThreadPool: @unchecked Sendable {
 }
 
 private final class WorkerArgs {
-    let pool: ThreadPool
+    /// Unowned: the pool joins its workers in deinit, so it outlives them; a strong reference
+    /// would keep every pool alive forever.
+    unowned(unsafe) let pool: ThreadPool
     let index: Int
     init(pool: ThreadPool, index: Int) {
         self.pool = pool

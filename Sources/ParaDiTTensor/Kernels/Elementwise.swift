@@ -119,7 +119,8 @@ public func gelu(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointe
             return v / (1 + exp8(-2 * u))
         }
     case .none:
-        mapUnary(count, x, out, pool) { v in 0.5 * v * (1 + erf8(v * 0.7071067811865476)) }
+        // 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(−x/√2), accurate in the negative tail too.
+        mapUnary(count, x, out, pool) { v in 0.5 * v * erfc8(v * -0.7071067811865476) }
     }
 }
 

@@ -1,0 +1,85 @@
+import ParaDiTTensor
+import Testing
+
+@Suite("GEMM conformance")
+struct GEMMTests {
+    struct Case: CustomStringConvertible, Sendable {
+        var m, n, k: Int
+        var transA, transB: Bool
+        var description: String { "\(m)×\(k)·\(k)×\(n)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")" }
+    }
+
+    static let cases: [Case] = {
+        var all: [Case] = []
+        let shapes = [(1, 1, 1), (7, 9, 5), (129, 33, 17), (16, 129, 64), (200, 70, 129), (1, 300, 7), (65, 1, 31)]
+        for (m, n, k) in shapes { for ta in [false, true] { for tb in [false, true] {
+            all.append(Case(m: m, n: n, k: k, transA: ta, transB: tb))
+        } } }
+        return all
+    }()
+
+    @Test("sgemm equals the triple loop", arguments: cases)
+    func sgemmMatchesReference(c: Case) {
+        let a = Tensor.randn(c.transA ? [c.k, c.m] : [c.m, c.k], seed: 1)
+        let b = Tensor.randn(c.transB ? [c.n, c.k] : [c.k, c.n], seed: 2)
+        let c0 = Tensor.randn([c.m, c.n], seed: 3)
+        let expected = c0.copy()
+        sgemmReference(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: 0.5, a: a.data,
+                       lda: a.size(1), b: b.data, ldb: b.size(1), beta: 0.25, c: expected.data, ldc: c.n)
+        for pool in testPools {
+            let out = c0.copy()
+            sgemm(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: 0.5, a: a.data, lda: a.size(1),
+                  b: b.data, ldb: b.size(1), beta: 0.25, c: out.data, ldc: c.n, pool: pool)
+            expectClose(out, expected, tolerance: 1e-6, "\(c) threads \(pool.threadCount)")
+        }
+    }
+
+    @Test("linear (bias epilogue) equals reference", arguments: [(1, 1, 1), (7, 13, 5), (130, 65, 33), (257, 16, 9)])
+    func linearMatchesReference(m: Int, n: Int, k: Int) {
+        let x = Tensor.randn([m, k], seed: 4), w = Tensor.randn([n, k], seed: 5), bias = Tensor.randn([n], seed: 6)
+        for withBias in [false, true] {
+            let expected = Tensor(zeros: [m, n])
+            linearReference(m: m, n: n, k: k, x: x.data, ldx: k, weight: w.data, bias: withBias ? bias.data : nil,
+                            y: expected.data, ldy: n)
+            for pool in testPools {
+                let out = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
+                expectClose(out, expected, tolerance: 1e-6, "linear \(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)")
+            }
+        }
+    }
+
+    @Test("batched matmul equals per-item products")
+    func batchedMatmul() {
+        let a = Tensor.randn([3, 17, 9], seed: 7), b = Tensor.randn([9, 5], seed: 8)
+        for pool in testPools {
+            let out = pool.withCurrent { matmul(a, b) }
+            #expect(out.shape == [3, 17, 5])
+            for i in 0..<3 {
+                let expected = Tensor(zeros: [17, 5])
+                sgemmReference(transA: false, transB: false, m: 17, n: 5, k: 9, alpha: 1, a: a[i].data, lda: 9,
+                               b: b.data, ldb: 5, beta: 0, c: expected.data, ldc: 5)
+                expectClose(out[i], expected, tolerance: 1e-6, "batch item \(i) threads \(pool.threadCount)")
+            }
+        }
+    }
+
+    @Test("microkernel equals the triple loop, partial row tiles included", arguments: [1, 5, 6, 7, 13, 36])
+    func microGemmMatchesReference(m: Int) {
+        for (n, k) in [(16, 1), (32, 7), (48, 64), (16, 129)] {
+            let a = Tensor.randn([m, k], seed: 9), b = Tensor.randn([k, n], seed: 10)
+            // Repack B into 16-column panels of [k × 16].
+            let panels = Tensor(zeros: [n * k])
+            for p in 0..<(n / 16) { for r in 0..<k { for c in 0..<16 { panels.data[p * 16 * k + r * 16 + c] = b.data[r * n + p * 16 + c] } } }
+            let c0 = Tensor.randn([m, n], seed: 11)
+            for accumulate in [false, true] {
+                let expected = c0.copy()
+                sgemmReference(transA: false, transB: false, m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k,
+                               b: b.data, ldb: n, beta: accumulate ? 1 : 0, c: expected.data, ldc: n)
+                let out = c0.copy(), pad = Tensor(zeros: [6 * k])
+                microGemm(m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k, b: panels.data, ldb: 16, panelStride: 16 * k,
+                          c: out.data, ldc: n, accumulate: accumulate, rowPad: pad.data)
+                expectClose(out, expected, tolerance: 1e-6, "micro \(m)×\(k)·\(k)×\(n) accumulate \(accumulate)")
+            }
+        }
+    }
+}
