@@ -35,9 +35,9 @@ let package = Package(
             dependencies: ["CParaDiTBLAS"],
             swiftSettings: settings
         ),
-        // Layer 8: the command-line app.
-        .executableTarget(
-            name: "paradit",
+        // Layer 8: the command-line app, as a library so tests can drive its commands.
+        .target(
+            name: "ParaDiTCLI",
             dependencies: [
                 "ParaDiTTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -45,9 +45,15 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        .executableTarget(name: "paradit", dependencies: ["ParaDiTCLI"], swiftSettings: settings),
         .testTarget(
             name: "ParaDiTTensorTests",
             dependencies: ["ParaDiTTensor"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTCLITests",
+            dependencies: ["ParaDiTCLI"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

@@ -6,48 +6,83 @@ import Foundation
 /// Smallest chunk handed to one thread: below this, waking a thread costs more than the work.
 let elementwiseGrain = 1 << 14
 
-/// Applies `op` lane-wise to x[0..<count] into out, tail included (the tail goes through the same
+/// A lane-wise operation. Kernels are generic over the operation's type rather than taking a
+/// closure: a closure captured by the pool's work item stays an opaque call per vector, while a
+/// static method of a concrete type is specialised and inlined.
+protocol UnaryOp { static func apply(_ v: F8) -> F8 }
+protocol BinaryOp { static func apply(_ a: F8, _ b: F8) -> F8 }
+
+/// Applies `Op` lane-wise to x[0..<count] into out, tail included (the tail goes through the same
 /// vector code, so results do not depend on where an element falls).
 @inline(__always)
-func mapUnary(_ count: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-              _ pool: ThreadPool, _ op: (F8) -> F8) {
+func mapUnary<Op: UnaryOp>(_: Op.Type, _ count: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                           _ pool: ThreadPool) {
     pool.parallelChunks((count + 7) / 8, minChunk: elementwiseGrain / 8) { range, _ in
         let lo = range.lowerBound * 8, hi = min(range.upperBound * 8, count)
         var i = lo
-        while i + 8 <= hi { store8(op(load8(x + i)), out + i); i += 8 }
-        if i < hi { storePartial(op(loadPartial(x + i, hi - i)), out + i, hi - i) }
+        // Four independent vectors per trip: long polynomial chains (erfc, exp) overlap.
+        while i + 32 <= hi {
+            let y0 = Op.apply(load8(x + i)), y1 = Op.apply(load8(x + i + 8))
+            let y2 = Op.apply(load8(x + i + 16)), y3 = Op.apply(load8(x + i + 24))
+            store8(y0, out + i); store8(y1, out + i + 8); store8(y2, out + i + 16); store8(y3, out + i + 24)
+            i += 32
+        }
+        while i + 8 <= hi { store8(Op.apply(load8(x + i)), out + i); i += 8 }
+        if i < hi { storePartial(Op.apply(loadPartial(x + i, hi - i)), out + i, hi - i) }
     }
 }
 
 @inline(__always)
-func mapBinary(_ count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-               _ out: UnsafeMutablePointer<Float>, _ pool: ThreadPool, _ op: (F8, F8) -> F8) {
+func mapBinary<Op: BinaryOp>(_: Op.Type, _ count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                             _ out: UnsafeMutablePointer<Float>, _ pool: ThreadPool) {
     pool.parallelChunks((count + 7) / 8, minChunk: elementwiseGrain / 8) { range, _ in
         let lo = range.lowerBound * 8, hi = min(range.upperBound * 8, count)
         var i = lo
-        while i + 8 <= hi { store8(op(load8(a + i), load8(b + i)), out + i); i += 8 }
-        if i < hi { storePartial(op(loadPartial(a + i, hi - i), loadPartial(b + i, hi - i)), out + i, hi - i) }
+        while i + 8 <= hi { store8(Op.apply(load8(a + i), load8(b + i)), out + i); i += 8 }
+        if i < hi { storePartial(Op.apply(loadPartial(a + i, hi - i), loadPartial(b + i, hi - i)), out + i, hi - i) }
     }
 }
+
+enum AddOp: BinaryOp { @_transparent static func apply(_ a: F8, _ b: F8) -> F8 { a + b } }
+enum MulOp: BinaryOp { @_transparent static func apply(_ a: F8, _ b: F8) -> F8 { a * b } }
+
+/// 0.5·x·(1 + tanh(u)) = x / (1 + e^(−2u)), u = √(2/π)·(x + 0.044715·x³).
+enum GELUTanhOp: UnaryOp {
+    @_transparent static func apply(_ v: F8) -> F8 {
+        let u = 0.7978845608028654 * v.addingProduct(0.044715 * v, v * v)
+        return v / (1 + exp8(-2 * u))
+    }
+}
+
+/// 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(−x/√2), accurate in the negative tail too.
+enum GELUErfOp: UnaryOp {
+    @_transparent static func apply(_ v: F8) -> F8 { 0.5 * v * erfc8(v * -0.7071067811865476) }
+}
+
+enum SiLUOp: UnaryOp { @_transparent static func apply(_ v: F8) -> F8 { v / (1 + exp8(-v)) } }
 
 // MARK: - Arithmetic
 
 /// out = a + b over `count` elements.
 public func add(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                 pool: ThreadPool = .current) {
-    mapBinary(count, a, b, out, pool) { $0 + $1 }
+    mapBinary(AddOp.self, count, a, b, out, pool)
 }
 
 /// out = a · b over `count` elements.
 public func mul(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                 pool: ThreadPool = .current) {
-    mapBinary(count, a, b, out, pool) { $0 * $1 }
+    mapBinary(MulOp.self, count, a, b, out, pool)
 }
 
 /// out = x · s over `count` elements.
 public func scale(count: Int, _ x: UnsafePointer<Float>, by s: Float, out: UnsafeMutablePointer<Float>,
                   pool: ThreadPool = .current) {
-    mapUnary(count, x, out, pool) { $0 * s }
+    pool.parallelChunks(count, minChunk: elementwiseGrain) { range, _ in
+        var i = range.lowerBound
+        while i + 8 <= range.upperBound { store8(load8(x + i) * s, out + i); i += 8 }
+        while i < range.upperBound { out[i] = x[i] * s; i += 1 }
+    }
 }
 
 /// adaLN "modulate": out[b, t, :] = x[b, t, :] · (1 + scale[b, :]) + shift[b, :]
@@ -112,15 +147,8 @@ public enum GELUApproximation: Sendable { case none, tanh }
 public func gelu(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                  approximation: GELUApproximation, pool: ThreadPool = .current) {
     switch approximation {
-    case .tanh:
-        // 0.5·x·(1 + tanh(u)) = x / (1 + e^(−2u)), u = √(2/π)·(x + 0.044715·x³).
-        mapUnary(count, x, out, pool) { v in
-            let u = 0.7978845608028654 * (v + 0.044715 * v * v * v)
-            return v / (1 + exp8(-2 * u))
-        }
-    case .none:
-        // 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(−x/√2), accurate in the negative tail too.
-        mapUnary(count, x, out, pool) { v in 0.5 * v * erfc8(v * -0.7071067811865476) }
+    case .tanh: mapUnary(GELUTanhOp.self, count, x, out, pool)
+    case .none: mapUnary(GELUErfOp.self, count, x, out, pool)
     }
 }
 
@@ -138,7 +166,7 @@ public func geluReference(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMuta
 
 /// SiLU (swish): x · sigmoid(x) over `count` elements.
 public func silu(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .current) {
-    mapUnary(count, x, out, pool) { v in v / (1 + exp8(-v)) }
+    mapUnary(SiLUOp.self, count, x, out, pool)
 }
 
 /// Reference for `silu`.

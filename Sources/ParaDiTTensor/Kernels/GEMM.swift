@@ -48,15 +48,16 @@ public func sgemmSerial(
     cblas_sgemm(CblasRowMajor, opA, opB, m32, n32, k32, alpha, a, lda32, b, ldb32, beta, c, ldc32)
 }
 
-/// How to cut an m×n product over `threads`: bands of whole 16-row (or 64-column) multiples,
-/// no more parts than there is work for.
+/// How to cut an m×n product over `threads`. Each band's BLAS call packs its share of the split
+/// operand and all of the other, so the larger of m and n is the one to split; no more parts than
+/// there is work for (16 rows or 64 columns at least per band).
 func gemmParts(m: Int, n: Int, k: Int, threads: Int) -> (rows: Int, cols: Int) {
     let flops: Double = Double(m) * Double(n) * Double(k)
     if threads == 1 || flops < 262_144 { return (1, 1) }
-    let rowParts = min(threads, max(1, m / 16))
-    if rowParts == threads { return (threads, 1) }
-    let colParts = min(threads / rowParts, max(1, n / 64))
-    return (rowParts, max(1, colParts))
+    let rowParts = min(threads, max(1, m / 16)), colParts = min(threads, max(1, n / 64))
+    if rowParts == threads && (m >= n || colParts < threads) { return (threads, 1) }
+    if colParts == threads { return (1, threads) }
+    return (rowParts, max(1, min(colParts, threads / rowParts)))
 }
 
 @inline(__always)

@@ -3,11 +3,11 @@
 
 public typealias F8 = SIMD8<Float>
 
-@inline(__always) func load8(_ p: UnsafePointer<Float>) -> F8 {
+@_transparent @usableFromInline func load8(_ p: UnsafePointer<Float>) -> F8 {
     UnsafeRawPointer(p).loadUnaligned(as: F8.self)
 }
 
-@inline(__always) func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
+@_transparent @usableFromInline func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
 }
 

@@ -17,7 +17,9 @@ struct KernelBenchmark {
     struct GEMMCase: Codable {
         var m, n, k: Int
         var engine: Timing, cblas: Timing
-        var engineGflops, cblasGflops, engineOverCblas: Double
+        var engineGflops, cblasGflops: Double
+        /// Engine GFLOP/s over raw cblas GFLOP/s: above 1 means the engine is faster.
+        var engineOverCblas: Double
     }
     struct AttentionCase: Codable {
         var seqLen, heads, headDim: Int
@@ -71,16 +73,21 @@ struct KernelBenchmark {
             sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n,
                   beta: 0, c: c.data, ldc: n, pool: pool)
         }
-        // Raw cblas with OpenBLAS's own threading at the same thread count.
+        // Raw cblas with OpenBLAS's own threading at the same thread count. Not interleaved run by
+        // run with the engine: OpenBLAS's idle threads spin for a while after each call and would
+        // steal the cores from the engine's next run.
         BLAS.setThreads(threads)
         let raw = measure(warmup: warmup, runs: runs) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k),
                         b.data, Int32(n), 0, c.data, Int32(n))
         }
         BLAS.useSingleThread()
+        // Let those spinning threads go to sleep before the next case.
+        Thread.sleep(forTimeInterval: 0.3)
         withExtendedLifetime((a, b, c)) {}
         let e = flops / engine.median / 1e9, r = flops / raw.median / 1e9
-        return GEMMCase(m: m, n: n, k: k, engine: engine, cblas: raw, engineGflops: e, cblasGflops: r, engineOverCblas: e / r)
+        return GEMMCase(m: m, n: n, k: k, engine: engine, cblas: raw, engineGflops: e, cblasGflops: r,
+                        engineOverCblas: e / r)
     }
 
     func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double?, pool: ThreadPool) -> AttentionCase {

@@ -21,10 +21,16 @@ func measure(warmup: Int, runs: Int, _ body: () -> Void) -> Timing {
         body()
         samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
-    samples.sort()
-    let mid = samples.count / 2
-    let median = samples.count % 2 == 1 ? samples[mid] : (samples[mid - 1] + samples[mid]) / 2
-    return Timing(median: median, min: samples.first!, max: samples.last!, runs: runs)
+    return timing(samples)
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted(), mid = s.count / 2
+    return s.count % 2 == 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+
+func timing(_ samples: [Double]) -> Timing {
+    Timing(median: median(samples), min: samples.min()!, max: samples.max()!, runs: samples.count)
 }
 
 /// What the figures were measured on.

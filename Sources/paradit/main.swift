@@ -1,0 +1,3 @@
+import ParaDiTCLI
+
+ParaDiTCommand.main()
