@@ -45,7 +45,11 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        .executableTarget(name: "paradit", dependencies: ["ParaDiTCLI"], swiftSettings: settings),
+        .executableTarget(
+            name: "paradit",
+            dependencies: ["ParaDiTCLI", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: settings
+        ),
         .testTarget(
             name: "ParaDiTTensorTests",
             dependencies: ["ParaDiTTensor"],

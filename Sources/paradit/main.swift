@@ -1,3 +1,6 @@
+import Logging
 import ParaDiTCLI
 
+// Progress and diagnostics go to stderr so that stdout carries only results.
+LoggingSystem.bootstrap(StreamLogHandler.standardError)
 ParaDiTCommand.main()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import ParaDiTTensor
 
 struct Bench: ParsableCommand {
@@ -54,7 +55,8 @@ struct BenchKernels: ParsableCommand {
     func run() throws {
         let bench = KernelBenchmark(threads: threads, warmup: warmup, runs: runs, attentionLengths: seqLens,
                                      suites: Set(only))
-        let report = bench.run { stage in FileHandle.standardError.write(Data("  running \(stage)…\n".utf8)) }
+        let log = Logger(label: "paradit.bench")
+        let report = bench.run { stage in log.info("running \(stage)") }
         print("machine: \(report.machine.cpu), \(report.machine.logicalCores) cores, \(threads) threads; \(report.machine.blas)\n")
         for table in KernelBenchmark.tables(report) { print(table.render() + "\n") }
         if let json { try writeJSON(report, to: json) }
