@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .executable(name: "paradit", targets: ["paradit"]),
         .library(name: "ParaDiTTensor", targets: ["ParaDiTTensor"]),
+        .library(name: "ParaDiTWeights", targets: ["ParaDiTWeights"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -33,6 +34,12 @@ let package = Package(
         .target(
             name: "ParaDiTTensor",
             dependencies: ["CParaDiTBLAS"],
+            swiftSettings: settings
+        ),
+        // Layer 3: checkpoints and configs.
+        .target(
+            name: "ParaDiTWeights",
+            dependencies: ["ParaDiTTensor"],
             swiftSettings: settings
         ),
         // Layer 8: the command-line app, as a library so tests can drive its commands.
@@ -53,6 +60,11 @@ let package = Package(
         .testTarget(
             name: "ParaDiTTensorTests",
             dependencies: ["ParaDiTTensor"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTWeightsTests",
+            dependencies: ["ParaDiTWeights"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
