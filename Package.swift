@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "paradit", targets: ["paradit"]),
         .library(name: "ParaDiTTensor", targets: ["ParaDiTTensor"]),
         .library(name: "ParaDiTWeights", targets: ["ParaDiTWeights"]),
+        .library(name: "ParaDiTModels", targets: ["ParaDiTModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,11 +43,18 @@ let package = Package(
             dependencies: ["ParaDiTTensor"],
             swiftSettings: settings
         ),
+        // Layer 4: the models, written serially against a token layout and an attention runtime.
+        .target(
+            name: "ParaDiTModels",
+            dependencies: ["ParaDiTTensor", "ParaDiTWeights"],
+            swiftSettings: settings
+        ),
         // Layer 8: the command-line app, as a library so tests can drive its commands.
         .target(
             name: "ParaDiTCLI",
             dependencies: [
                 "ParaDiTTensor",
+                "ParaDiTModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -65,6 +73,12 @@ let package = Package(
         .testTarget(
             name: "ParaDiTWeightsTests",
             dependencies: ["ParaDiTWeights"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTModelsTests",
+            dependencies: ["ParaDiTModels"],
+            exclude: ["Fixtures"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

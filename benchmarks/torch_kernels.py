@@ -36,6 +36,8 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 4096])
+    parser.add_argument("--only", nargs="+", choices=["gemm", "attention", "memory"],
+                        default=["gemm", "attention", "memory"], help="suites to run")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -46,7 +48,7 @@ def main():
 
     print(f"torch {torch.__version__}, {args.threads} threads\n")
     print(f"{'GEMM m×k·k×n':24}{'GFLOP/s':>10}{'ms':>10}")
-    for m, n, k in GEMM_SHAPES:
+    for m, n, k in GEMM_SHAPES if "gemm" in args.only else []:
         a, b = torch.randn(m, k), torch.randn(k, n)
         t = measure(lambda: torch.mm(a, b), args.warmup, args.runs)
         gflops = 2 * m * n * k / t["median"] / 1e9
@@ -54,7 +56,7 @@ def main():
         print(f"{f'{m}×{k}·{k}×{n}':24}{gflops:10.1f}{t['median'] * 1e3:10.2f}")
 
     print(f"\n{'SDPA L':8}{'heads':>6}{'d':>6}{'ms':>10}{'GFLOP/s':>10}")
-    for seq in args.seq_lens:
+    for seq in args.seq_lens if "attention" in args.only else []:
         for d in (64, 128):
             q, k, v = (torch.randn(1, 16, seq, d) for _ in range(3))
             with torch.no_grad():
@@ -72,7 +74,7 @@ def main():
         "silu": lambda: F.silu(x),
     }
     print(f"\n{'kernel':12}{'µs':>10}{'GB/s':>8}")
-    for name, fn in cases.items():
+    for name, fn in cases.items() if "memory" in args.only else []:
         t = measure(fn, args.warmup, args.runs)
         gbs = 2 * x.numel() * 4 / t["median"] / 1e9
         report["memory_bound"].append({"kernel": name, "shape": [4096, 1152], "timing": t, "gb_per_second": gbs})

@@ -9,10 +9,10 @@ public struct ParaDiTCommand: ParsableCommand {
         abstract: "A parallel inference engine for Diffusion Transformers.",
         discussion: """
         ParaDiT runs Diffusion Transformers on the CPU (BLAS and SIMD Swift) and is built to split
-        one image's denoising over ranks. Today it ships the tensor core: GEMM, fused attention,
-        normalisation, embeddings and convolution kernels, and their benchmark.
+        one image's denoising over ranks. Today: the tensor core and its benchmark, diffusers
+        checkpoints (safetensors, sharded, F32/F16/BF16), and DiTTransformer2DModel forward passes.
 
         Start with `paradit bench kernels` to see what this machine's cores can do.
         """,
-        subcommands: [Bench.self])
+        subcommands: [Forward.self, Inspect.self, Bench.self])
 }

@@ -18,7 +18,7 @@ struct KernelBenchmark {
         var m, n, k: Int
         var engine: Timing, cblas: Timing
         var engineGflops, cblasGflops: Double
-        /// Engine GFLOP/s over raw cblas GFLOP/s: above 1 means the engine is faster.
+        /// Median over rounds of time(raw cblas) / time(engine): above 1 means the engine is faster.
         var engineOverCblas: Double
     }
     struct AttentionCase: Codable {
@@ -69,25 +69,33 @@ struct KernelBenchmark {
     func gemmCase(m: Int, n: Int, k: Int, pool: ThreadPool) -> GEMMCase {
         let a = Tensor.randn([m, k], seed: 1), b = Tensor.randn([k, n], seed: 2), c = Tensor(zeros: [m, n])
         let flops = 2.0 * Double(m * n * k)
-        let engine = measure(warmup: warmup, runs: runs) {
+        let engineRun = {
             sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n,
                   beta: 0, c: c.data, ldc: n, pool: pool)
         }
-        // Raw cblas with OpenBLAS's own threading at the same thread count. Not interleaved run by
-        // run with the engine: OpenBLAS's idle threads spin for a while after each call and would
-        // steal the cores from the engine's next run.
-        BLAS.setThreads(threads)
-        let raw = measure(warmup: warmup, runs: runs) {
+        // Raw cblas with OpenBLAS's own threading at the same thread count.
+        let rawRun = {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k),
                         b.data, Int32(n), 0, c.data, Int32(n))
         }
-        BLAS.useSingleThread()
-        // Let those spinning threads go to sleep before the next case.
-        Thread.sleep(forTimeInterval: 0.3)
+        // Rounds of one engine run and one raw run, so drift in machine speed hits both alike; the
+        // ratio is the median of the per-round ratios. OpenBLAS's idle threads spin for a while
+        // after each call, so each switch waits for them to park before timing the engine.
+        var engineTimes: [Double] = [], rawTimes: [Double] = []
+        for round in 0..<(warmup + runs) {
+            let e = measure(warmup: 0, runs: 1, engineRun).median
+            BLAS.setThreads(threads)
+            let r = measure(warmup: 0, runs: 1, rawRun).median
+            BLAS.useSingleThread()
+            Thread.sleep(forTimeInterval: 0.25)
+            if round >= warmup { engineTimes.append(e); rawTimes.append(r) }
+        }
+        let engine = timing(engineTimes), raw = timing(rawTimes)
+        let ratio = median(zip(rawTimes, engineTimes).map { $0 / $1 })
         withExtendedLifetime((a, b, c)) {}
         let e = flops / engine.median / 1e9, r = flops / raw.median / 1e9
         return GEMMCase(m: m, n: n, k: k, engine: engine, cblas: raw, engineGflops: e, cblasGflops: r,
-                        engineOverCblas: e / r)
+                        engineOverCblas: ratio)
     }
 
     func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double?, pool: ThreadPool) -> AttentionCase {

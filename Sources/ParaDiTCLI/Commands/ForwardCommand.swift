@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import ParaDiTModels
+import ParaDiTTensor
+import ParaDiTWeights
+
+struct Forward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one forward pass of a diffusers transformer on tensors from a file.",
+        discussion: """
+        --model is a diffusers model folder (config.json and diffusion_pytorch_model.safetensors,
+        sharded or not, F32/F16/BF16). --inputs holds the forward() arguments under their diffusers
+        names; for DiTTransformer2DModel: hidden_states [B, C, H, W], timestep [B] (I64 or F32) and
+        class_labels [B] (I64). The result is written to --output as the tensor "sample".
+
+        Example: paradit forward --model dit/transformer --inputs in.safetensors --output out.safetensors
+        """)
+
+    @Option(help: "The diffusers model folder.")
+    var model: String
+
+    @Option(help: "safetensors file with the forward() inputs.")
+    var inputs: String
+
+    @Option(help: "Where to write the output (tensor \"sample\").")
+    var output: String
+
+    @Option(help: "Parallel degrees, e.g. cfg=2,ulysses=2 (only 'serial' runs in this build).")
+    var parallel = ParallelSpec()
+
+    @Option(help: "Threads for this rank (default: every core).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        try parallel.requireRunnable()
+    }
+
+    func run() throws {
+        let file = try ConfigFile(directory: model)
+        guard file.className == "DiTTransformer2DModel" else {
+            throw ValidationError("\(file.path): \(file.className) is not supported yet (supported: \(ModelLoader.supportedClasses.joined(separator: ", ")))")
+        }
+        let start = Date()
+        let dit = try ModelLoader.loadDiT(directory: model)
+        let loaded = Date()
+        let args = try DiTInputs(file: SafeTensorsFile(path: inputs))
+        let sample = try ThreadPool(threads: threads).withCurrent { try dit.forward(args) }
+        let done = Date()
+        try writeSafeTensors(["sample": .float(sample)], to: output)
+        print("sample \(sample.shape) → \(output)  (load \(fmt(loaded.timeIntervalSince(start), digits: 2)) s, "
+              + "forward \(fmt(done.timeIntervalSince(loaded), digits: 3)) s, \(threads) threads)")
+    }
+}

@@ -1,0 +1,135 @@
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// `config.json` of `DiTTransformer2DModel`, with diffusers' defaults.
+public struct DiTConfig: Decodable, Sendable {
+    public var numAttentionHeads: Int
+    public var attentionHeadDim: Int
+    public var inChannels: Int
+    public var outChannels: Int?
+    public var numLayers: Int
+    public var attentionBias: Bool
+    public var sampleSize: Int
+    public var patchSize: Int
+    public var activationFn: String
+    public var numEmbedsAdaNorm: Int
+    public var normType: String
+    public var normElementwiseAffine: Bool
+    public var normEps: Float
+
+    enum CodingKeys: String, CodingKey {
+        case numAttentionHeads, attentionHeadDim, inChannels, outChannels, numLayers, attentionBias, sampleSize
+        case patchSize, activationFn, numEmbedsAdaNorm, normType, normElementwiseAffine, normEps
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        numAttentionHeads = try c.value(.numAttentionHeads, default: 16)
+        attentionHeadDim = try c.value(.attentionHeadDim, default: 72)
+        inChannels = try c.value(.inChannels, default: 4)
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels)
+        numLayers = try c.value(.numLayers, default: 28)
+        attentionBias = try c.value(.attentionBias, default: true)
+        sampleSize = try c.value(.sampleSize, default: 32)
+        patchSize = try c.value(.patchSize, default: 2)
+        activationFn = try c.value(.activationFn, default: "gelu-approximate")
+        numEmbedsAdaNorm = try c.value(.numEmbedsAdaNorm, default: 1000)
+        normType = try c.value(.normType, default: "ada_norm_zero")
+        normElementwiseAffine = try c.value(.normElementwiseAffine, default: false)
+        normEps = try c.value(.normEps, default: 1e-5)
+    }
+
+    public var innerDim: Int { numAttentionHeads * attentionHeadDim }
+    public var outputChannels: Int { outChannels ?? inChannels }
+}
+
+/// The inputs of one DiT forward pass, named as diffusers' `forward()` arguments.
+public struct DiTInputs {
+    /// Latents [B, C, H, W].
+    public var hiddenStates: Tensor
+    public var timestep: [Float]
+    public var classLabels: [Int]
+}
+
+/// `DiTTransformer2DModel`: class-conditional DiT with adaLN-zero blocks and (for the original
+/// checkpoints) learned sigma in the output channels.
+public final class DiTTransformer2DModel {
+    public let config: DiTConfig
+    let posEmbed: PatchEmbed
+    public let transformerBlocks: [AdaLNZeroTransformerBlock]
+    let projOut1: Linear, projOut2: Linear
+
+    public init(config: DiTConfig, weights w: Weights) throws {
+        guard config.normType == "ada_norm_zero" else {
+            throw WeightsError.badConfig(path: "config.json", reason: "norm_type \"\(config.normType)\": DiTTransformer2DModel supports only ada_norm_zero")
+        }
+        self.config = config
+        let dim = config.innerDim
+        posEmbed = try PatchEmbed(w.scope("pos_embed"), inChannels: config.inChannels, dim: dim,
+                                  patchSize: config.patchSize, sampleSize: config.sampleSize)
+        transformerBlocks = try (0..<config.numLayers).map { i in
+            try AdaLNZeroTransformerBlock(w.scope("transformer_blocks").scope(i), dim: dim, heads: config.numAttentionHeads,
+                                          headDim: config.attentionHeadDim, classes: config.numEmbedsAdaNorm,
+                                          attentionBias: config.attentionBias, activation: config.activationFn,
+                                          normEps: config.normEps, normAffine: config.normElementwiseAffine)
+        }
+        projOut1 = try Linear(w.scope("proj_out_1"), in: dim, out: 2 * dim)
+        projOut2 = try Linear(w.scope("proj_out_2"), in: dim, out: config.patchSize * config.patchSize * config.outputChannels)
+    }
+
+    /// The token layout of a latent of the given size (DiT unpatchifies square grids only).
+    public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
+        let p = config.patchSize
+        guard latentHeight % p == 0, latentWidth % p == 0 else {
+            throw WeightsError.badConfig(path: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
+        }
+        guard latentHeight == latentWidth else {
+            throw WeightsError.badConfig(path: "hidden_states", reason: "DiTTransformer2DModel needs a square latent, got \(latentHeight)×\(latentWidth)")
+        }
+        return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
+    }
+
+    // MARK: embed → blocks → head
+
+    /// Patch and position embedding: [B, C, H, W] → [B, tokens, dim].
+    public func embed(_ inputs: DiTInputs, layout: TokenLayout) -> Tensor {
+        posEmbed(inputs.hiddenStates, layout: layout)
+    }
+
+    public var blockCount: Int { transformerBlocks.count }
+
+    /// Block i, in place on the hidden states.
+    public func block(_ i: Int, _ x: Tensor, inputs: DiTInputs, runtime: AttentionRuntime) {
+        transformerBlocks[i](x, timesteps: inputs.timestep, labels: inputs.classLabels, runtime: runtime)
+    }
+
+    /// Final modulated norm and projection, unpatchified to [B, outChannels, H, W] (whole layout only).
+    public func head(_ x: Tensor, inputs: DiTInputs, layout: TokenLayout) -> Tensor {
+        let conditioning = transformerBlocks[0].norm1.emb(timesteps: inputs.timestep, labels: inputs.classLabels)
+        let mod = Modulation(projOut1(silu(conditioning)), dim: config.innerDim)  // chunks: shift, scale
+        let patches = projOut2(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
+        return unpatchify(patches, layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
+    }
+
+    /// The whole forward pass on one rank.
+    public func forward(_ inputs: DiTInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
+        let x = embed(inputs, layout: layout)
+        for i in 0..<blockCount { block(i, x, inputs: inputs, runtime: runtime) }
+        return head(x, inputs: inputs, layout: layout)
+    }
+}
+
+/// [B, h·w, p·p·C] patch rows (channel fastest, then q, then p) → [B, C, h·p, w·p], as diffusers'
+/// `einsum("nhwpqc->nchpwq")`.
+public func unpatchify(_ x: Tensor, layout: TokenLayout, patchSize p: Int, channels c: Int) -> Tensor {
+    let (b, h, w) = (x.size(0), layout.gridHeight, layout.gridWidth)
+    check(x.size(1) == h * w && x.size(2) == p * p * c, "unpatchify: \(x.shape) does not match grid \(h)×\(w), patch \(p), \(c) channels")
+    let out = Tensor(uninitialized: [b, c, h * p, w * p])
+    let src = x.data, dst = out.data
+    for n in 0..<b { for i in 0..<h { for j in 0..<w { for pi in 0..<p { for qi in 0..<p { for ch in 0..<c {
+        dst[((n * c + ch) * h * p + i * p + pi) * w * p + j * p + qi] = src[((n * h + i) * w + j) * p * p * c + (pi * p + qi) * c + ch]
+    } } } } } }
+    withExtendedLifetime(x) {}
+    return out
+}

@@ -1,0 +1,57 @@
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// Per-sample modulation parameters: `chunks` vectors of `dim` side by side in each row of
+/// `values` [B, chunks·dim], as `emb.chunk(n, dim=1)` leaves them in diffusers.
+public struct Modulation {
+    public let values: Tensor
+    public let dim: Int
+    public var chunks: Int { values.size(1) / dim }
+
+    public init(_ values: Tensor, dim: Int) {
+        check(values.rank == 2 && values.size(1) % dim == 0, "modulation \(values.shape) does not split into chunks of \(dim)")
+        self.values = values
+        self.dim = dim
+    }
+
+    /// Pointer to chunk i of sample 0; samples are `values.size(1)` floats apart.
+    func chunk(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(values.data + i * dim) }
+    var stride: Int { values.size(1) }
+
+    /// x · (1 + scale) + shift with scale and shift chunks of this modulation; x: [B, L, dim].
+    public func modulate(_ x: Tensor, scale: Int, shift: Int) -> Tensor {
+        let out = Tensor(uninitialized: x.shape)
+        withExtendedLifetime((x, values)) {
+            ParaDiTTensor.modulate(batch: x.size(0), tokens: x.size(1), dim: dim, x: x.data, scale: chunk(scale),
+                                   shift: chunk(shift), paramStride: stride, out: out.data)
+        }
+        return out
+    }
+
+    /// residual + gate · y, in place on residual; gate is a chunk of this modulation.
+    public func gatedAdd(_ residual: Tensor, gate: Int, _ y: Tensor) {
+        withExtendedLifetime((residual, values, y)) {
+            ParaDiTTensor.gatedAdd(batch: residual.size(0), tokens: residual.size(1), dim: dim, residual: residual.data,
+                                   gate: chunk(gate), paramStride: stride, y: y.data, out: residual.data)
+        }
+    }
+}
+
+/// `AdaLayerNormZero` with its own `CombinedTimestepLabelEmbeddings` (DiT): emb → SiLU → linear to
+/// six chunks (shift, scale, gate for attention; shift, scale, gate for the MLP).
+public struct AdaLayerNormZero {
+    public let emb: CombinedTimestepLabelEmbeddings
+    let linear: Linear
+    let dim: Int
+
+    public init(_ w: Weights, dim: Int, classes: Int) throws {
+        emb = try CombinedTimestepLabelEmbeddings(w.scope("emb"), classes: classes, dim: dim)
+        linear = try Linear(w.scope("linear"), in: dim, out: 6 * dim)
+        self.dim = dim
+    }
+
+    /// The six modulation chunks for these timesteps and labels.
+    public func modulation(timesteps: [Float], labels: [Int]) -> Modulation {
+        Modulation(linear(silu(emb(timesteps: timesteps, labels: labels))), dim: dim)
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// diffusers `Attention` as self-attention (`attn1` of `BasicTransformerBlock`): to_q, to_k, to_v
+/// fused into one projection, attention through the runtime, then to_out.0.
+public struct SelfAttention {
+    let qkv: Linear
+    let toOut: Linear
+    public let heads: Int, headDim: Int
+
+    public init(_ w: Weights, dim: Int, heads: Int, headDim: Int, bias: Bool, outBias: Bool = true) throws {
+        let inner = heads * headDim
+        qkv = Linear.fused(try ["to_q", "to_k", "to_v"].map { try Linear(w.scope($0), in: dim, out: inner, bias: bias) })
+        toOut = try Linear(w.scope("to_out").scope(0), in: inner, out: dim, bias: outBias)
+        self.heads = heads
+        self.headDim = headDim
+    }
+
+    /// x: [B, L, dim] → [B, L, dim].
+    public func callAsFunction(_ x: Tensor, runtime: AttentionRuntime) -> Tensor {
+        let (b, l) = (x.size(0), x.size(1)), inner = heads * headDim
+        let projected = qkv(x)  // [B, L, 3·inner]: q | k | v per token
+        let out = Tensor(uninitialized: [b, l, inner])
+        withExtendedLifetime(projected) {
+            let p = UnsafePointer(projected.data)
+            runtime.attention(AttentionCall(
+                batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
+                q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
+                out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil))
+        }
+        return toOut(out)
+    }
+}
+
+/// diffusers `FeedForward` with a GELU projection: net.0.proj → GELU → net.2.
+public struct FeedForward {
+    let proj: Linear, out: Linear
+    let approximation: GELUApproximation
+
+    public init(_ w: Weights, dim: Int, inner: Int, activation: String, bias: Bool = true) throws {
+        switch activation {
+        case "gelu-approximate": approximation = .tanh
+        case "gelu": approximation = .none
+        default: throw WeightsError.badConfig(path: "config.json", reason: "activation_fn \"\(activation)\" is not supported (gelu, gelu-approximate)")
+        }
+        proj = try Linear(w.scope("net").scope(0).scope("proj"), in: dim, out: inner, bias: bias)
+        out = try Linear(w.scope("net").scope(2), in: inner, out: dim, bias: bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { out(gelu(proj(x), approximation: approximation)) }
+}

@@ -1,0 +1,101 @@
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// `Timesteps`: the sinusoidal projection of the timestep (no weights).
+public struct Timesteps {
+    public var channels: Int
+    public var flipSinToCos: Bool
+    public var downscaleFreqShift: Float
+
+    public func callAsFunction(_ timesteps: [Float]) -> Tensor {
+        timestepEmbedding(timesteps, dim: channels, flipSinToCos: flipSinToCos, downscaleFreqShift: downscaleFreqShift)
+    }
+}
+
+/// `TimestepEmbedding`: linear_1 → SiLU → linear_2.
+public struct TimestepEmbedding {
+    let linear1: Linear, linear2: Linear
+
+    public init(_ w: Weights, in inChannels: Int, dim: Int) throws {
+        linear1 = try Linear(w.scope("linear_1"), in: inChannels, out: dim)
+        linear2 = try Linear(w.scope("linear_2"), in: dim, out: dim)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear2(silu(linear1(x))) }
+}
+
+/// `LabelEmbedding`: a table of class vectors (one extra row, the "null" class, when the model
+/// was trained with label dropout for classifier-free guidance).
+public struct LabelEmbedding {
+    let table: Tensor
+
+    public init(_ w: Weights, classes: Int, dim: Int, dropout: Bool) throws {
+        table = try w.tensor("embedding_table.weight", shape: [classes + (dropout ? 1 : 0), dim])
+    }
+
+    public var rows: Int { table.size(0) }
+
+    public func callAsFunction(_ labels: [Int]) -> Tensor {
+        let out = Tensor(uninitialized: [labels.count, table.size(1)])
+        for (i, label) in labels.enumerated() {
+            check(label >= 0 && label < rows, "class label \(label) is outside 0..<\(rows)")
+            out[i].copy(from: table[label])
+        }
+        return out
+    }
+}
+
+/// `CombinedTimestepLabelEmbeddings` (DiT): timestep embedding + class embedding.
+public struct CombinedTimestepLabelEmbeddings {
+    let timeProj = Timesteps(channels: 256, flipSinToCos: true, downscaleFreqShift: 1)
+    let timestepEmbedder: TimestepEmbedding
+    let classEmbedder: LabelEmbedding
+
+    public init(_ w: Weights, classes: Int, dim: Int) throws {
+        timestepEmbedder = try TimestepEmbedding(w.scope("timestep_embedder"), in: 256, dim: dim)
+        classEmbedder = try LabelEmbedding(w.scope("class_embedder"), classes: classes, dim: dim, dropout: true)
+    }
+
+    public func callAsFunction(timesteps: [Float], labels: [Int]) -> Tensor {
+        timestepEmbedder(timeProj(timesteps)) + classEmbedder(labels)
+    }
+}
+
+/// `PatchEmbed`: a patchSize-strided conv to [B, tokens, dim], plus the 2-D sincos position
+/// embedding of the tokens this rank holds (computed for the actual latent size, like diffusers
+/// recomputes it when the size differs from the config's sample size).
+public struct PatchEmbed {
+    let proj: Tensor, projBias: Tensor
+    public let patchSize: Int, dim: Int
+    /// Grid of the config's sample size; positions scale to it (`base_size`).
+    public let baseSize: Int
+    public let interpolationScale: Float
+
+    public init(_ w: Weights, inChannels: Int, dim: Int, patchSize: Int, sampleSize: Int, interpolationScale: Float = 1) throws {
+        proj = try w.tensor("proj.weight", shape: [dim, inChannels, patchSize, patchSize])
+        projBias = try w.tensor("proj.bias", shape: [dim])
+        self.patchSize = patchSize
+        self.dim = dim
+        baseSize = sampleSize / patchSize
+        self.interpolationScale = interpolationScale
+    }
+
+    /// latent [B, C, H, W] → [B, layout.tokens.count, dim].
+    public func callAsFunction(_ latent: Tensor, layout: TokenLayout) -> Tensor {
+        let patches = conv2d(latent, weight: proj, bias: projBias, stride: patchSize)  // [B, dim, h, w]
+        let (b, h, w) = (patches.size(0), patches.size(2), patches.size(3))
+        check(h == layout.gridHeight && w == layout.gridWidth, "latent grid \(h)×\(w) differs from the token layout")
+        let tokens = Tensor(uninitialized: [b, h * w, dim])
+        for i in 0..<b {
+            withExtendedLifetime(patches) {
+                // [dim, h·w] → [h·w, dim]
+                permute0213(a: 1, b: dim, c: h * w, d: 1, x: patches[i].data, out: tokens[i].data)
+            }
+        }
+        let mine = layout.isWhole ? tokens : sliceSequence(tokens, layout.tokens)
+        let pos = sincosPositionEmbedding2D(embedDim: dim, gridHeight: h, gridWidth: w, baseSize: Float(baseSize),
+                                            interpolationScale: interpolationScale, tokens: Array(layout.tokens))
+        for i in 0..<b { add(count: pos.count, mine[i].data, pos.data, out: mine[i].data) }
+        return mine
+    }
+}

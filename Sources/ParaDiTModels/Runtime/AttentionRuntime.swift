@@ -1,0 +1,37 @@
+import ParaDiTTensor
+
+/// Every self- or joint-attention call of a model goes through an attention runtime: it is the
+/// only place where sequence parallelism communicates. The serial runtime calls the fused kernel;
+/// Ulysses, Ring, USP and the stale-K/V methods are other runtimes behind the same call.
+///
+/// q, k and v are this rank's tokens, token-major `[batch, tokens, heads, headDim]`, given as
+/// pointers with row strides so that a fused QKV projection is read in place.
+public protocol AttentionRuntime: AnyObject {
+    /// out[b, i, h, :] = softmax(scale · q·kᵀ) · v over the whole (global) key sequence.
+    func attention(_ call: AttentionCall)
+}
+
+/// One attention call's operands (see `AttentionRuntime`).
+public struct AttentionCall {
+    public var batch, heads, headDim: Int
+    public var queryTokens, keyTokens: Int
+    public var q: UnsafePointer<Float>, ldq: Int
+    public var k: UnsafePointer<Float>, ldk: Int
+    public var v: UnsafePointer<Float>, ldv: Int
+    public var out: UnsafeMutablePointer<Float>, ldo: Int
+    public var scale: Float
+    /// Additive key mask, one row of `keyTokens` per sample (−inf drops a key), if any.
+    public var keyMask: UnsafePointer<Float>?
+}
+
+/// Attention on one rank: the fused kernel, nothing to communicate.
+public final class SerialAttention: AttentionRuntime {
+    public init() {}
+
+    public func attention(_ c: AttentionCall) {
+        ParaDiTTensor.attention(batch: c.batch, heads: c.heads, lq: c.queryTokens, lk: c.keyTokens, headDim: c.headDim,
+                  q: c.q, ldq: c.ldq, k: c.k, ldk: c.ldk, v: c.v, ldv: c.ldv, out: c.out, ldo: c.ldo, lse: nil,
+                  scale: c.scale,
+                  mask: c.keyMask.map { AttentionMask(data: $0, batchStride: c.keyTokens, rowStride: 0) })
+    }
+}

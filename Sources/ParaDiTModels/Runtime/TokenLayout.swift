@@ -1,0 +1,20 @@
+/// Which global image tokens a rank holds, on a patch grid of gridHeight × gridWidth
+/// (token t is at row t / gridWidth, column t % gridWidth).
+///
+/// Models compute positional embeddings and RoPE for exactly these tokens, so a sequence-parallel
+/// rank never builds the whole sequence. The serial layout holds every token.
+public struct TokenLayout: Sendable, Equatable {
+    public var gridHeight: Int
+    public var gridWidth: Int
+    /// The contiguous range of global tokens held here.
+    public var tokens: Range<Int>
+
+    public init(gridHeight: Int, gridWidth: Int, tokens: Range<Int>? = nil) {
+        self.gridHeight = gridHeight
+        self.gridWidth = gridWidth
+        self.tokens = tokens ?? 0..<(gridHeight * gridWidth)
+    }
+
+    public var totalTokens: Int { gridHeight * gridWidth }
+    public var isWhole: Bool { tokens == 0..<totalTokens }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Writes the golden fixtures of Tests/ParaDiTModelsTests/Fixtures from diffusers itself.
+
+Each fixture is a tiny random-weight model of a real diffusers class, saved as diffusers saves it
+(config.json + diffusion_pytorch_model.safetensors), the inputs of one forward() call named as its
+arguments (inputs.safetensors), and diffusers' output (output.safetensors, tensor "sample").
+Every weight is drawn non-zero (layers diffusers zero-initialises are overwritten too), so a
+missing term cannot hide.
+
+    python3 -m venv ~/venv && ~/venv/bin/pip install torch "diffusers==0.42.*" safetensors
+    ~/venv/bin/python tools/make_fixtures.py
+
+CI never runs this: the fixtures are committed.
+"""
+import json
+import os
+import shutil
+
+import torch
+from diffusers import DiTTransformer2DModel
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ParaDiTModelsTests", "Fixtures")
+
+
+def randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            fan_in = p.shape[-1] if p.dim() > 1 else 16
+            p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5 + 0.01)
+    return model.eval()
+
+
+def save_case(name, model, inputs, dtype=torch.float32):
+    """Saves the model (weights stored as `dtype`), the inputs and diffusers' float32 output."""
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    stored = model.to(dtype)
+    stored.save_pretrained(os.path.join(folder, "model"), safe_serialization=True)
+    # The reference runs in float32 on exactly the stored (rounded) weights.
+    model = stored.to(torch.float32)
+    with torch.no_grad():
+        sample = model(**inputs, return_dict=False)[0]
+    save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
+    save_file({"sample": sample.contiguous()}, os.path.join(folder, "output.safetensors"))
+    with open(os.path.join(folder, "model", "config.json")) as f:
+        config = json.load(f)
+    print(f"{name}: {config['_class_name']} {dtype}, sample {tuple(sample.shape)}")
+
+
+def dit_cases():
+    config = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
+                  sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    g = torch.Generator().manual_seed(100)
+    model = randomize(DiTTransformer2DModel(**config), seed=1)
+    base = dict(hidden_states=torch.randn(2, 4, 8, 8, generator=g),
+                timestep=torch.tensor([999, 17], dtype=torch.int64),
+                class_labels=torch.tensor([3, 10], dtype=torch.int64))  # 10 = the null class
+    save_case("dit-b2", model, base)
+    # A latent larger than sample_size: the position embedding is recomputed on the larger grid.
+    save_case("dit-b1-12x12", model, dict(hidden_states=torch.randn(1, 4, 12, 12, generator=g),
+                                          timestep=torch.tensor([500], dtype=torch.int64),
+                                          class_labels=torch.tensor([7], dtype=torch.int64)))
+    save_case("dit-b2-bf16", randomize(DiTTransformer2DModel(**config), seed=2), base, dtype=torch.bfloat16)
+    save_case("dit-b2-f16", randomize(DiTTransformer2DModel(**config), seed=3), base, dtype=torch.float16)
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    dit_cases()
