@@ -37,10 +37,11 @@ def save_case(name, model, inputs, dtype=torch.float32):
     folder = os.path.join(OUT, name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    stored = model.to(dtype)
-    stored.save_pretrained(os.path.join(folder, "model"), safe_serialization=True)
-    # The reference runs in float32 on exactly the stored (rounded) weights.
-    model = stored.to(torch.float32)
+    model.to(dtype).save_pretrained(os.path.join(folder, "model"), safe_serialization=True)
+    model.to(torch.float32)
+    # The reference is what a user gets: the saved folder loaded in float32 (stored weights widened,
+    # buffers such as the sincos table computed afresh in float32).
+    model = type(model).from_pretrained(os.path.join(folder, "model"), torch_dtype=torch.float32).eval()
     with torch.no_grad():
         sample = model(**inputs, return_dict=False)[0]
     save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
