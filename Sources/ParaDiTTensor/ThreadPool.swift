@@ -23,6 +23,8 @@ public final class ThreadPool: @unchecked Sendable {
     private let next = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
     private var shuttingDown = false
+    private var workspace: TensorStorage?
+    private let workspaceBusy = Atomic<Bool>(false)
     private var workers: [pthread_t] = []
 
     /// A pool of `threads` threads in all: the caller of `parallelFor` is worker 0.
@@ -128,6 +130,21 @@ public final class ThreadPool: @unchecked Sendable {
             if doneWorkers == threadCount - 1 { pthread_cond_signal(finished) }
             pthread_mutex_unlock(mutex)
         }
+    }
+
+    // MARK: Workspace
+
+    /// Runs `body` with `count` floats of scratch memory that the pool keeps between calls, so
+    /// large per-call buffers (attention's packed K/V) are not faulted in afresh every time. The
+    /// buffer grows to the largest size asked for. A concurrent caller gets a temporary buffer.
+    public func withWorkspace<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        guard workspaceBusy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            let temporary = TensorStorage(count: count)
+            return try withExtendedLifetime(temporary) { try body(temporary.base) }
+        }
+        defer { workspaceBusy.store(false, ordering: .releasing) }
+        if workspace == nil || workspace!.count < count { workspace = TensorStorage(count: count) }
+        return try body(workspace!.base)
     }
 
     // MARK: The current pool

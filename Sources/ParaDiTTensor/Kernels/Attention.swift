@@ -51,20 +51,23 @@ public func attention(
     var bq = max(1, blocking.queryBlock)
     while bq > 24 && batch * heads * ((lq + bq - 1) / bq) < 2 * pool.threadCount { bq = roundUp6(bq / 2) }
     let bk = roundUp16(max(16, min(blocking.keyBlock, lk)))
-    let packed = PackedKeysValues(batch: batch, heads: heads, lk: lk, headDim: headDim, k: k, ldk: ldk,
-                                  v: v, ldv: ldv, pool: pool)
     let qBlocks = (lq + bq - 1) / bq
-    let scratch = AttentionScratch(threads: pool.threadCount, queryBlock: bq, keyBlock: bk, headDim: headDim)
-    pool.parallelFor(batch * heads * qBlocks) { item, worker in
-        let b = item / (heads * qBlocks), h = (item / qBlocks) % heads, i0 = (item % qBlocks) * bq
-        attentionBlock(
-            rows: min(bq, lq - i0), headDim: headDim, q: q + (b * lq + i0) * ldq + h * headDim, ldq: ldq,
-            kv: packed.head(b * heads + h), out: out + (b * lq + i0) * ldo + h * headDim, ldo: ldo,
-            lse: lse.map { $0 + (b * heads + h) * lq + i0 }, scale: scale,
-            mask: mask.map { $0.data + b * $0.batchStride + i0 * $0.rowStride }, maskRowStride: mask?.rowStride ?? 0,
-            scratch: scratch.views(worker))
+    let packedCount = (PackedKeysValues.count(batch: batch, heads: heads, lk: lk, headDim: headDim) + 15) / 16 * 16
+    let perThread = AttentionScratch.layout(queryBlock: bq, keyBlock: bk, headDim: headDim).reduce(0, +)
+    pool.withWorkspace(count: packedCount + pool.threadCount * perThread) { workspace in
+        let packed = PackedKeysValues(batch: batch, heads: heads, lk: lk, headDim: headDim, k: k, ldk: ldk,
+                                      v: v, ldv: ldv, into: workspace, pool: pool)
+        let scratch = AttentionScratch(queryBlock: bq, keyBlock: bk, headDim: headDim, base: workspace + packedCount)
+        pool.parallelFor(batch * heads * qBlocks) { item, worker in
+            let b = item / (heads * qBlocks), h = (item / qBlocks) % heads, i0 = (item % qBlocks) * bq
+            attentionBlock(
+                rows: min(bq, lq - i0), headDim: headDim, q: q + (b * lq + i0) * ldq + h * headDim, ldq: ldq,
+                kv: packed.head(b * heads + h), out: out + (b * lq + i0) * ldo + h * headDim, ldo: ldo,
+                lse: lse.map { $0 + (b * heads + h) * lq + i0 }, scale: scale,
+                mask: mask.map { $0.data + b * $0.batchStride + i0 * $0.rowStride }, maskRowStride: mask?.rowStride ?? 0,
+                scratch: scratch.views(worker))
+        }
     }
-    withExtendedLifetime((packed, scratch)) {}
 }
 
 // MARK: - Merge of partial attention

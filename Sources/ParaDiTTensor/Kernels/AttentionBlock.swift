@@ -13,19 +13,24 @@ import Foundation
 /// K and V of every (batch, head), packed:
 ///   Kᵀ: for each group of 16 keys, a contiguous [headDim × 16] panel (keys past lk are zero);
 ///   V:  for each group of 16 channels, a contiguous [lkPad × 16] panel (channels past headDim are zero).
-final class PackedKeysValues {
-    let storage: TensorStorage
+struct PackedKeysValues {
+    let base: UnsafeMutablePointer<Float>
     let lk, lkPad, headDim, headPad: Int
 
+    /// Floats needed for `batch · heads` packed heads.
+    static func count(batch: Int, heads: Int, lk: Int, headDim: Int) -> Int {
+        batch * heads * roundUp16(max(lk, 1)) * (headDim + roundUp16(headDim))
+    }
+
+    /// Packs into `base`, which has room for `count(…)` floats.
     init(batch: Int, heads: Int, lk: Int, headDim: Int, k: UnsafePointer<Float>, ldk: Int,
-         v: UnsafePointer<Float>, ldv: Int, pool: ThreadPool) {
-        (self.lk, self.headDim) = (lk, headDim)
+         v: UnsafePointer<Float>, ldv: Int, into base: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        (self.lk, self.headDim, self.base) = (lk, headDim, base)
         lkPad = roundUp16(max(lk, 1))
         headPad = roundUp16(headDim)
         let perHead = lkPad * headDim + lkPad * headPad
-        storage = TensorStorage(count: batch * heads * perHead)
         let groups = lkPad / microTileCols
-        let base = storage.base, (lkPad, headPad) = (lkPad, headPad)
+        let (lkPad, headPad) = (lkPad, headPad)
         pool.parallelFor(batch * heads) { bh, _ in
             let b = bh / heads, h = bh % heads
             let kT = base + bh * perHead, vP = kT + lkPad * headDim
@@ -40,7 +45,7 @@ final class PackedKeysValues {
 
     /// The packed K and V of head `bh` = b·heads + h.
     func head(_ bh: Int) -> PackedHead {
-        let kT = storage.base + bh * (lkPad * headDim + lkPad * headPad)
+        let kT = base + bh * (lkPad * headDim + lkPad * headPad)
         return PackedHead(lk: lk, lkPad: lkPad, headDim: headDim, headPad: headPad, keysT: kT, values: kT + lkPad * headDim)
     }
 }
@@ -95,24 +100,30 @@ struct AttentionScratchViews {
     var rowSum: UnsafeMutablePointer<Float>    // [queryBlock]
 }
 
-/// Per-thread scratch for the fused kernel: one allocation, each thread's share cache-line aligned.
-final class AttentionScratch {
-    let storage: TensorStorage
+/// Per-thread scratch for the fused kernel, carved from one buffer, each thread's share
+/// cache-line aligned.
+struct AttentionScratch {
+    let base: UnsafeMutablePointer<Float>
     let perThread: Int
     let layout: [Int]
     let keyBlock: Int
 
-    init(threads: Int, queryBlock: Int, keyBlock: Int, headDim: Int) {
+    init(queryBlock: Int, keyBlock: Int, headDim: Int, base: UnsafeMutablePointer<Float>) {
         self.keyBlock = keyBlock
+        self.base = base
+        layout = Self.layout(queryBlock: queryBlock, keyBlock: keyBlock, headDim: headDim)
+        perThread = layout.reduce(0, +)
+    }
+
+    /// Sizes of the five per-thread buffers, each rounded to a cache line.
+    static func layout(queryBlock: Int, keyBlock: Int, headDim: Int) -> [Int] {
         let rows = roundUp6(queryBlock)
         let sizes = [rows * headDim, rows * keyBlock, rows * roundUp16(headDim), queryBlock, queryBlock]
-        layout = sizes.map { ($0 + 15) / 16 * 16 }
-        perThread = layout.reduce(0, +)
-        storage = TensorStorage(count: threads * perThread)
+        return sizes.map { ($0 + 15) / 16 * 16 }
     }
 
     func views(_ worker: Int) -> AttentionScratchViews {
-        var p = storage.base + worker * perThread
+        var p = base + worker * perThread
         var parts: [UnsafeMutablePointer<Float>] = []
         for size in layout { parts.append(p); p += size }
         return AttentionScratchViews(keyBlock: keyBlock, queries: parts[0], scores: parts[1], outAcc: parts[2],
