@@ -17,7 +17,7 @@ import os
 import shutil
 
 import torch
-from diffusers import DiTTransformer2DModel
+from diffusers import DiTTransformer2DModel, PixArtTransformer2DModel
 from safetensors.torch import save_file
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ParaDiTModelsTests", "Fixtures")
@@ -44,7 +44,9 @@ def save_case(name, model, inputs, dtype=torch.float32):
     model = type(model).from_pretrained(os.path.join(folder, "model"), torch_dtype=torch.float32).eval()
     with torch.no_grad():
         sample = model(**inputs, return_dict=False)[0]
-    save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(folder, "inputs.safetensors"))
+    flat = dict(inputs)
+    flat.update(flat.pop("added_cond_kwargs", {}))  # its keys become top-level inputs
+    save_file({k: v.contiguous() for k, v in flat.items()}, os.path.join(folder, "inputs.safetensors"))
     save_file({"sample": sample.contiguous()}, os.path.join(folder, "output.safetensors"))
     with open(os.path.join(folder, "model", "config.json")) as f:
         config = json.load(f)
@@ -68,6 +70,37 @@ def dit_cases():
     save_case("dit-b2-f16", randomize(DiTTransformer2DModel(**config), seed=3), base, dtype=torch.float16)
 
 
+def pixart_cases():
+    g = torch.Generator().manual_seed(200)
+    # PixArt-α style: resolution and aspect-ratio conditioning (width divisible by 3 for them).
+    alpha = dict(num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=8, num_layers=2,
+                 cross_attention_dim=24, caption_channels=20, sample_size=8, patch_size=2,
+                 use_additional_conditions=True)
+    model = randomize(PixArtTransformer2DModel(**alpha), seed=4)
+    mask = torch.ones(2, 7, dtype=torch.int64)
+    mask[0, 5:] = 0  # padded caption tokens of sample 0
+    save_case("pixart-alpha-b2-8x12", model, dict(
+        hidden_states=torch.randn(2, 4, 8, 12, generator=g),
+        encoder_hidden_states=torch.randn(2, 7, 20, generator=g),
+        timestep=torch.tensor([999, 3], dtype=torch.int64),
+        encoder_attention_mask=mask,
+        added_cond_kwargs=dict(resolution=torch.tensor([[64.0, 96.0], [64.0, 96.0]]),
+                               aspect_ratio=torch.tensor([[1.5], [1.5]]))))
+    save_case("pixart-alpha-b2-bf16", randomize(PixArtTransformer2DModel(**alpha), seed=5), dict(
+        hidden_states=torch.randn(2, 4, 8, 8, generator=g),
+        encoder_hidden_states=torch.randn(2, 5, 20, generator=g),
+        timestep=torch.tensor([500, 1], dtype=torch.int64),
+        added_cond_kwargs=dict(resolution=torch.tensor([[64.0, 64.0], [64.0, 64.0]]),
+                               aspect_ratio=torch.tensor([[1.0], [1.0]]))), dtype=torch.bfloat16)
+    # PixArt-Σ style: no size conditioning, interpolation scale 2, a latent larger than sample_size.
+    sigma = dict(alpha, use_additional_conditions=False, interpolation_scale=2, sample_size=8)
+    save_case("pixart-sigma-b1-12x16", randomize(PixArtTransformer2DModel(**sigma), seed=6), dict(
+        hidden_states=torch.randn(1, 4, 12, 16, generator=g),
+        encoder_hidden_states=torch.randn(1, 9, 20, generator=g),
+        timestep=torch.tensor([250.0])))
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     dit_cases()
+    pixart_cases()

@@ -50,3 +50,34 @@ public struct FeedForward {
 
     public func callAsFunction(_ x: Tensor) -> Tensor { out(gelu(proj(x), approximation: approximation)) }
 }
+
+/// diffusers `Attention` as cross-attention (`attn2` of PixArt's blocks): queries from the image
+/// tokens, keys and values (fused) from the caption. The caption is whole on every rank, so this
+/// needs no communication and calls the fused kernel directly.
+public struct CrossAttention {
+    let toQ: Linear, kv: Linear, toOut: Linear
+    public let heads: Int, headDim: Int
+
+    public init(_ w: Weights, dim: Int, contextDim: Int, heads: Int, headDim: Int, bias: Bool) throws {
+        let inner = heads * headDim
+        toQ = try Linear(w.scope("to_q"), in: dim, out: inner, bias: bias)
+        kv = Linear.fused(try ["to_k", "to_v"].map { try Linear(w.scope($0), in: contextDim, out: inner, bias: bias) })
+        toOut = try Linear(w.scope("to_out").scope(0), in: inner, out: dim)
+        self.heads = heads
+        self.headDim = headDim
+    }
+
+    /// x: [B, L, dim], context: [B, Lc, contextDim], keyBias: additive [B, Lc] or nil → [B, L, dim].
+    public func callAsFunction(_ x: Tensor, context: Tensor, keyBias: Tensor?) -> Tensor {
+        let (b, l, lc) = (x.size(0), x.size(1), context.size(1)), inner = heads * headDim
+        let q = toQ(x), kvp = kv(context)
+        let out = Tensor(uninitialized: [b, l, inner])
+        withExtendedLifetime((q, kvp, keyBias)) {
+            attention(batch: b, heads: heads, lq: l, lk: lc, headDim: headDim, q: q.data, ldq: inner,
+                      k: kvp.data, ldk: 2 * inner, v: kvp.data + inner, ldv: 2 * inner, out: out.data, ldo: inner,
+                      lse: nil, scale: 1 / Float(headDim).squareRoot(),
+                      mask: keyBias.map { AttentionMask(data: $0.data, batchStride: lc, rowStride: 0) })
+        }
+        return toOut(out)
+    }
+}
