@@ -17,7 +17,7 @@ import os
 import shutil
 
 import torch
-from diffusers import DiTTransformer2DModel, PixArtTransformer2DModel
+from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
 from safetensors.torch import save_file
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ParaDiTModelsTests", "Fixtures")
@@ -100,7 +100,55 @@ def pixart_cases():
         timestep=torch.tensor([250.0])))
 
 
+def sd3_cases():
+    g = torch.Generator().manual_seed(300)
+    sd3 = dict(sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+               joint_attention_dim=12, caption_projection_dim=16, pooled_projection_dim=10, out_channels=4,
+               pos_embed_max_size=12)
+    save_case("sd3-b2-8x12", randomize(SD3Transformer2DModel(**sd3), seed=7), dict(
+        hidden_states=torch.randn(2, 4, 8, 12, generator=g),
+        encoder_hidden_states=torch.randn(2, 7, 12, generator=g),
+        pooled_projections=torch.randn(2, 10, generator=g),
+        timestep=torch.tensor([999.0, 1.5])))
+    # SD3.5: qk-norm and dual attention in the first block; bf16 weights.
+    sd35 = dict(sd3, num_layers=3, qk_norm="rms_norm", dual_attention_layers=(0,))
+    save_case("sd35-b1-bf16", randomize(SD3Transformer2DModel(**sd35), seed=8), dict(
+        hidden_states=torch.randn(1, 4, 10, 6, generator=g),
+        encoder_hidden_states=torch.randn(1, 5, 12, generator=g),
+        pooled_projections=torch.randn(1, 10, generator=g),
+        timestep=torch.tensor([500.0])), dtype=torch.bfloat16)
+
+
+def flux_ids(h, w, text):
+    img = torch.zeros(h, w, 3)
+    img[..., 1] = torch.arange(h)[:, None]
+    img[..., 2] = torch.arange(w)[None, :]
+    return img.reshape(h * w, 3), torch.zeros(text, 3)
+
+
+def flux_cases():
+    g = torch.Generator().manual_seed(400)
+    schnell = dict(patch_size=1, in_channels=8, num_layers=1, num_single_layers=2, attention_head_dim=16,
+                   num_attention_heads=2, joint_attention_dim=12, pooled_projection_dim=10,
+                   axes_dims_rope=(4, 6, 6))
+    img_ids, txt_ids = flux_ids(3, 5, 7)
+    save_case("flux-schnell-b2-3x5", randomize(FluxTransformer2DModel(**schnell), seed=9), dict(
+        hidden_states=torch.randn(2, 15, 8, generator=g),
+        encoder_hidden_states=torch.randn(2, 7, 12, generator=g),
+        pooled_projections=torch.randn(2, 10, generator=g),
+        timestep=torch.tensor([1.0, 0.25]), img_ids=img_ids, txt_ids=txt_ids))
+    img_ids, txt_ids = flux_ids(4, 4, 5)
+    save_case("flux-dev-b1-bf16", randomize(FluxTransformer2DModel(**dict(schnell, guidance_embeds=True, num_layers=2)), seed=10), dict(
+        hidden_states=torch.randn(1, 16, 8, generator=g),
+        encoder_hidden_states=torch.randn(1, 5, 12, generator=g),
+        pooled_projections=torch.randn(1, 10, generator=g),
+        timestep=torch.tensor([0.5]), img_ids=img_ids, txt_ids=txt_ids,
+        guidance=torch.tensor([3.5])), dtype=torch.bfloat16)
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     dit_cases()
     pixart_cases()
+    sd3_cases()
+    flux_cases()

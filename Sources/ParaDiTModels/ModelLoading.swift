@@ -6,7 +6,8 @@ import ParaDiTWeights
 /// supported class, every tensor the model needs must be there with the right shape, and every
 /// tensor in the checkpoint must be used.
 public enum ModelLoader {
-    public static let supportedClasses = ["DiTTransformer2DModel", "PixArtTransformer2DModel"]
+    public static let supportedClasses = ["DiTTransformer2DModel", "PixArtTransformer2DModel", "SD3Transformer2DModel",
+                                          "FluxTransformer2DModel"]
 
     public static func loadDiT(directory: String) throws -> DiTTransformer2DModel {
         try load(directory: directory, className: "DiTTransformer2DModel") { file, weights in
@@ -17,6 +18,18 @@ public enum ModelLoader {
     public static func loadPixArt(directory: String) throws -> PixArtTransformer2DModel {
         try load(directory: directory, className: "PixArtTransformer2DModel") { file, weights in
             try PixArtTransformer2DModel(config: try file.decode(PixArtConfig.self), weights: weights)
+        }
+    }
+
+    public static func loadSD3(directory: String) throws -> SD3Transformer2DModel {
+        try load(directory: directory, className: "SD3Transformer2DModel") { file, weights in
+            try SD3Transformer2DModel(config: try file.decode(SD3Config.self), weights: weights)
+        }
+    }
+
+    public static func loadFlux(directory: String) throws -> FluxTransformer2DModel {
+        try load(directory: directory, className: "FluxTransformer2DModel") { file, weights in
+            try FluxTransformer2DModel(config: try file.decode(FluxConfig.self), weights: weights)
         }
     }
 
@@ -80,5 +93,50 @@ extension PixArtInputs {
         }
         if file.entries["resolution"] != nil { resolution = try file.values("resolution").map { Float($0) } }
         if file.entries["aspect_ratio"] != nil { aspectRatio = try file.values("aspect_ratio").map { Float($0) } }
+    }
+}
+
+extension SD3Inputs {
+    /// Reads hidden_states, encoder_hidden_states, pooled_projections and timestep.
+    public init(file: SafeTensorsFile) throws {
+        hiddenStates = try latent(file, "hidden_states")
+        let b = hiddenStates.size(0)
+        encoderHiddenStates = try batched(file, "encoder_hidden_states", batch: b, rank: 3)
+        pooledProjections = try batched(file, "pooled_projections", batch: b, rank: 2)
+        timestep = try perSample(file, "timestep", batch: b).map { Float($0) }
+    }
+}
+
+/// A float input of the given rank whose first dimension is the batch.
+func batched(_ file: SafeTensorsFile, _ name: String, batch: Int, rank: Int) throws -> Tensor {
+    let t = try file.tensor(name)
+    guard t.rank == rank, t.size(0) == batch else {
+        throw WeightsError.wrongShape(key: name, expected: [batch] + Array(repeating: -1, count: rank - 1), found: t.shape)
+    }
+    return t
+}
+
+extension FluxInputs {
+    /// Reads hidden_states (packed), encoder_hidden_states, pooled_projections, timestep, img_ids,
+    /// txt_ids (2-D, or 3-D with a batch dimension of 1 as older pipelines passed them) and guidance.
+    public init(file: SafeTensorsFile) throws {
+        hiddenStates = try file.tensor("hidden_states")
+        guard hiddenStates.rank == 3 else {
+            throw WeightsError.wrongShape(key: "hidden_states", expected: [-1, -1, -1], found: hiddenStates.shape)
+        }
+        let b = hiddenStates.size(0)
+        encoderHiddenStates = try batched(file, "encoder_hidden_states", batch: b, rank: 3)
+        pooledProjections = try batched(file, "pooled_projections", batch: b, rank: 2)
+        timestep = try perSample(file, "timestep", batch: b).map { Float($0) }
+        imgIds = try Self.ids(file, "img_ids")
+        txtIds = try Self.ids(file, "txt_ids")
+        if file.entries["guidance"] != nil { guidance = try perSample(file, "guidance", batch: b).map { Float($0) } }
+    }
+
+    static func ids(_ file: SafeTensorsFile, _ name: String) throws -> Tensor {
+        guard let e = file.entries[name] else { throw WeightsError.missingTensor(key: name, file: file.path) }
+        let shape = e.shape.count == 3 && e.shape[0] == 1 ? Array(e.shape.dropFirst()) : e.shape
+        guard shape.count == 2, shape[1] == 3 else { throw WeightsError.wrongShape(key: name, expected: [-1, 3], found: e.shape) }
+        return Tensor(shape: shape, values: try file.values(name).map { Float($0) })
     }
 }

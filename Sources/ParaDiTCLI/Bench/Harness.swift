@@ -37,7 +37,7 @@ func timing(_ samples: [Double]) -> Timing {
 struct MachineInfo: Codable {
     var cpu: String
     var logicalCores: Int
-    var memoryGiB: Double
+    var memoryGibibytes: Double
     var os: String
     var arch: String
     var blas: String
@@ -53,7 +53,7 @@ struct MachineInfo: Codable {
         func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
         return MachineInfo(
             cpu: model, logicalCores: ProcessInfo.processInfo.activeProcessorCount,
-            memoryGiB: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
+            memoryGibibytes: (Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824 * 10).rounded() / 10,
             os: "\(field(uts.sysname)) \(field(uts.release))", arch: field(uts.machine),
             blas: BLAS.description, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
     }

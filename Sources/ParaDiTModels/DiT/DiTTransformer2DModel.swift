@@ -92,8 +92,8 @@ public final class DiTTransformer2DModel {
     // MARK: embed → blocks → head
 
     /// Patch and position embedding: [B, C, H, W] → [B, tokens, dim].
-    public func embed(_ inputs: DiTInputs, layout: TokenLayout) -> Tensor {
-        posEmbed(inputs.hiddenStates, layout: layout)
+    public func embed(_ inputs: DiTInputs, layout: TokenLayout) throws -> Tensor {
+        try posEmbed(inputs.hiddenStates, layout: layout)
     }
 
     public var blockCount: Int { transformerBlocks.count }
@@ -114,7 +114,7 @@ public final class DiTTransformer2DModel {
     /// The whole forward pass on one rank.
     public func forward(_ inputs: DiTInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
-        let x = embed(inputs, layout: layout)
+        let x = try embed(inputs, layout: layout)
         for i in 0..<blockCount { block(i, x, inputs: inputs, runtime: runtime) }
         return head(x, inputs: inputs, layout: layout)
     }

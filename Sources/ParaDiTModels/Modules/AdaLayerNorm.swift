@@ -55,3 +55,19 @@ public struct AdaLayerNormZero {
         Modulation(linear(silu(emb(timesteps: timesteps, labels: labels))), dim: dim)
     }
 }
+
+/// The adaLN projection shared by SD3 and Flux norms: SiLU(emb) → linear to `chunks` × dim.
+/// `AdaLayerNormZero` (6 chunks: shift, scale, gate for attention and MLP), `SD35AdaLayerNormZeroX`
+/// (9: plus shift, scale, gate of the second attention), `AdaLayerNormZeroSingle` (3) and
+/// `AdaLayerNormContinuous` (2: scale, then shift — note the order) differ only in chunk count.
+public struct AdaLNProjection {
+    let linear: Linear
+    let dim: Int
+
+    public init(_ w: Weights, dim: Int, conditioningDim: Int? = nil, chunks: Int) throws {
+        linear = try Linear(w.scope("linear"), in: conditioningDim ?? dim, out: chunks * dim)
+        self.dim = dim
+    }
+
+    public func callAsFunction(_ emb: Tensor) -> Modulation { Modulation(linear(silu(emb)), dim: dim) }
+}

@@ -62,26 +62,49 @@ public struct CombinedTimestepLabelEmbeddings {
 }
 
 /// `PatchEmbed`: a patchSize-strided conv to [B, tokens, dim], plus the 2-D sincos position
-/// embedding of the tokens this rank holds (computed for the actual latent size, like diffusers
-/// recomputes it when the size differs from the config's sample size).
+/// embedding of the tokens this rank holds: computed for the actual latent size (as diffusers
+/// recomputes it when the size differs from the config's sample size), or, with
+/// `pos_embed_max_size` (SD3), cropped from the centre of the stored max-size table.
 public struct PatchEmbed {
     let proj: Tensor, projBias: Tensor
     public let patchSize: Int, dim: Int
     /// Grid of the config's sample size; positions scale to it (`base_size`).
     public let baseSize: Int
     public let interpolationScale: Float
+    /// The checkpoint's [1, max·max, dim] table and max grid side, when the model crops (SD3).
+    let croppedTable: (table: Tensor, maxSize: Int)?
 
-    public init(_ w: Weights, inChannels: Int, dim: Int, patchSize: Int, sampleSize: Int, interpolationScale: Float = 1) throws {
+    public init(_ w: Weights, inChannels: Int, dim: Int, patchSize: Int, sampleSize: Int, interpolationScale: Float = 1,
+                posEmbedMaxSize: Int? = nil) throws {
         proj = try w.tensor("proj.weight", shape: [dim, inChannels, patchSize, patchSize])
         projBias = try w.tensor("proj.bias", shape: [dim])
         self.patchSize = patchSize
         self.dim = dim
         baseSize = sampleSize / patchSize
         self.interpolationScale = interpolationScale
+        croppedTable = try posEmbedMaxSize.map { (try w.tensor("pos_embed", shape: [1, $0 * $0, dim]), $0) }
+    }
+
+    /// Position embeddings [tokens, dim] of the layout's tokens.
+    func positions(_ layout: TokenLayout) throws -> Tensor {
+        let (h, w) = (layout.gridHeight, layout.gridWidth)
+        guard let (table, maxSize) = croppedTable else {
+            return sincosPositionEmbedding2D(embedDim: dim, gridHeight: h, gridWidth: w, baseSize: Float(baseSize),
+                                             interpolationScale: interpolationScale, tokens: Array(layout.tokens))
+        }
+        guard h <= maxSize, w <= maxSize else {
+            throw WeightsError.badConfig(path: "hidden_states", reason: "a \(h)×\(w) patch grid exceeds pos_embed_max_size \(maxSize); use a smaller size")
+        }
+        let top = (maxSize - h) / 2, left = (maxSize - w) / 2
+        let out = Tensor(uninitialized: [layout.tokens.count, dim])
+        for (n, t) in layout.tokens.enumerated() {
+            out[n].copy(from: table[0][(top + t / w) * maxSize + left + t % w])
+        }
+        return out
     }
 
     /// latent [B, C, H, W] → [B, layout.tokens.count, dim].
-    public func callAsFunction(_ latent: Tensor, layout: TokenLayout) -> Tensor {
+    public func callAsFunction(_ latent: Tensor, layout: TokenLayout) throws -> Tensor {
         let patches = conv2d(latent, weight: proj, bias: projBias, stride: patchSize)  // [B, dim, h, w]
         let (b, h, w) = (patches.size(0), patches.size(2), patches.size(3))
         check(h == layout.gridHeight && w == layout.gridWidth, "latent grid \(h)×\(w) differs from the token layout")
@@ -93,8 +116,7 @@ public struct PatchEmbed {
             }
         }
         let mine = layout.isWhole ? tokens : sliceSequence(tokens, layout.tokens)
-        let pos = sincosPositionEmbedding2D(embedDim: dim, gridHeight: h, gridWidth: w, baseSize: Float(baseSize),
-                                            interpolationScale: interpolationScale, tokens: Array(layout.tokens))
+        let pos = try positions(layout)
         for i in 0..<b { add(count: pos.count, mine[i].data, pos.data, out: mine[i].data) }
         return mine
     }

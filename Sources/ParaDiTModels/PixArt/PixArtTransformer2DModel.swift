@@ -118,7 +118,7 @@ public final class PixArtTransformer2DModel {
         let caption = captionProjection.map { $0(inputs.encoderHiddenStates) } ?? inputs.encoderHiddenStates
         // diffusers turns a 0/1 keep-mask into the additive bias (1 − mask)·(−10000).
         let bias = inputs.encoderAttentionMask.map { m in Tensor(shape: m.shape, values: m.scalars.map { (1 - $0) * -10000 }) }
-        return (posEmbed(inputs.hiddenStates, layout: layout),
+        return (try posEmbed(inputs.hiddenStates, layout: layout),
                 Conditioning(timestepChunks: chunks, embeddedTimestep: embedded, caption: caption, captionBias: bias))
     }
 

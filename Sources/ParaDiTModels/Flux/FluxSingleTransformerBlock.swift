@@ -1,0 +1,37 @@
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// diffusers `FluxSingleTransformerBlock`: one stream over [text; image] tokens; attention (no
+/// output projection) and a GELU MLP run side by side and are projected together by proj_out.
+public struct FluxSingleTransformerBlock {
+    let norm: AdaLNProjection
+    let attn: JointAttention
+    let projMLP: Linear, projOut: Linear
+    let dim: Int
+
+    public init(_ w: Weights, dim: Int, heads: Int, headDim: Int, mlpRatio: Int = 4) throws {
+        norm = try AdaLNProjection(w.scope("norm"), dim: dim, chunks: 3)
+        attn = try JointAttention(w.scope("attn"), dim: dim, heads: heads, headDim: headDim, withContext: false,
+                                  contextPreOnly: false, qkNorm: true, imageOut: false)
+        projMLP = try Linear(w.scope("proj_mlp"), in: dim, out: mlpRatio * dim)
+        projOut = try Linear(w.scope("proj_out"), in: dim + mlpRatio * dim, out: dim)
+        self.dim = dim
+    }
+
+    /// Updates x [B, Lt + Li, dim] (text first) in place.
+    public func callAsFunction(_ x: Tensor, temb: Tensor, rope: RotaryTables, runtime: AttentionRuntime) {
+        // Chunks: 0 shift, 1 scale, 2 gate.
+        let mod = norm(temb)
+        let normed = mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0)
+        let mlp = gelu(projMLP(normed), approximation: .tanh)
+        let attnOut = attn.attend(attn.jointQKV(normed, context: nil, rope: rope), runtime: runtime)
+        // proj_out(cat([attn, mlp], dim=2)): concatenate along features.
+        let (rows, a, m) = (x.size(0) * x.size(1), attnOut.size(2), mlp.size(2))
+        let both = Tensor(uninitialized: [x.size(0), x.size(1), a + m])
+        withExtendedLifetime((attnOut, mlp)) {
+            copy2D(rows: rows, cols: a, src: attnOut.data, lds: a, dst: both.data, ldd: a + m)
+            copy2D(rows: rows, cols: m, src: mlp.data, lds: m, dst: both.data + a, ldd: a + m)
+        }
+        mod.gatedAdd(x, gate: 2, projOut(both))
+    }
+}

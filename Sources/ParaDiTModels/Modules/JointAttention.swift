@@ -1,0 +1,112 @@
+import Foundation
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// RMS-normalises each head of q or k in place (qk-norm): x: [tokens, heads·headDim] rows of
+/// stride ld, weight [headDim].
+func rmsNormHeads(tokens: Int, heads: Int, headDim: Int, x: UnsafeMutablePointer<Float>, ld: Int, weight: Tensor, eps: Float) {
+    withExtendedLifetime(weight) {
+        ThreadPool.current.parallelChunks(tokens, minChunk: 16) { range, _ in
+            for t in range {
+                // Nested inside the pool's work: runs on this thread.
+                rmsNorm(rows: heads, dim: headDim, x: x + t * ld, weight: weight.data, eps: eps, out: x + t * ld)
+            }
+        }
+    }
+}
+
+/// diffusers `Attention` in its joint (MMDiT) form: image tokens through to_q/to_k/to_v, context
+/// tokens through add_q_proj/add_k_proj/add_v_proj, optional RMS qk-norm on each, one attention
+/// over both sequences, then to_out.0 for the image part and to_add_out for the context part
+/// (absent in a `context_pre_only` block). `attn2` of SD3.5 blocks is the same without context;
+/// Flux's single-stream blocks have no to_out (`imageOut: false`): their caller projects.
+public struct JointAttention {
+    let qkv: Linear, addQKV: Linear?
+    let toOut: Linear?, toAddOut: Linear?
+    let normQ: Tensor?, normK: Tensor?, normAddedQ: Tensor?, normAddedK: Tensor?
+    public let heads: Int, headDim: Int
+    /// Whether the context tokens come before the image tokens in the joint sequence (Flux) or after (SD3).
+    let contextFirst: Bool
+    let eps: Float
+
+    public init(_ w: Weights, dim: Int, heads: Int, headDim: Int, withContext: Bool, contextPreOnly: Bool,
+                qkNorm: Bool, contextFirst: Bool = false, imageOut: Bool = true, eps: Float = 1e-6) throws {
+        let inner = heads * headDim
+        qkv = Linear.fused(try ["to_q", "to_k", "to_v"].map { try Linear(w.scope($0), in: dim, out: inner) })
+        addQKV = withContext ? Linear.fused(try ["add_q_proj", "add_k_proj", "add_v_proj"].map { try Linear(w.scope($0), in: dim, out: inner) }) : nil
+        toOut = imageOut ? try Linear(w.scope("to_out").scope(0), in: inner, out: dim) : nil
+        toAddOut = withContext && !contextPreOnly ? try Linear(w.scope("to_add_out"), in: inner, out: dim) : nil
+        normQ = qkNorm ? try w.tensor("norm_q.weight", shape: [headDim]) : nil
+        normK = qkNorm ? try w.tensor("norm_k.weight", shape: [headDim]) : nil
+        normAddedQ = qkNorm && withContext ? try w.tensor("norm_added_q.weight", shape: [headDim]) : nil
+        normAddedK = qkNorm && withContext ? try w.tensor("norm_added_k.weight", shape: [headDim]) : nil
+        (self.heads, self.headDim, self.contextFirst, self.eps) = (heads, headDim, contextFirst, eps)
+    }
+
+    /// Projects x [B, L, dim] into rows [q | k | v] of the joint buffer at token offset `at`, with qk-norm.
+    func project(_ x: Tensor, _ proj: Linear, normQ: Tensor?, normK: Tensor?, into joint: Tensor, at: Int) {
+        let (b, l, total) = (x.size(0), x.size(1), joint.size(1)), width = 3 * heads * headDim
+        let p = proj(x)
+        for i in 0..<b {
+            withExtendedLifetime(p) {
+                (joint.data + (i * total + at) * width).update(from: p.data + i * l * width, count: l * width)
+            }
+            let rows = joint.data + (i * total + at) * width
+            if let normQ { rmsNormHeads(tokens: l, heads: heads, headDim: headDim, x: rows, ld: width, weight: normQ, eps: eps) }
+            if let normK { rmsNormHeads(tokens: l, heads: heads, headDim: headDim, x: rows + heads * headDim, ld: width, weight: normK, eps: eps) }
+        }
+    }
+
+    /// The joint q|k|v buffer [B, Limg + Lctx, 3·inner] (context first or last), qk-normed, and
+    /// rotated by `rope` (cos, sin tables [Limg + Lctx, headDim] in joint order) if given.
+    public func jointQKV(_ x: Tensor, context: Tensor?, rope: RotaryTables? = nil) -> Tensor {
+        let lc = context?.size(1) ?? 0, l = x.size(1), inner = heads * headDim
+        let joint = Tensor(uninitialized: [x.size(0), l + lc, 3 * inner])
+        project(x, qkv, normQ: normQ, normK: normK, into: joint, at: contextFirst ? lc : 0)
+        if let context, let addQKV {
+            project(context, addQKV, normQ: normAddedQ, normK: normAddedK, into: joint, at: contextFirst ? 0 : l)
+        }
+        if let rope {
+            check(rope.cos.size(0) == l + lc, "RoPE tables cover \(rope.cos.size(0)) tokens, the joint sequence has \(l + lc)")
+            for i in 0..<x.size(0) {
+                let rows = joint.data + i * (l + lc) * 3 * inner
+                withExtendedLifetime(rope) {
+                    for offset in [0, inner] {
+                        applyRope(tokens: l + lc, heads: heads, headDim: headDim, x: rows + offset, ldx: 3 * inner,
+                                  cos: rope.cos.data, sin: rope.sin.data)
+                    }
+                }
+            }
+        }
+        return joint
+    }
+
+    /// Attention over a joint q|k|v buffer → [B, L, inner] (before any output projection).
+    public func attend(_ joint: Tensor, runtime: AttentionRuntime) -> Tensor {
+        let b = joint.size(0), l = joint.size(1), inner = heads * headDim
+        let out = Tensor(uninitialized: [b, l, inner])
+        withExtendedLifetime(joint) {
+            let p = UnsafePointer(joint.data)
+            runtime.attention(AttentionCall(
+                batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
+                q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
+                out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil))
+        }
+        return out
+    }
+
+    /// (image output [B, L, dim], context output [B, Lc, dim] or nil).
+    public func callAsFunction(_ x: Tensor, context: Tensor?, rope: RotaryTables? = nil, runtime: AttentionRuntime) -> (Tensor, Tensor?) {
+        let out = attend(jointQKV(x, context: context, rope: rope), runtime: runtime)
+        guard let context else { return (toOut.map { $0(out) } ?? out, nil) }
+        let (l, lc) = (x.size(1), context.size(1))
+        let image = sliceSequence(out, contextFirst ? lc..<(lc + l) : 0..<l)
+        let ctx = sliceSequence(out, contextFirst ? 0..<lc : l..<(l + lc))
+        return (toOut.map { $0(image) } ?? image, toAddOut.map { $0(ctx) })
+    }
+}
+
+/// RoPE cos and sin tables [tokens, headDim] (see `ropeFrequencies`).
+public struct RotaryTables {
+    public var cos: Tensor, sin: Tensor
+}
