@@ -2,46 +2,37 @@ import Foundation
 import ParaDiTTensor
 import ParaDiTWeights
 
-/// Opens a diffusers model folder (config.json + safetensors) strictly: the config must name a
-/// supported class, every tensor the model needs must be there with the right shape, and every
-/// tensor in the checkpoint must be used.
+/// Typed loading of one model class: the folder's config must name that class.
 public enum ModelLoader {
     public static let supportedClasses = ["DiTTransformer2DModel", "PixArtTransformer2DModel", "SD3Transformer2DModel",
                                           "FluxTransformer2DModel"]
 
     public static func loadDiT(directory: String) throws -> DiTTransformer2DModel {
-        try load(directory: directory, className: "DiTTransformer2DModel") { file, weights in
-            try DiTTransformer2DModel(config: try file.decode(DiTConfig.self), weights: weights)
-        }
+        guard case let .dit(m) = try load(directory, "DiTTransformer2DModel") else { fatalError("unreachable") }
+        return m
     }
 
     public static func loadPixArt(directory: String) throws -> PixArtTransformer2DModel {
-        try load(directory: directory, className: "PixArtTransformer2DModel") { file, weights in
-            try PixArtTransformer2DModel(config: try file.decode(PixArtConfig.self), weights: weights)
-        }
+        guard case let .pixart(m) = try load(directory, "PixArtTransformer2DModel") else { fatalError("unreachable") }
+        return m
     }
 
     public static func loadSD3(directory: String) throws -> SD3Transformer2DModel {
-        try load(directory: directory, className: "SD3Transformer2DModel") { file, weights in
-            try SD3Transformer2DModel(config: try file.decode(SD3Config.self), weights: weights)
-        }
+        guard case let .sd3(m) = try load(directory, "SD3Transformer2DModel") else { fatalError("unreachable") }
+        return m
     }
 
     public static func loadFlux(directory: String) throws -> FluxTransformer2DModel {
-        try load(directory: directory, className: "FluxTransformer2DModel") { file, weights in
-            try FluxTransformer2DModel(config: try file.decode(FluxConfig.self), weights: weights)
-        }
+        guard case let .flux(m) = try load(directory, "FluxTransformer2DModel") else { fatalError("unreachable") }
+        return m
     }
 
-    static func load<M>(directory: String, className: String, _ build: (ConfigFile, Weights) throws -> M) throws -> M {
+    static func load(_ directory: String, _ className: String) throws -> AnyTransformer {
         let file = try ConfigFile(directory: directory)
         guard file.className == className else {
             throw WeightsError.badConfig(path: file.path, reason: "_class_name is \(file.className), expected \(className)")
         }
-        let weights = Weights(checkpoint: try Checkpoint(directory: directory))
-        let model = try build(file, weights)
-        try weights.checkAllUsed()
-        return model
+        return try AnyTransformer.load(directory: directory)
     }
 }
 
@@ -57,10 +48,11 @@ extension DiTInputs {
 
 /// A per-sample input: one value per batch item, or a scalar broadcast to all.
 func perSample(_ file: SafeTensorsFile, _ name: String, batch: Int) throws -> [Double] {
+    guard file.entries[name] != nil else { throw WeightsError.badInput(name: name, reason: "missing from \(file.path)") }
     let values = try file.values(name)
     if values.count == 1 { return Array(repeating: values[0], count: batch) }
     guard values.count == batch else {
-        throw WeightsError.wrongShape(key: name, expected: [batch], found: file.entries[name]!.shape)
+        throw WeightsError.badInput(name: name, reason: "has shape \(file.entries[name]!.shape), expected one value per sample (\(batch)) or one for all")
     }
     return values
 }
@@ -68,7 +60,7 @@ func perSample(_ file: SafeTensorsFile, _ name: String, batch: Int) throws -> [D
 /// A latent input [B, C, H, W].
 func latent(_ file: SafeTensorsFile, _ name: String) throws -> Tensor {
     let t = try file.tensor(name)
-    guard t.rank == 4 else { throw WeightsError.wrongShape(key: name, expected: [-1, -1, -1, -1], found: t.shape) }
+    guard t.rank == 4 else { throw WeightsError.badInput(name: name, reason: "has shape \(t.shape), expected a latent [B, C, H, W]") }
     return t
 }
 
@@ -80,14 +72,14 @@ extension PixArtInputs {
         let b = hiddenStates.size(0)
         encoderHiddenStates = try file.tensor("encoder_hidden_states")
         guard encoderHiddenStates.rank == 3, encoderHiddenStates.size(0) == b else {
-            throw WeightsError.wrongShape(key: "encoder_hidden_states", expected: [b, -1, -1], found: encoderHiddenStates.shape)
+            throw WeightsError.badInput(name: "encoder_hidden_states", reason: "has shape \(encoderHiddenStates.shape), expected [\(b), tokens, channels]")
         }
         timestep = try perSample(file, "timestep", batch: b).map { Float($0) }
         if file.entries["encoder_attention_mask"] != nil {
             let values = try file.values("encoder_attention_mask")
             let lt = encoderHiddenStates.size(1)
             guard values.count == b * lt else {
-                throw WeightsError.wrongShape(key: "encoder_attention_mask", expected: [b, lt], found: file.entries["encoder_attention_mask"]!.shape)
+                throw WeightsError.badInput(name: "encoder_attention_mask", reason: "has shape \(file.entries["encoder_attention_mask"]!.shape), expected [\(b), \(lt)]")
             }
             encoderAttentionMask = Tensor(shape: [b, lt], values: values.map { Float($0) })
         }
@@ -111,7 +103,7 @@ extension SD3Inputs {
 func batched(_ file: SafeTensorsFile, _ name: String, batch: Int, rank: Int) throws -> Tensor {
     let t = try file.tensor(name)
     guard t.rank == rank, t.size(0) == batch else {
-        throw WeightsError.wrongShape(key: name, expected: [batch] + Array(repeating: -1, count: rank - 1), found: t.shape)
+        throw WeightsError.badInput(name: name, reason: "has shape \(t.shape), expected \(rank) dimensions, the first the batch (\(batch))")
     }
     return t
 }
@@ -122,7 +114,7 @@ extension FluxInputs {
     public init(file: SafeTensorsFile) throws {
         hiddenStates = try file.tensor("hidden_states")
         guard hiddenStates.rank == 3 else {
-            throw WeightsError.wrongShape(key: "hidden_states", expected: [-1, -1, -1], found: hiddenStates.shape)
+            throw WeightsError.badInput(name: "hidden_states", reason: "has shape \(hiddenStates.shape), expected packed latents [B, tokens, channels]")
         }
         let b = hiddenStates.size(0)
         encoderHiddenStates = try batched(file, "encoder_hidden_states", batch: b, rank: 3)
@@ -134,9 +126,14 @@ extension FluxInputs {
     }
 
     static func ids(_ file: SafeTensorsFile, _ name: String) throws -> Tensor {
-        guard let e = file.entries[name] else { throw WeightsError.missingTensor(key: name, file: file.path) }
+        guard let e = file.entries[name] else { throw WeightsError.badInput(name: name, reason: "missing from \(file.path)") }
         let shape = e.shape.count == 3 && e.shape[0] == 1 ? Array(e.shape.dropFirst()) : e.shape
-        guard shape.count == 2, shape[1] == 3 else { throw WeightsError.wrongShape(key: name, expected: [-1, 3], found: e.shape) }
+        guard shape.count == 2, shape[1] == 3 else { throw WeightsError.badInput(name: name, reason: "has shape \(e.shape), expected [tokens, 3]") }
         return Tensor(shape: shape, values: try file.values(name).map { Float($0) })
     }
+}
+
+/// Fails unless `size` is `expected`, naming the input and its dimension.
+func expectDim(_ name: String, _ what: String, _ size: Int, _ expected: Int) throws {
+    guard size == expected else { throw WeightsError.badInput(name: name, reason: "has \(size) \(what), the model expects \(expected)") }
 }

@@ -30,11 +30,17 @@ extension Tensor {
         return t
     }
 
-    /// Uniform values in `range`, from `seed`.
+    /// Uniform values in `range`, from `seed` (filled in parallel, blocks seeded independently, so
+    /// the values do not depend on the thread count).
     public static func uniform(_ shape: [Int], in range: ClosedRange<Float>, seed: UInt64) -> Tensor {
-        var rng = SplitMix64(seed: seed)
         let t = Tensor(uninitialized: shape)
-        for i in 0..<t.count { t.data[i] = Float.random(in: range, using: &rng) }
+        let block = 1 << 16, scale = (range.upperBound - range.lowerBound) / Float(1 << 24)
+        ThreadPool.current.parallelFor((t.count + block - 1) / block) { b, _ in
+            var rng = SplitMix64(seed: seed &+ UInt64(b) &* 0x9E37_79B9_7F4A_7C15)
+            for i in (b * block)..<min(t.count, (b + 1) * block) {
+                t.data[i] = range.lowerBound + Float(rng.next() >> 40) * scale
+            }
+        }
         return t
     }
 }

@@ -10,10 +10,16 @@ public struct ConfigFile {
 
     /// Reads `config.json` in `directory`.
     public init(directory: String) throws {
-        path = (directory as NSString).appendingPathComponent("config.json")
+        let path = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw WeightsError.cannotOpen(path: path, reason: "no such file (a diffusers model folder has config.json)")
         }
+        try self.init(data: data, path: path)
+    }
+
+    /// A config given as JSON text (`path` names it in errors).
+    public init(data: Data, path: String) throws {
+        self.path = path
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw WeightsError.badConfig(path: path, reason: "not a JSON object")
         }

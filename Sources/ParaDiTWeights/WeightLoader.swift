@@ -6,9 +6,14 @@ import ParaDiTTensor
 /// and recorded; `checkAllUsed()` then reports tensors the model never asked for.
 public struct Weights {
     final class Ledger {
-        let checkpoint: Checkpoint
+        /// nil: random weights (benchmarks of real architectures without downloading them).
+        let checkpoint: Checkpoint?
+        let seed: UInt64
         var used: Set<String> = []
-        init(checkpoint: Checkpoint) { self.checkpoint = checkpoint }
+        init(checkpoint: Checkpoint?, seed: UInt64 = 0) {
+            self.checkpoint = checkpoint
+            self.seed = seed
+        }
     }
 
     let ledger: Ledger
@@ -16,6 +21,13 @@ public struct Weights {
 
     public init(checkpoint: Checkpoint) {
         ledger = Ledger(checkpoint: checkpoint)
+        prefix = ""
+    }
+
+    /// Random weights of whatever shape the model asks for (uniform, ±0.02·√3, i.e. std 0.02), for
+    /// timing real architectures without their checkpoints. Deterministic for a seed and key.
+    public init(randomSeed: UInt64) {
+        ledger = Ledger(checkpoint: nil, seed: randomSeed)
         prefix = ""
     }
 
@@ -31,17 +43,22 @@ public struct Weights {
     func key(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
 
     /// Whether the checkpoint has `name` in this scope (for optional parts such as qk-norm).
-    public func contains(_ name: String) -> Bool { ledger.checkpoint.entry(key(name)) != nil }
+    public func contains(_ name: String) -> Bool { ledger.checkpoint.map { $0.entry(key(name)) != nil } ?? true }
 
     /// The tensor `name` in this scope, which must have `shape`.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let full = key(name)
-        guard let entry = ledger.checkpoint.entry(full) else {
-            throw WeightsError.missingTensor(key: full, file: ledger.checkpoint.directory)
+        guard let checkpoint = ledger.checkpoint else {
+            var hash = ledger.seed
+            for byte in full.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+            return Tensor.uniform(shape, in: -0.0346...0.0346, seed: hash)
+        }
+        guard let entry = checkpoint.entry(full) else {
+            throw WeightsError.missingTensor(key: full, file: checkpoint.directory)
         }
         guard entry.shape == shape else { throw WeightsError.wrongShape(key: full, expected: shape, found: entry.shape) }
         ledger.used.insert(full)
-        return try ledger.checkpoint.tensor(full)
+        return try checkpoint.tensor(full)
     }
 
     /// The tensor `name` if the checkpoint has it, else nil.
@@ -51,7 +68,8 @@ public struct Weights {
 
     /// Fails naming every tensor of the checkpoint that no module read.
     public func checkAllUsed() throws {
-        let unused = ledger.checkpoint.names.filter { !ledger.used.contains($0) }
-        if !unused.isEmpty { throw WeightsError.unusedTensors(keys: unused, file: ledger.checkpoint.directory) }
+        guard let checkpoint = ledger.checkpoint else { return }
+        let unused = checkpoint.names.filter { !ledger.used.contains($0) }
+        if !unused.isEmpty { throw WeightsError.unusedTensors(keys: unused, file: checkpoint.directory) }
     }
 }

@@ -9,6 +9,7 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     case wrongDType(key: String, expected: String, found: String)
     case badConfig(path: String, reason: String)
     case noCheckpoint(directory: String)
+    case badInput(name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -28,6 +29,8 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
             return "tensor '\(key)' is \(found), expected \(expected)"
         case let .badConfig(path, reason):
             return "\(path): \(reason)"
+        case let .badInput(name, reason):
+            return "input '\(name)': \(reason)"
         case let .noCheckpoint(directory):
             return "no diffusion_pytorch_model.safetensors (or its .index.json) in \(directory)"
         }

@@ -9,9 +9,16 @@ struct Forward: ParsableCommand {
         abstract: "Run one forward pass of a diffusers transformer on tensors from a file.",
         discussion: """
         --model is a diffusers model folder (config.json and diffusion_pytorch_model.safetensors,
-        sharded or not, F32/F16/BF16). --inputs holds the forward() arguments under their diffusers
-        names; for DiTTransformer2DModel: hidden_states [B, C, H, W], timestep [B] (I64 or F32) and
-        class_labels [B] (I64). The result is written to --output as the tensor "sample".
+        sharded or not, F32/F16/BF16) of DiTTransformer2DModel, PixArtTransformer2DModel,
+        SD3Transformer2DModel or FluxTransformer2DModel. --inputs holds the forward() arguments
+        under their diffusers names (timestep may be I64 or F32):
+          DiT:    hidden_states [B,C,H,W], timestep [B], class_labels [B]
+          PixArt: hidden_states, encoder_hidden_states [B,L,C], timestep, and optionally
+                  encoder_attention_mask [B,L] (1 keep, 0 drop), resolution [B,2], aspect_ratio [B,1]
+          SD3:    hidden_states, encoder_hidden_states, pooled_projections [B,P], timestep
+          Flux:   hidden_states [B,N,C] (packed), encoder_hidden_states, pooled_projections,
+                  timestep, img_ids [N,3], txt_ids [L,3], guidance [B] (dev)
+        The result is written to --output as the tensor "sample".
 
         Example: paradit forward --model dit/transformer --inputs in.safetensors --output out.safetensors
         """)
@@ -37,15 +44,11 @@ struct Forward: ParsableCommand {
     }
 
     func run() throws {
-        let file = try ConfigFile(directory: model)
-        guard file.className == "DiTTransformer2DModel" else {
-            throw ValidationError("\(file.path): \(file.className) is not supported yet (supported: \(ModelLoader.supportedClasses.joined(separator: ", ")))")
-        }
         let start = Date()
-        let dit = try ModelLoader.loadDiT(directory: model)
+        let transformer = try AnyTransformer.load(directory: model)
         let loaded = Date()
-        let args = try DiTInputs(file: SafeTensorsFile(path: inputs))
-        let sample = try ThreadPool(threads: threads).withCurrent { try dit.forward(args) }
+        let args = try SafeTensorsFile(path: inputs)
+        let sample = try ThreadPool(threads: threads).withCurrent { try transformer.forward(inputs: args) }
         let done = Date()
         try writeSafeTensors(["sample": .float(sample)], to: output)
         print("sample \(sample.shape) → \(output)  (load \(fmt(loaded.timeIntervalSince(start), digits: 2)) s, "

@@ -81,10 +81,10 @@ public final class DiTTransformer2DModel {
     public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
         let p = config.patchSize
         guard latentHeight % p == 0, latentWidth % p == 0 else {
-            throw WeightsError.badConfig(path: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
+            throw WeightsError.badInput(name: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
         }
         guard latentHeight == latentWidth else {
-            throw WeightsError.badConfig(path: "hidden_states", reason: "DiTTransformer2DModel needs a square latent, got \(latentHeight)×\(latentWidth)")
+            throw WeightsError.badInput(name: "hidden_states", reason: "DiTTransformer2DModel needs a square latent, got \(latentHeight)×\(latentWidth)")
         }
         return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
     }
@@ -113,6 +113,11 @@ public final class DiTTransformer2DModel {
 
     /// The whole forward pass on one rank.
     public func forward(_ inputs: DiTInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
+        let rows = transformerBlocks[0].norm1.emb.classEmbedder.rows
+        if let bad = inputs.classLabels.first(where: { $0 < 0 || $0 >= rows }) {
+            throw WeightsError.badInput(name: "class_labels", reason: "label \(bad) is outside 0..<\(rows) (\(rows - 1) is the unconditional class)")
+        }
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
         let x = try embed(inputs, layout: layout)
         for i in 0..<blockCount { block(i, x, inputs: inputs, runtime: runtime) }

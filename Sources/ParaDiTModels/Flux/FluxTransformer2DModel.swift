@@ -86,12 +86,15 @@ public final class FluxTransformer2DModel {
 
     public func embed(_ inputs: FluxInputs) throws -> State {
         let b = inputs.hiddenStates.size(0)
+        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(2), config.inChannels)
+        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
+        try expectDim("pooled_projections", "channels", inputs.pooledProjections.size(1), config.pooledProjectionDim)
         if config.guidanceEmbeds && inputs.guidance.count != b {
-            throw WeightsError.badConfig(path: "inputs", reason: "this Flux model embeds guidance: pass guidance [\(b)]")
+            throw WeightsError.badInput(name: "guidance", reason: "this Flux model (dev) embeds guidance: pass guidance [\(b)]")
         }
         let lt = inputs.txtIds.size(0), li = inputs.imgIds.size(0)
         guard inputs.hiddenStates.size(1) == li, inputs.encoderHiddenStates.size(1) == lt else {
-            throw WeightsError.badConfig(path: "inputs", reason: "img_ids has \(li) rows and txt_ids \(lt), but hidden_states has \(inputs.hiddenStates.size(1)) tokens and encoder_hidden_states \(inputs.encoderHiddenStates.size(1))")
+            throw WeightsError.badInput(name: "img_ids", reason: "img_ids has \(li) rows and txt_ids \(lt), but hidden_states has \(inputs.hiddenStates.size(1)) tokens and encoder_hidden_states \(inputs.encoderHiddenStates.size(1))")
         }
         // diffusers scales timestep and guidance by 1000 before embedding them.
         let temb = timeTextEmbed(timesteps: inputs.timestep.map { $0 * 1000 }, pooled: inputs.pooledProjections,

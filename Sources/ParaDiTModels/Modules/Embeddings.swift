@@ -49,7 +49,7 @@ public struct LabelEmbedding {
 public struct CombinedTimestepLabelEmbeddings {
     let timeProj = Timesteps(channels: 256, flipSinToCos: true, downscaleFreqShift: 1)
     let timestepEmbedder: TimestepEmbedding
-    let classEmbedder: LabelEmbedding
+    public let classEmbedder: LabelEmbedding
 
     public init(_ w: Weights, classes: Int, dim: Int) throws {
         timestepEmbedder = try TimestepEmbedding(w.scope("timestep_embedder"), in: 256, dim: dim)
@@ -93,7 +93,7 @@ public struct PatchEmbed {
                                              interpolationScale: interpolationScale, tokens: Array(layout.tokens))
         }
         guard h <= maxSize, w <= maxSize else {
-            throw WeightsError.badConfig(path: "hidden_states", reason: "a \(h)×\(w) patch grid exceeds pos_embed_max_size \(maxSize); use a smaller size")
+            throw WeightsError.badInput(name: "hidden_states", reason: "a \(h)×\(w) patch grid exceeds pos_embed_max_size \(maxSize); use a smaller size")
         }
         let top = (maxSize - h) / 2, left = (maxSize - w) / 2
         let out = Tensor(uninitialized: [layout.tokens.count, dim])

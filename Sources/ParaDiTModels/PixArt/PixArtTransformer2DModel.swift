@@ -94,7 +94,7 @@ public final class PixArtTransformer2DModel {
     public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
         let p = config.patchSize
         guard latentHeight % p == 0, latentWidth % p == 0 else {
-            throw WeightsError.badConfig(path: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
+            throw WeightsError.badInput(name: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
         }
         return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
     }
@@ -111,7 +111,7 @@ public final class PixArtTransformer2DModel {
         let b = inputs.hiddenStates.size(0)
         if config.additionalConditions {
             guard inputs.resolution.count == 2 * b, inputs.aspectRatio.count == b else {
-                throw WeightsError.badConfig(path: "inputs", reason: "this PixArt model needs resolution [\(b), 2] and aspect_ratio [\(b), 1] (added_cond_kwargs)")
+                throw WeightsError.badInput(name: "resolution", reason: "this PixArt model needs resolution [\(b), 2] and aspect_ratio [\(b), 1] (added_cond_kwargs)")
             }
         }
         let (chunks, embedded) = adalnSingle(timesteps: inputs.timestep, resolution: inputs.resolution, aspectRatio: inputs.aspectRatio)
@@ -139,6 +139,9 @@ public final class PixArtTransformer2DModel {
     }
 
     public func forward(_ inputs: PixArtInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
+        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2),
+                      config.captionChannels ?? config.crossAttentionDim ?? config.innerDim)
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
         let (x, c) = try embed(inputs, layout: layout)
         for i in 0..<blockCount { block(i, x, c, runtime: runtime) }

@@ -79,7 +79,7 @@ public final class SD3Transformer2DModel {
     public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
         let p = config.patchSize
         guard latentHeight % p == 0, latentWidth % p == 0 else {
-            throw WeightsError.badConfig(path: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
+            throw WeightsError.badInput(name: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
         }
         return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
     }
@@ -107,6 +107,9 @@ public final class SD3Transformer2DModel {
     }
 
     public func forward(_ inputs: SD3Inputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
+        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
+        try expectDim("pooled_projections", "channels", inputs.pooledProjections.size(1), config.pooledProjectionDim)
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
         let state = try embed(inputs, layout: layout)
         for i in 0..<blockCount { block(i, state, runtime: runtime) }
