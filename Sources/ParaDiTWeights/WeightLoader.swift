@@ -10,6 +10,7 @@ public struct Weights {
         let checkpoint: Checkpoint?
         let seed: UInt64
         var used: Set<String> = []
+        var elements = 0
         init(checkpoint: Checkpoint?, seed: UInt64 = 0) {
             self.checkpoint = checkpoint
             self.seed = seed
@@ -45,9 +46,13 @@ public struct Weights {
     /// Whether the checkpoint has `name` in this scope (for optional parts such as qk-norm).
     public func contains(_ name: String) -> Bool { ledger.checkpoint.map { $0.entry(key(name)) != nil } ?? true }
 
+    /// Elements of every tensor handed out so far: the model's parameter count once it is built.
+    public var parameterCount: Int { ledger.elements }
+
     /// The tensor `name` in this scope, which must have `shape`.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let full = key(name)
+        ledger.elements += shape.reduce(1, *)
         guard let checkpoint = ledger.checkpoint else {
             var hash = ledger.seed
             for byte in full.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ParaDiTModels
+import ParaDiTTensor
+import ParaDiTWeights
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Time one forward pass of a real DiT architecture with random weights.",
+        discussion: """
+        Presets: \(ForwardPreset.all.map { "\n  \($0.name): \($0.summary)" }.joined())
+
+        The model is built in memory with random weights (nothing to download), then timed on the
+        inputs of one denoising step. benchmarks/torch_forward.py times diffusers on the same
+        config, inputs and thread count.
+
+        Example: paradit bench forward --preset dit-xl-2-256 --runs 3 --json dit.json
+        """)
+
+    @Option(help: "Architecture: \(ForwardPreset.names.joined(separator: ", ")).")
+    var preset: String
+
+    @Option(help: "Threads for this rank (default: every core).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Timed runs; the table shows their median.")
+    var runs: Int = 3
+
+    @Option(help: "Untimed warm-up runs.")
+    var warmup: Int = 1
+
+    @Option(help: "Also write the results as JSON to this file.")
+    var json: String?
+
+    struct Report: Codable {
+        var suite = "forward"
+        var preset: String
+        var description: String
+        var machine: MachineInfo
+        var parameters: Int
+        var timing: Timing
+    }
+
+    func validate() throws {
+        guard ForwardPreset.names.contains(preset) else {
+            throw ValidationError("unknown --preset \(preset); choose one of \(ForwardPreset.names.joined(separator: ", "))")
+        }
+        guard threads >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--threads and --runs must be at least 1, --warmup at least 0") }
+    }
+
+    func run() throws {
+        let log = Logger(label: "paradit.bench")
+        let p = ForwardPreset.all.first { $0.name == preset }!
+        let pool = ThreadPool(threads: threads)
+        let inputsPath = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: inputsPath) }
+        let report: Report = try pool.withCurrent {
+            log.info("building \(p.name) with random weights")
+            let (model, parameters) = try p.build()
+            try p.inputs(path: inputsPath)
+            let inputs = try SafeTensorsFile(path: inputsPath)
+            var failure: Error?
+            let timing = measure(warmup: warmup, runs: runs) {
+                log.info("forward pass")
+                do { _ = try model.forward(inputs: inputs) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            return Report(preset: p.name, description: p.summary, machine: .current(threads: threads),
+                          parameters: parameters, timing: timing)
+        }
+        var table = ResultTable(title: "Forward pass, random weights (\(threads) threads)", columns: ["preset", "parameters", "s (median)", "min", "max"])
+        table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(report.timing.median, digits: 3),
+                   fmt(report.timing.min, digits: 3), fmt(report.timing.max, digits: 3)])
+        print(p.summary + "\n")
+        print(table.render())
+        if let json { try writeJSON(report, to: json) }
+    }
+}
