@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 
+import diffusers
 import torch
 from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
 from safetensors.torch import save_file
@@ -147,6 +148,8 @@ def flux_cases():
 
 
 if __name__ == "__main__":
+    if not diffusers.__version__.startswith("0.42."):
+        raise SystemExit(f"fixtures are pinned to diffusers 0.42.x, found {diffusers.__version__}")
     torch.manual_seed(0)
     dit_cases()
     pixart_cases()

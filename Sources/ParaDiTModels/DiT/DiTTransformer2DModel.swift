@@ -79,14 +79,10 @@ public final class DiTTransformer2DModel {
 
     /// The token layout of a latent of the given size (DiT unpatchifies square grids only).
     public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
-        let p = config.patchSize
-        guard latentHeight % p == 0, latentWidth % p == 0 else {
-            throw WeightsError.badInput(name: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
-        }
         guard latentHeight == latentWidth else {
             throw WeightsError.badInput(name: "hidden_states", reason: "DiTTransformer2DModel needs a square latent, got \(latentHeight)×\(latentWidth)")
         }
-        return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
+        return try .patches(latentHeight: latentHeight, latentWidth: latentWidth, patchSize: config.patchSize)
     }
 
     // MARK: embed → blocks → head

@@ -84,7 +84,14 @@ public final class FluxTransformer2DModel {
         public var hidden: Tensor, context: Tensor, temb: Tensor, rope: RotaryTables
     }
 
-    public func embed(_ inputs: FluxInputs) throws -> State {
+    /// The layout of packed latents: one row per image token, in img_ids order (a 1 × N grid).
+    public func layout(_ inputs: FluxInputs) -> TokenLayout {
+        TokenLayout(gridHeight: 1, gridWidth: inputs.imgIds.size(0))
+    }
+
+    /// Embeds this rank's image tokens (`layout.tokens` of the packed sequence) and the whole text;
+    /// RoPE tables cover [text; those image tokens].
+    public func embed(_ inputs: FluxInputs, layout: TokenLayout? = nil) throws -> State {
         let b = inputs.hiddenStates.size(0)
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(2), config.inChannels)
         try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
@@ -99,11 +106,14 @@ public final class FluxTransformer2DModel {
         // diffusers scales timestep and guidance by 1000 before embedding them.
         let temb = timeTextEmbed(timesteps: inputs.timestep.map { $0 * 1000 }, pooled: inputs.pooledProjections,
                                  guidance: inputs.guidance.map { $0 * 1000 })
-        let ids = concatSequence([inputs.txtIds.reshaped([1, lt, 3]), inputs.imgIds.reshaped([1, li, 3])])
+        let mine = layout?.tokens ?? 0..<li
+        let imgIds = mine == 0..<li ? inputs.imgIds : inputs.imgIds.rows(mine)
+        let ids = concatSequence([inputs.txtIds.reshaped([1, lt, 3]), imgIds.reshaped([1, mine.count, 3])])
         let (cos, sin) = withExtendedLifetime(ids) {
-            ropeFrequencies(ids: ids.data, tokens: lt + li, axesDim: config.axesDimsRope, theta: 10000)
+            ropeFrequencies(ids: ids.data, tokens: lt + mine.count, axesDim: config.axesDimsRope, theta: 10000)
         }
-        return State(hidden: xEmbedder(inputs.hiddenStates), context: contextEmbedder(inputs.encoderHiddenStates),
+        let hidden = mine == 0..<li ? inputs.hiddenStates : sliceSequence(inputs.hiddenStates, mine)
+        return State(hidden: xEmbedder(hidden), context: contextEmbedder(inputs.encoderHiddenStates),
                      temb: temb, rope: RotaryTables(cos: cos, sin: sin))
     }
 
@@ -128,7 +138,7 @@ public final class FluxTransformer2DModel {
     }
 
     public func forward(_ inputs: FluxInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
-        var state = try embed(inputs)
+        var state = try embed(inputs, layout: layout(inputs))
         for i in 0..<blockCount { block(i, &state, runtime: runtime) }
         return head(state)
     }

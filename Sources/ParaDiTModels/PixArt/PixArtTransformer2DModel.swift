@@ -92,11 +92,7 @@ public final class PixArtTransformer2DModel {
     }
 
     public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
-        let p = config.patchSize
-        guard latentHeight % p == 0, latentWidth % p == 0 else {
-            throw WeightsError.badInput(name: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
-        }
-        return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
+        try .patches(latentHeight: latentHeight, latentWidth: latentWidth, patchSize: config.patchSize)
     }
 
     /// State shared by every block of one forward pass.

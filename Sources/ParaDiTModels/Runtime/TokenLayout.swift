@@ -1,3 +1,5 @@
+import ParaDiTWeights
+
 /// Which global image tokens a rank holds, on a patch grid of gridHeight × gridWidth
 /// (token t is at row t / gridWidth, column t % gridWidth).
 ///
@@ -17,4 +19,14 @@ public struct TokenLayout: Sendable, Equatable {
 
     public var totalTokens: Int { gridHeight * gridWidth }
     public var isWhole: Bool { tokens == 0..<totalTokens }
+}
+
+extension TokenLayout {
+    /// The whole-image layout of a latent [B, C, height, width] cut into patchSize² patches.
+    public static func patches(latentHeight: Int, latentWidth: Int, patchSize p: Int) throws -> TokenLayout {
+        guard latentHeight % p == 0, latentWidth % p == 0 else {
+            throw WeightsError.badInput(name: "hidden_states", reason: "latent size \(latentHeight)×\(latentWidth) is not a multiple of patch_size \(p)")
+        }
+        return TokenLayout(gridHeight: latentHeight / p, gridWidth: latentWidth / p)
+    }
 }

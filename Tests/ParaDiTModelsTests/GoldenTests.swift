@@ -1,0 +1,85 @@
+import Foundation
+import ParaDiTModels
+import ParaDiTTensor
+import ParaDiTWeights
+import Testing
+
+/// The committed fixtures from tools/make_fixtures.py.
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+
+func relativeL2(_ a: Tensor, _ b: Tensor) -> Double {
+    var num = 0.0, den = 0.0
+    for i in 0..<min(a.count, b.count) {
+        let d = Double(a.data[i]) - Double(b.data[i])
+        num += d * d
+        den += Double(b.data[i]) * Double(b.data[i])
+    }
+    return (num / den).squareRoot()
+}
+
+func fixtureInputs(_ name: String) throws -> SafeTensorsFile { try SafeTensorsFile(path: "\(fixtures)/\(name)/inputs.safetensors") }
+
+@Suite("Every model class equals diffusers")
+struct GoldenTests {
+    static let cases = [
+        // DiT: batch 2 with the null class; a latent larger than sample_size; BF16 and F16 weights.
+        "dit-b2", "dit-b1-12x12", "dit-b2-bf16", "dit-b2-f16",
+        // PixArt-α (size conditioning, caption mask, non-square), BF16; PixArt-Σ (interpolation ×2).
+        "pixart-alpha-b2-8x12", "pixart-alpha-b2-bf16", "pixart-sigma-b1-12x16",
+        // SD3 (cropped positions, odd text), SD3.5 (qk-norm, dual attention, BF16).
+        "sd3-b2-8x12", "sd35-b1-bf16",
+        // Flux schnell (no guidance), Flux dev (guidance embedding, BF16).
+        "flux-schnell-b2-3x5", "flux-dev-b1-bf16",
+    ]
+
+    @Test("forward matches diffusers' output (relative L2 ≤ 1e-4)", arguments: cases)
+    func golden(name: String) throws {
+        let model = try AnyTransformer.load(directory: "\(fixtures)/\(name)/model")
+        let expected = try SafeTensorsFile(path: "\(fixtures)/\(name)/output.safetensors").tensor("sample")
+        let out = try model.forward(inputs: fixtureInputs(name))
+        #expect(out.shape == expected.shape)
+        let err = relativeL2(out, expected)
+        #expect(err <= 1e-4, "\(name): relative L2 error \(err)")
+    }
+
+    @Test("typed loading refuses a folder of another class, naming both")
+    func wrongClass() {
+        do {
+            _ = try ModelLoader.loadPixArt(directory: "\(fixtures)/dit-b2/model")
+            Issue.record("accepted a DiT folder")
+        } catch {
+            #expect("\(error)".contains("DiTTransformer2DModel") && "\(error)".contains("PixArtTransformer2DModel"))
+        }
+    }
+
+    @Test("DiT refuses non-square and non-patch-multiple latents")
+    func ditLatents() throws {
+        let model = try ModelLoader.loadDiT(directory: "\(fixtures)/dit-b2/model")
+        #expect(throws: WeightsError.self) { try model.layout(latentHeight: 8, latentWidth: 12) }
+        #expect(throws: WeightsError.self) { try model.layout(latentHeight: 7, latentWidth: 7) }
+    }
+
+    @Test("PixArt-α needs its size conditioning inputs")
+    func pixartSizeConditioning() throws {
+        let model = try ModelLoader.loadPixArt(directory: "\(fixtures)/pixart-alpha-b2-8x12/model")
+        var inputs = try PixArtInputs(file: fixtureInputs("pixart-alpha-b2-8x12"))
+        inputs.resolution = []
+        #expect(throws: WeightsError.self) { try model.forward(inputs) }
+    }
+
+    @Test("SD3 refuses a latent beyond pos_embed_max_size")
+    func sd3TooLarge() throws {
+        let model = try ModelLoader.loadSD3(directory: "\(fixtures)/sd3-b2-8x12/model")
+        var inputs = try SD3Inputs(file: fixtureInputs("sd3-b2-8x12"))
+        inputs.hiddenStates = Tensor(zeros: [2, 4, 26, 8])
+        #expect(throws: WeightsError.self) { try model.forward(inputs) }
+    }
+
+    @Test("Flux-dev refuses to run without guidance")
+    func fluxGuidance() throws {
+        let model = try ModelLoader.loadFlux(directory: "\(fixtures)/flux-dev-b1-bf16/model")
+        var inputs = try FluxInputs(file: fixtureInputs("flux-dev-b1-bf16"))
+        inputs.guidance = []
+        #expect(throws: WeightsError.self) { try model.forward(inputs) }
+    }
+}
