@@ -19,18 +19,23 @@ public struct SelfAttention {
 
     /// x: [B, L, dim] → [B, L, dim].
     public func callAsFunction(_ x: Tensor, runtime: AttentionRuntime) -> Tensor {
-        let (b, l) = (x.size(0), x.size(1)), inner = heads * headDim
-        let projected = qkv(x)  // [B, L, 3·inner]: q | k | v per token
-        let out = Tensor(uninitialized: [b, l, inner])
-        withExtendedLifetime(projected) {
-            let p = UnsafePointer(projected.data)
-            runtime.attention(AttentionCall(
-                batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
-                q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
-                out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil))
-        }
-        return toOut(out)
+        toOut(attendQKV(qkv(x), heads: heads, headDim: headDim, runtime: runtime))
     }
+}
+
+/// Self-attention over a token-major q|k|v buffer [B, L, 3·heads·headDim] (as a fused projection
+/// writes it), through the runtime → [B, L, heads·headDim].
+func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, runtime: AttentionRuntime) -> Tensor {
+    let b = qkv.size(0), l = qkv.size(1), inner = heads * headDim
+    let out = Tensor(uninitialized: [b, l, inner])
+    withExtendedLifetime(qkv) {
+        let p = UnsafePointer(qkv.data)
+        runtime.attention(AttentionCall(
+            batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
+            q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
+            out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil))
+    }
+    return out
 }
 
 /// diffusers `FeedForward` with a GELU projection: net.0.proj → GELU → net.2.

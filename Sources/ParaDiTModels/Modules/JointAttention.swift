@@ -83,16 +83,7 @@ public struct JointAttention {
 
     /// Attention over a joint q|k|v buffer → [B, L, inner] (before any output projection).
     public func attend(_ joint: Tensor, runtime: AttentionRuntime) -> Tensor {
-        let b = joint.size(0), l = joint.size(1), inner = heads * headDim
-        let out = Tensor(uninitialized: [b, l, inner])
-        withExtendedLifetime(joint) {
-            let p = UnsafePointer(joint.data)
-            runtime.attention(AttentionCall(
-                batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
-                q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
-                out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil))
-        }
-        return out
+        attendQKV(joint, heads: heads, headDim: headDim, runtime: runtime)
     }
 
     /// (image output [B, L, dim], context output [B, Lc, dim] or nil).
