@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "ParaDiTTensor", targets: ["ParaDiTTensor"]),
         .library(name: "ParaDiTWeights", targets: ["ParaDiTWeights"]),
         .library(name: "ParaDiTModels", targets: ["ParaDiTModels"]),
+        .library(name: "ParaDiTDistributed", targets: ["ParaDiTDistributed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,6 +48,12 @@ let package = Package(
         .target(
             name: "ParaDiTModels",
             dependencies: ["ParaDiTTensor", "ParaDiTWeights"],
+            swiftSettings: settings
+        ),
+        // Layer 6: communicators between ranks (local threads now; MPI next).
+        .target(
+            name: "ParaDiTDistributed",
+            dependencies: ["ParaDiTTensor"],
             swiftSettings: settings
         ),
         // Layer 8: the command-line app, as a library so tests can drive its commands.
@@ -79,6 +86,11 @@ let package = Package(
             name: "ParaDiTModelsTests",
             dependencies: ["ParaDiTModels"],
             exclude: ["Fixtures"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTDistributedTests",
+            dependencies: ["ParaDiTDistributed"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

@@ -1,0 +1,170 @@
+import Foundation
+import ParaDiTTensor
+
+/// One rank of a `LocalWorld`.
+public final class LocalCommunicator: Communicator, @unchecked Sendable {
+    public let rank: Int
+    public let world: LocalWorld
+    public let stats = CommStats()
+    public var size: Int { world.size }
+
+    init(rank: Int, world: LocalWorld) {
+        self.rank = rank
+        self.world = world
+    }
+
+    /// Publishes, checks that every rank called the same operation with compatible sizes, runs
+    /// `copy` with everyone's publications, then waits until all have copied.
+    func collective(_ p: Publication, agree: ([Publication]) -> String?, _ copy: ([Publication]) -> Void) throws {
+        let all = try world.rendezvous(rank: rank, p, operation: p.operation)
+        if let other = all.first(where: { $0.operation != p.operation }) {
+            throw CommError.mismatch(operation: p.operation, reason: "another rank called \(other.operation)")
+        }
+        if let reason = agree(all) { throw CommError.mismatch(operation: p.operation, reason: reason) }
+        copy(all)
+        _ = try world.rendezvous(rank: rank, nil, operation: p.operation + " (completion)")
+    }
+
+    func checkCounts(_ op: String, _ counts: [Int]) throws {
+        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
+            throw CommError.badArgument(operation: op, reason: "needs \(size) non-negative counts, got \(counts)")
+        }
+    }
+
+    public func allGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws {
+        let counts = counts ?? Array(repeating: count, count: size)
+        try checkCounts("allGather", counts)
+        guard counts[rank] == count else { throw CommError.badArgument(operation: "allGather", reason: "counts[\(rank)] = \(counts[rank]) but this rank sends \(count)") }
+        try collective(Publication(operation: "allGather", send: send, counts: counts),
+                       agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
+            var at = 0
+            for (r, p) in all.enumerated() {
+                (out + at).update(from: p.send!, count: counts[r])
+                at += counts[r]
+            }
+        }
+        let total = counts.reduce(0, +)
+        stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: total - count)
+    }
+
+    public func allToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws {
+        try checkCounts("allToAll", sendCounts)
+        try checkCounts("allToAll", recvCounts)
+        let me = rank
+        // Publication counts: this rank's send counts; rank r's block for me is at the sum of its earlier counts.
+        try collective(Publication(operation: "allToAll", send: send, counts: sendCounts), agree: { all in
+            for (r, p) in all.enumerated() where p.counts[me] != recvCounts[r] {
+                return "rank \(r) sends \(p.counts[me]) floats to rank \(me), which expects \(recvCounts[r])"
+            }
+            return nil
+        }) { all in
+            var at = 0
+            for (r, p) in all.enumerated() {
+                let offset = p.counts[..<me].reduce(0, +)
+                (out + at).update(from: p.send! + offset, count: recvCounts[r])
+                at += recvCounts[r]
+            }
+        }
+        stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank],
+                     receivedFloats: recvCounts.reduce(0, +) - recvCounts[rank])
+    }
+
+    public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        let counts = Array(repeating: count, count: size)
+        let sum = Tensor(zeros: [count])
+        try collective(Publication(operation: "allReduce", send: UnsafePointer(buffer), counts: counts),
+                       agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
+            // Rank order, so every rank computes bit-identical sums.
+            for p in all { add(count: count, sum.data, p.send!, out: sum.data, pool: ThreadPool.current) }
+        }
+        buffer.update(from: sum.data, count: count)
+        stats.record("allReduce", sentFloats: count * (size - 1), receivedFloats: count * (size - 1))
+    }
+
+    public func reduceScatter(_ send: UnsafePointer<Float>, counts: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        try checkCounts("reduceScatter", counts)
+        let offset = counts[..<rank].reduce(0, +), mine = counts[rank]
+        out.initialize(repeating: 0, count: mine)
+        try collective(Publication(operation: "reduceScatter", send: send, counts: counts),
+                       agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
+            for p in all { add(count: mine, out, p.send! + offset, out: out, pool: ThreadPool.current) }
+        }
+        stats.record("reduceScatter", sentFloats: counts.reduce(0, +) - mine, receivedFloats: mine * (size - 1))
+    }
+
+    public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
+        guard root >= 0 && root < size else { throw CommError.badArgument(operation: "broadcast", reason: "root \(root) is not a rank of \(size)") }
+        var p = Publication(operation: "broadcast", send: UnsafePointer(buffer), counts: [count])
+        p.root = root
+        try collective(p, agree: { all in
+            all.allSatisfy { $0.root == root && $0.counts == [count] } ? nil : "root or count differs between ranks"
+        }) { all in
+            if rank != root { buffer.update(from: all[root].send!, count: count) }
+        }
+        stats.record("broadcast", sentFloats: rank == root ? count * (size - 1) : 0, receivedFloats: rank == root ? 0 : count)
+    }
+
+    public func barrier() throws {
+        try collective(Publication(operation: "barrier", counts: []), agree: { _ in nil }) { _ in }
+        stats.record("barrier", sentFloats: 0, receivedFloats: 0)
+    }
+
+    // MARK: Point to point
+
+    func checkPeer(_ op: String, _ peer: Int) throws {
+        guard peer >= 0 && peer < size && peer != rank else {
+            throw CommError.badArgument(operation: op, reason: "peer \(peer) is not another rank of \(size)")
+        }
+    }
+
+    public func send(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws {
+        try checkPeer("send", peer)
+        let message = Array(UnsafeBufferPointer(start: buffer, count: count))
+        world.condition.lock()
+        world.mailboxes[LocalWorld.MailboxKey(from: rank, to: peer, tag: tag), default: []].append(message)
+        world.condition.broadcast()
+        world.condition.unlock()
+        stats.record("send", sentFloats: count, receivedFloats: 0)
+    }
+
+    public func recv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
+        try checkPeer("recv", peer)
+        let key = LocalWorld.MailboxKey(from: peer, to: rank, tag: tag)
+        world.condition.lock()
+        defer { world.condition.unlock() }
+        try world.waitLocked(rank: rank, operation: "recv from rank \(peer) (tag \(tag))", waitingFor: { [peer] }) {
+            !(world.mailboxes[key]?.isEmpty ?? true)
+        }
+        let message = world.mailboxes[key]!.removeFirst()
+        guard message.count == count else {
+            throw CommError.mismatch(operation: "recv from rank \(peer)", reason: "message has \(message.count) floats, receiver expects \(count)")
+        }
+        message.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: count) }
+        stats.record("recv", sentFloats: 0, receivedFloats: count)
+    }
+
+    /// Buffered: the data is copied out at once, so the request is already complete.
+    public func isend(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws -> CommRequest {
+        try send(buffer, count: count, to: peer, tag: tag)
+        return CompletedRequest()
+    }
+
+    public func irecv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) -> CommRequest {
+        DeferredRequest { try self.recv(buffer, count: count, from: peer, tag: tag) }
+    }
+}
+
+final class CompletedRequest: CommRequest {
+    func wait() throws {}
+}
+
+/// Completes its operation on the first `wait()`.
+final class DeferredRequest: CommRequest {
+    private var operation: (() throws -> Void)?
+    init(_ operation: @escaping () throws -> Void) { self.operation = operation }
+    func wait() throws {
+        guard let op = operation else { return }
+        operation = nil
+        try op()
+    }
+}
