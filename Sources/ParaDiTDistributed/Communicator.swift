@@ -28,6 +28,9 @@ public protocol Communicator: AnyObject {
     /// Non-blocking forms: the buffer must stay valid (and, for irecv, unread) until `wait()`.
     func isend(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws -> CommRequest
     func irecv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) -> CommRequest
+    /// The communicator of a subset of this group (ranks numbered as here); every member calls it
+    /// with the same list, and its ranks are numbered in list order.
+    func subgroup(_ members: [Int]) throws -> Communicator
 }
 
 /// A pending non-blocking operation.

@@ -13,6 +13,32 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         self.world = world
     }
 
+    /// This rank's number in the whole world (its trace track and node).
+    public var worldRank: Int { world.worldRanks[rank] }
+
+    public func subgroup(_ members: [Int]) throws -> Communicator {
+        guard let mine = members.firstIndex(of: rank), Set(members).count == members.count,
+              members.allSatisfy({ $0 >= 0 && $0 < size }) else {
+            throw CommError.badArgument(operation: "subgroup", reason: "members \(members) must be distinct ranks of \(size) and include this rank (\(rank))")
+        }
+        return LocalCommunicator(rank: mine, world: world.subgroup(worldRanks: members.map { world.worldRanks[$0] }))
+    }
+
+    /// Runs one operation: traced on this rank's track, then delayed as the link model says for
+    /// the floats received from each peer (by group rank).
+    func operation<R>(_ name: String, bytes: Int, receivedFrom floats: [Int], _ body: () throws -> R) throws -> R {
+        func run() throws -> R {
+            let r = try body()
+            if let links = world.links {
+                let delay = links.delay(me: worldRank, peers: world.worldRanks, bytes: floats.map { $0 * 4 })
+                if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+            }
+            return r
+        }
+        guard let tracer = world.tracer else { return try run() }
+        return try tracer.span(name, category: "comm", rank: worldRank, bytes: bytes, run)
+    }
+
     /// Publishes, checks that every rank called the same operation with compatible sizes, runs
     /// `copy` with everyone's publications, then waits until all have copied.
     func collective(_ p: Publication, agree: ([Publication]) -> String?, _ copy: ([Publication]) -> Void) throws {
@@ -35,15 +61,17 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         let counts = counts ?? Array(repeating: count, count: size)
         try checkCounts("allGather", counts)
         guard counts[rank] == count else { throw CommError.badArgument(operation: "allGather", reason: "counts[\(rank)] = \(counts[rank]) but this rank sends \(count)") }
-        try collective(Publication(operation: "allGather", send: send, counts: counts),
-                       agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
-            var at = 0
-            for (r, p) in all.enumerated() {
-                (out + at).update(from: p.send!, count: counts[r])
-                at += counts[r]
+        let total = counts.reduce(0, +)
+        try operation("allGather", bytes: 4 * total, receivedFrom: counts) {
+            try collective(Publication(operation: "allGather", send: send, counts: counts),
+                           agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
+                var at = 0
+                for (r, p) in all.enumerated() {
+                    (out + at).update(from: p.send!, count: counts[r])
+                    at += counts[r]
+                }
             }
         }
-        let total = counts.reduce(0, +)
         stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: total - count)
     }
 
@@ -52,17 +80,19 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         try checkCounts("allToAll", recvCounts)
         let me = rank
         // Publication counts: this rank's send counts; rank r's block for me is at the sum of its earlier counts.
-        try collective(Publication(operation: "allToAll", send: send, counts: sendCounts), agree: { all in
-            for (r, p) in all.enumerated() where p.counts[me] != recvCounts[r] {
-                return "rank \(r) sends \(p.counts[me]) floats to rank \(me), which expects \(recvCounts[r])"
-            }
-            return nil
-        }) { all in
-            var at = 0
-            for (r, p) in all.enumerated() {
-                let offset = p.counts[..<me].reduce(0, +)
-                (out + at).update(from: p.send! + offset, count: recvCounts[r])
-                at += recvCounts[r]
+        try operation("allToAll", bytes: 4 * (sendCounts.reduce(0, +) + recvCounts.reduce(0, +)), receivedFrom: recvCounts) {
+            try collective(Publication(operation: "allToAll", send: send, counts: sendCounts), agree: { all in
+                for (r, p) in all.enumerated() where p.counts[me] != recvCounts[r] {
+                    return "rank \(r) sends \(p.counts[me]) floats to rank \(me), which expects \(recvCounts[r])"
+                }
+                return nil
+            }) { all in
+                var at = 0
+                for (r, p) in all.enumerated() {
+                    let offset = p.counts[..<me].reduce(0, +)
+                    (out + at).update(from: p.send! + offset, count: recvCounts[r])
+                    at += recvCounts[r]
+                }
             }
         }
         stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank],
@@ -72,10 +102,12 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         let counts = Array(repeating: count, count: size)
         let sum = Tensor(zeros: [count])
-        try collective(Publication(operation: "allReduce", send: UnsafePointer(buffer), counts: counts),
-                       agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
-            // Rank order, so every rank computes bit-identical sums.
-            for p in all { add(count: count, sum.data, p.send!, out: sum.data, pool: ThreadPool.current) }
+        try operation("allReduce", bytes: 8 * count, receivedFrom: counts) {
+            try collective(Publication(operation: "allReduce", send: UnsafePointer(buffer), counts: counts),
+                           agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
+                // Rank order, so every rank computes bit-identical sums.
+                for p in all { add(count: count, sum.data, p.send!, out: sum.data, pool: ThreadPool.current) }
+            }
         }
         buffer.update(from: sum.data, count: count)
         stats.record("allReduce", sentFloats: count * (size - 1), receivedFloats: count * (size - 1))
@@ -85,9 +117,11 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         try checkCounts("reduceScatter", counts)
         let offset = counts[..<rank].reduce(0, +), mine = counts[rank]
         out.initialize(repeating: 0, count: mine)
-        try collective(Publication(operation: "reduceScatter", send: send, counts: counts),
-                       agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
-            for p in all { add(count: mine, out, p.send! + offset, out: out, pool: ThreadPool.current) }
+        try operation("reduceScatter", bytes: 4 * (counts.reduce(0, +) + mine), receivedFrom: Array(repeating: mine, count: size)) {
+            try collective(Publication(operation: "reduceScatter", send: send, counts: counts),
+                           agree: { all in all.allSatisfy { $0.counts == counts } ? nil : "counts differ between ranks" }) { all in
+                for p in all { add(count: mine, out, p.send! + offset, out: out, pool: ThreadPool.current) }
+            }
         }
         stats.record("reduceScatter", sentFloats: counts.reduce(0, +) - mine, receivedFloats: mine * (size - 1))
     }
@@ -96,16 +130,20 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         guard root >= 0 && root < size else { throw CommError.badArgument(operation: "broadcast", reason: "root \(root) is not a rank of \(size)") }
         var p = Publication(operation: "broadcast", send: UnsafePointer(buffer), counts: [count])
         p.root = root
-        try collective(p, agree: { all in
-            all.allSatisfy { $0.root == root && $0.counts == [count] } ? nil : "root or count differs between ranks"
-        }) { all in
-            if rank != root { buffer.update(from: all[root].send!, count: count) }
+        try operation("broadcast", bytes: 4 * count, receivedFrom: (0..<size).map { $0 == root ? count : 0 }) {
+            try collective(p, agree: { all in
+                all.allSatisfy { $0.root == root && $0.counts == [count] } ? nil : "root or count differs between ranks"
+            }) { all in
+                if rank != root { buffer.update(from: all[root].send!, count: count) }
+            }
         }
         stats.record("broadcast", sentFloats: rank == root ? count * (size - 1) : 0, receivedFloats: rank == root ? 0 : count)
     }
 
     public func barrier() throws {
-        try collective(Publication(operation: "barrier", counts: []), agree: { _ in nil }) { _ in }
+        try operation("barrier", bytes: 0, receivedFrom: Array(repeating: 0, count: size)) {
+            try collective(Publication(operation: "barrier", counts: []), agree: { _ in nil }) { _ in }
+        }
         stats.record("barrier", sentFloats: 0, receivedFloats: 0)
     }
 
@@ -120,22 +158,26 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     public func send(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws {
         try checkPeer("send", peer)
         let message = Array(UnsafeBufferPointer(start: buffer, count: count))
-        world.condition.lock()
-        world.mailboxes[LocalWorld.MailboxKey(from: rank, to: peer, tag: tag), default: []].append(message)
-        world.condition.broadcast()
-        world.condition.unlock()
+        try operation("send", bytes: 4 * count, receivedFrom: Array(repeating: 0, count: size)) {
+            world.condition.lock()
+            world.mailboxes[LocalWorld.MailboxKey(from: rank, to: peer, tag: tag), default: []].append(message)
+            world.condition.broadcast()
+            world.condition.unlock()
+        }
         stats.record("send", sentFloats: count, receivedFloats: 0)
     }
 
     public func recv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
         try checkPeer("recv", peer)
         let key = LocalWorld.MailboxKey(from: peer, to: rank, tag: tag)
-        world.condition.lock()
-        defer { world.condition.unlock() }
-        try world.waitLocked(rank: rank, operation: "recv from rank \(peer) (tag \(tag))", waitingFor: { [peer] }) {
-            !(world.mailboxes[key]?.isEmpty ?? true)
+        let message: [Float] = try operation("recv", bytes: 4 * count, receivedFrom: (0..<size).map { $0 == peer ? count : 0 }) {
+            world.condition.lock()
+            defer { world.condition.unlock() }
+            try world.waitLocked(rank: rank, operation: "recv from rank \(peer) (tag \(tag))", waitingFor: { [peer] }) {
+                !(world.mailboxes[key]?.isEmpty ?? true)
+            }
+            return world.mailboxes[key]!.removeFirst()
         }
-        let message = world.mailboxes[key]!.removeFirst()
         guard message.count == count else {
             throw CommError.mismatch(operation: "recv from rank \(peer)", reason: "message has \(message.count) floats, receiver expects \(count)")
         }

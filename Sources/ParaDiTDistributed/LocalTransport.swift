@@ -15,11 +15,48 @@ struct Publication {
     var root = 0
 }
 
-/// The shared state of a world of `size` local ranks.
+/// An emulated network for the local transport: each link class (inside a node, between nodes)
+/// has a latency and a bandwidth, and a rank's communication takes as long as its traffic needs
+/// over the slower class it uses, so a multi-node cluster can be emulated on one machine.
+public struct LinkModel: Sendable {
+    public var nodeOfRank: [Int]
+    public var intraLatency: Double, intraBytesPerSecond: Double
+    public var interLatency: Double, interBytesPerSecond: Double
+
+    /// `interGbps` gigabits per second and `interLatency` seconds between nodes; shared memory inside.
+    public init(nodeOfRank: [Int], interGbps: Double, interLatency: Double = 50e-6,
+                intraLatency: Double = 0, intraBytesPerSecond: Double = .infinity) {
+        self.nodeOfRank = nodeOfRank
+        self.intraLatency = intraLatency
+        self.intraBytesPerSecond = intraBytesPerSecond
+        self.interLatency = interLatency
+        self.interBytesPerSecond = interGbps * 1e9 / 8
+    }
+
+    /// Seconds rank `me` spends receiving `bytes[i]` from global rank `peers[i]`.
+    func delay(me: Int, peers: [Int], bytes: [Int]) -> Double {
+        var intra = 0, inter = 0, anyIntra = false, anyInter = false
+        for (p, b) in zip(peers, bytes) where p != me {
+            if nodeOfRank[p] == nodeOfRank[me] { intra += b; anyIntra = true } else { inter += b; anyInter = true }
+        }
+        let tIntra = anyIntra ? intraLatency + Double(intra) / intraBytesPerSecond : 0
+        let tInter = anyInter ? interLatency + Double(inter) / interBytesPerSecond : 0
+        return max(tIntra, tInter)
+    }
+}
+
+/// The shared state of a group of `size` local ranks: the whole world, or a subgroup of it.
 public final class LocalWorld: @unchecked Sendable {
     public let size: Int
     /// How long a rank waits for the others before it reports a hang.
     public let timeout: Double
+    /// Global (world) rank of each rank of this group.
+    public let worldRanks: [Int]
+    public let tracer: Tracer?
+    public let links: LinkModel?
+    /// The world this group belongs to (nil: this is the world).
+    weak var root: LocalWorld?
+    private var children: [[Int]: LocalWorld] = [:]
 
     let condition = NSCondition()
     var arrived: Set<Int> = []
@@ -30,38 +67,73 @@ public final class LocalWorld: @unchecked Sendable {
 
     struct MailboxKey: Hashable { var from, to, tag: Int }
 
-    public init(size: Int, timeout: Double = 120) {
+    public init(size: Int, timeout: Double = 120, tracer: Tracer? = nil, links: LinkModel? = nil) {
         check(size >= 1, "a world needs at least one rank")
         self.size = size
         self.timeout = timeout
+        self.tracer = tracer
+        self.links = links
+        worldRanks = Array(0..<size)
         published = Array(repeating: nil, count: size)
     }
 
-    /// Marks `rank` as failed: every rank waiting now or later gets an error naming it.
+    init(subgroupOf parent: LocalWorld, worldRanks: [Int]) {
+        size = worldRanks.count
+        timeout = parent.timeout
+        tracer = parent.tracer
+        links = parent.links
+        self.worldRanks = worldRanks
+        published = Array(repeating: nil, count: worldRanks.count)
+    }
+
+    var world: LocalWorld { root ?? self }
+
+    /// The subgroup of these world ranks, created by whichever member asks first.
+    func subgroup(worldRanks members: [Int]) -> LocalWorld {
+        let w = world
+        w.condition.lock()
+        defer { w.condition.unlock() }
+        if let g = w.children[members] { return g }
+        let g = LocalWorld(subgroupOf: w, worldRanks: members)
+        g.root = w
+        if let f = w.failure { g.failure = f }
+        w.children[members] = g
+        return g
+    }
+
+    /// Marks world rank `rank` as failed: every rank of every group, waiting now or later, gets an
+    /// error naming it.
     public func fail(rank: Int, reason: String) {
-        condition.lock()
-        if failure == nil { failure = (rank, reason) }
-        condition.broadcast()
-        condition.unlock()
+        let w = world
+        w.condition.lock()
+        let groups = [w] + Array(w.children.values)
+        w.condition.unlock()
+        for g in groups {
+            g.condition.lock()
+            if g.failure == nil { g.failure = (rank, reason) }
+            g.condition.broadcast()
+            g.condition.unlock()
+        }
     }
 
     /// Waits (holding the lock) until `ready()` or failure or timeout.
     func waitLocked(rank: Int, operation: String, waitingFor: () -> [Int], _ ready: () -> Bool) throws {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while !ready() {
-            if let f = failure, f.rank != rank { throw CommError.peerFailed(rank: f.rank, reason: f.reason, during: operation) }
+            if let f = failure, f.rank != worldRanks[rank] { throw CommError.peerFailed(rank: f.rank, reason: f.reason, during: operation) }
             if !condition.wait(until: deadline) && !ready() {
-                throw CommError.timedOut(rank: rank, operation: operation, seconds: timeout, waitingFor: waitingFor())
+                throw CommError.timedOut(rank: worldRanks[rank], operation: operation, seconds: timeout,
+                                         waitingFor: waitingFor().map { worldRanks[$0] })
             }
         }
-        if let f = failure, f.rank != rank { throw CommError.peerFailed(rank: f.rank, reason: f.reason, during: operation) }
+        if let f = failure, f.rank != worldRanks[rank] { throw CommError.peerFailed(rank: f.rank, reason: f.reason, during: operation) }
     }
 
     /// Rendezvous of all ranks; returns everyone's publication (phase 1) or nothing (phase 2).
     func rendezvous(rank: Int, _ publication: Publication?, operation: String) throws -> [Publication] {
         condition.lock()
         defer { condition.unlock() }
-        if let f = failure, f.rank != rank { throw CommError.peerFailed(rank: f.rank, reason: f.reason, during: operation) }
+        if let f = failure, f.rank != worldRanks[rank] { throw CommError.peerFailed(rank: f.rank, reason: f.reason, during: operation) }
         // Phase 2 (publication nil) leaves the slots alone: a slower rank may still be reading them.
         if let publication { published[rank] = publication }
         let myGeneration = generation
@@ -82,9 +154,10 @@ public final class LocalWorld: @unchecked Sendable {
     /// Runs `body` on `size` threads, one per rank, each with its own thread pool of
     /// `threadsPerRank` threads; returns the results in rank order. A rank that throws fails the
     /// world, so the others stop at their next communication; the first error is rethrown.
-    public static func run<R>(size: Int, threadsPerRank: Int = 1, timeout: Double = 120,
+    public static func run<R>(size: Int, threadsPerRank: Int = 1, timeout: Double = 120, tracer: Tracer? = nil,
+                              links: LinkModel? = nil,
                               _ body: @escaping @Sendable (LocalCommunicator) throws -> R) throws -> [R] {
-        let world = LocalWorld(size: size, timeout: timeout)
+        let world = LocalWorld(size: size, timeout: timeout, tracer: tracer, links: links)
         let results = ResultBox<R>(size: size)
         let group = DispatchGroup()
         for rank in 0..<size {

@@ -1,0 +1,56 @@
+import Foundation
+
+/// Collects spans from every rank and writes them as Chrome trace JSON (one track per rank),
+/// which ui.perfetto.dev and chrome://tracing open.
+public final class Tracer: @unchecked Sendable {
+    public struct Span: Sendable {
+        public var name: String
+        public var category: String
+        public var rank: Int
+        public var start: Double
+        public var duration: Double
+        public var bytes: Int?
+    }
+
+    private let lock = NSLock()
+    private var spans: [Span] = []
+    private let origin = Date()
+
+    public init() {}
+
+    /// Times `body` as a span on `rank`'s track.
+    public func span<R>(_ name: String, category: String, rank: Int, bytes: Int? = nil, _ body: () throws -> R) rethrows -> R {
+        let start = Date().timeIntervalSince(origin)
+        defer {
+            let span = Span(name: name, category: category, rank: rank, start: start,
+                            duration: Date().timeIntervalSince(origin) - start, bytes: bytes)
+            lock.lock()
+            spans.append(span)
+            lock.unlock()
+        }
+        return try body()
+    }
+
+    public var recorded: [Span] {
+        lock.lock()
+        defer { lock.unlock() }
+        return spans
+    }
+
+    /// The trace as Chrome's JSON object format ("X" complete events, microseconds).
+    public func json() throws -> Data {
+        let events: [[String: Any]] = recorded.map { s in
+            var e: [String: Any] = ["name": s.name, "cat": s.category, "ph": "X", "pid": 0, "tid": s.rank,
+                                    "ts": s.start * 1e6, "dur": s.duration * 1e6]
+            if let bytes = s.bytes { e["args"] = ["bytes": bytes] }
+            return e
+        }
+        let names: [[String: Any]] = Set(recorded.map(\.rank)).sorted().map {
+            ["name": "thread_name", "ph": "M", "pid": 0, "tid": $0, "args": ["name": "rank \($0)"]]
+        }
+        return try JSONSerialization.data(withJSONObject: ["traceEvents": names + events, "displayTimeUnit": "ms"],
+                                          options: [.sortedKeys])
+    }
+
+    public func write(to path: String) throws { try json().write(to: URL(fileURLWithPath: path)) }
+}
