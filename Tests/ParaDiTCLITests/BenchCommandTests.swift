@@ -52,3 +52,28 @@ struct BenchCommandTests {
         }
     }
 }
+
+@Suite("paradit bench comm")
+struct BenchCommTests {
+    @Test("reports every operation and size, with a trace and byte counts")
+    func report() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-comm-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var command = try ParaDiTCommand.parseAsRoot(
+            ["bench", "comm", "--world", "3", "--sizes", "1", "100", "--runs", "2", "--warmup", "0",
+             "--emulate-nodes", "3", "--inter-node-gbps", "100", "--trace", "\(dir)/t.json", "--json", "\(dir)/r.json"])
+        try command.run()
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))) as! [String: Any]
+        let cases = try #require(json["cases"] as? [[String: Any]])
+        #expect(cases.count == 6)
+        #expect(cases.contains { $0["operation"] as? String == "allToAll" && $0["floats_per_rank"] as? Int == 100
+                                 && $0["bytes_received_per_rank"] as? Int == 800 })
+        let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/t.json"))) as! [String: Any]
+        #expect((trace["traceEvents"] as? [Any])?.isEmpty == false)
+    }
+
+    @Test("a world that does not split over the emulated nodes is refused")
+    func badNodes() {
+        #expect(runCommand(["bench", "comm", "--world", "3", "--emulate-nodes", "2"])?.contains("--emulate-nodes") == true)
+    }
+}

@@ -5,13 +5,13 @@ import ParaDiTTensor
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the engine: kernels, and forward passes of real architectures.",
+        abstract: "Measure the engine: kernels, forward passes of real architectures, communication.",
         discussion: """
         Every figure is the median of --runs timed runs after --warmup untimed ones, and every
         comparison is a ratio of two figures measured in the same process. Tables go to stdout;
         --json FILE also writes the machine, the configuration and every timing.
         """,
-        subcommands: [BenchKernels.self, BenchForward.self])
+        subcommands: [BenchKernels.self, BenchForward.self, BenchComm.self])
 }
 
 struct BenchKernels: ParsableCommand {
