@@ -32,6 +32,11 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CParaDiTMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
         // Layer 2: tensor core and kernels.
         .target(
             name: "ParaDiTTensor",
@@ -53,7 +58,7 @@ let package = Package(
         // Layer 6: communicators between ranks (local threads now; MPI next).
         .target(
             name: "ParaDiTDistributed",
-            dependencies: ["ParaDiTTensor"],
+            dependencies: ["ParaDiTTensor", "CParaDiTMPI"],
             swiftSettings: settings
         ),
         // Layer 8: the command-line app, as a library so tests can drive its commands.

@@ -14,5 +14,5 @@ public struct ParaDiTCommand: ParsableCommand {
 
         Start with `paradit bench kernels` to see what this machine's cores can do.
         """,
-        subcommands: [Forward.self, Inspect.self, Bench.self])
+        subcommands: [Forward.self, Inspect.self, Bench.self, Selftest.self])
 }

@@ -77,3 +77,18 @@ struct BenchCommTests {
         #expect(runCommand(["bench", "comm", "--world", "3", "--emulate-nodes", "2"])?.contains("--emulate-nodes") == true)
     }
 }
+
+@Suite("paradit selftest comm (local transport)")
+struct SelftestCommTests {
+    @Test("all checks pass at 1 to 8 ranks", arguments: Array(1...8))
+    func passes(ranks: Int) {
+        #expect(runCommand(["selftest", "comm", "--world", "\(ranks)"]) == nil)
+    }
+
+    @Test("an injected failure on one rank fails the run instead of hanging")
+    func injectedFailure() {
+        let start = Date()
+        #expect(runCommand(["selftest", "comm", "--world", "4", "--fail-rank", "1"])?.contains("injected failure on rank 1") == true)
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+}

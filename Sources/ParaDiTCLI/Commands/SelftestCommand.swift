@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import ParaDiTDistributed
+
+struct Selftest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check this installation: communication between ranks.",
+        subcommands: [SelftestComm.self])
+}
+
+struct SelftestComm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "comm",
+        abstract: "Check every collective and point-to-point operation against its definition.",
+        discussion: """
+        Under mpirun the MPI transport is checked; otherwise --world ranks run as threads.
+
+        Examples:
+          paradit selftest comm --world 4
+          mpirun -np 4 paradit selftest comm
+        """)
+
+    @Option(help: "Ranks for the local transport (ignored under mpirun).")
+    var world: Int = 4
+
+    @Option(help: "Make this rank fail before the checks, to see the others stop instead of hanging.")
+    var failRank: Int?
+
+    struct InjectedFailure: Error, CustomStringConvertible {
+        var rank: Int
+        var description: String { "injected failure on rank \(rank) (--fail-rank)" }
+    }
+
+    func validate() throws {
+        guard world >= 1 else { throw ValidationError("--world must be at least 1, got \(world)") }
+    }
+
+    func run() throws {
+        let results: [[(String, String?)]]
+        if MPICommunicator.isLaunchedByMPI {
+            let comm = try MPICommunicator.world()
+            if comm.rank == failRank { comm.abort("\(InjectedFailure(rank: comm.rank))") }
+            let mine = CommunicatorChecks.run(comm)
+            // Every rank reports its own failures; rank 0 prints the summary.
+            for (name, failure) in mine { if let failure { print("rank \(comm.rank): FAILED \(name): \(failure)") } }
+            var failed = Float(mine.filter { $0.1 != nil }.count)
+            try comm.allReduce(&failed, count: 1)
+            if comm.rank == 0 { summary("MPI", ranks: comm.size, checks: mine.count, failedRankChecks: Int(failed)) }
+            if failed > 0 { throw ExitCode.failure }
+            return
+        }
+        let failRank = self.failRank
+        results = try LocalWorld.run(size: world, timeout: 30) { comm in
+            if comm.rank == failRank { throw InjectedFailure(rank: comm.rank) }
+            return CommunicatorChecks.run(comm)
+        }
+        for (rank, mine) in results.enumerated() {
+            for (name, failure) in mine { if let failure { print("rank \(rank): FAILED \(name): \(failure)") } }
+        }
+        let failed = results.reduce(0) { $0 + $1.filter { $0.1 != nil }.count }
+        summary("local", ranks: world, checks: results[0].count, failedRankChecks: failed)
+        if failed > 0 { throw ExitCode.failure }
+    }
+
+    func summary(_ transport: String, ranks: Int, checks: Int, failedRankChecks: Int) {
+        print("\(transport) transport, \(ranks) ranks: \(checks * ranks - failedRankChecks) passed, \(failedRankChecks) failed (checks × ranks)")
+    }
+}

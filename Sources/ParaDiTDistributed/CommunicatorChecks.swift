@@ -1,0 +1,97 @@
+/// A self-test of a communicator against the serial definition of every operation, runnable on
+/// any transport (`paradit selftest comm`, under mpirun for MPI). Every rank must run it.
+public enum CommunicatorChecks {
+    /// (check name, failure description or nil) for every check, on this rank.
+    public static func run(_ comm: Communicator) -> [(String, String?)] {
+        let checks: [(String, (Communicator) throws -> String?)] = [
+            ("allGather, unequal sizes", allGather), ("allToAll, unequal splits", allToAll),
+            ("allReduce", allReduce), ("reduceScatter", reduceScatter), ("broadcast", broadcast),
+            ("ring send/recv and isend/irecv", ring), ("subgroups of even and odd ranks", subgroups),
+        ]
+        return checks.map { name, check in
+            do { return (name, try check(comm)) } catch { return (name, "\(error)") }
+        }
+    }
+
+    static func v(_ r: Int, _ i: Int) -> Float { Float(r * 1000 + i) }
+
+    static func allGather(_ c: Communicator) throws -> String? {
+        let counts = (0..<c.size).map { ($0 * 7 + 3) % 5 }
+        let mine = (0..<counts[c.rank]).map { v(c.rank, $0) }
+        var out = [Float](repeating: -1, count: counts.reduce(0, +) + 1)
+        try mine.withUnsafeBufferPointer { s in try out.withUnsafeMutableBufferPointer { o in
+            try c.allGather(s.baseAddress ?? UnsafePointer(o.baseAddress!), count: counts[c.rank], into: o.baseAddress!, counts: counts)
+        } }
+        let expected = (0..<c.size).flatMap { r in (0..<counts[r]).map { v(r, $0) } }
+        return Array(out.dropLast()) == expected ? nil : "got \(out.prefix(8))…"
+    }
+
+    static func allToAll(_ c: Communicator) throws -> String? {
+        func n(_ s: Int, _ d: Int) -> Int { (s + 2 * d) % 4 }
+        let p = c.size, r = c.rank
+        var send: [Float] = []
+        for d in 0..<p { send += (0..<n(r, d)).map { v(r, d * 100 + $0) } }
+        var out = [Float](repeating: -1, count: (0..<p).reduce(0) { $0 + n($1, r) } + 1)
+        send.append(0)
+        try send.withUnsafeBufferPointer { s in try out.withUnsafeMutableBufferPointer { o in
+            try c.allToAll(s.baseAddress!, sendCounts: (0..<p).map { n(r, $0) }, into: o.baseAddress!, recvCounts: (0..<p).map { n($0, r) })
+        } }
+        let expected = (0..<p).flatMap { s in (0..<n(s, r)).map { v(s, r * 100 + $0) } }
+        return Array(out.dropLast()) == expected ? nil : "rank \(r) got \(out.prefix(8))…"
+    }
+
+    static func allReduce(_ c: Communicator) throws -> String? {
+        var x = (0..<5).map { Float(c.rank + 1) + Float($0) }
+        try x.withUnsafeMutableBufferPointer { try c.allReduce($0.baseAddress!, count: 5) }
+        let p = Float(c.size)
+        let expected = (0..<5).map { p * (p + 1) / 2 + p * Float($0) }
+        return x == expected ? nil : "got \(x), expected \(expected)"
+    }
+
+    static func reduceScatter(_ c: Communicator) throws -> String? {
+        let counts = (0..<c.size).map { $0 % 3 + 1 }, total = counts.reduce(0, +)
+        let send = (0..<total).map { Float(c.rank) + Float($0) }
+        var out = [Float](repeating: 0, count: counts[c.rank])
+        try send.withUnsafeBufferPointer { s in try out.withUnsafeMutableBufferPointer { o in
+            try c.reduceScatter(s.baseAddress!, counts: counts, into: o.baseAddress!)
+        } }
+        let offset = counts[..<c.rank].reduce(0, +), p = Float(c.size)
+        let expected = (0..<counts[c.rank]).map { p * (p - 1) / 2 + p * Float(offset + $0) }
+        return out == expected ? nil : "got \(out), expected \(expected)"
+    }
+
+    static func broadcast(_ c: Communicator) throws -> String? {
+        for root in 0..<c.size {
+            var x = (0..<3).map { v(c.rank, $0) }
+            try x.withUnsafeMutableBufferPointer { try c.broadcast($0.baseAddress!, count: 3, root: root) }
+            if x != (0..<3).map({ v(root, $0) }) { return "root \(root): got \(x)" }
+        }
+        try c.barrier()
+        return nil
+    }
+
+    static func ring(_ c: Communicator) throws -> String? {
+        guard c.size > 1 else { return nil }
+        let next = (c.rank + 1) % c.size, prev = (c.rank + c.size - 1) % c.size
+        let a = (0..<4).map { v(c.rank, $0) }, b = (0..<4).map { v(c.rank, 10 + $0) }
+        var first = [Float](repeating: 0, count: 4), second = [Float](repeating: 0, count: 4)
+        try first.withUnsafeMutableBufferPointer { f in try second.withUnsafeMutableBufferPointer { s in
+            let pending = c.irecv(s.baseAddress!, count: 4, from: prev, tag: 7)
+            let sent = try a.withUnsafeBufferPointer { try c.isend($0.baseAddress!, count: 4, to: next, tag: 3) }
+            try b.withUnsafeBufferPointer { try c.send($0.baseAddress!, count: 4, to: next, tag: 7) }
+            try c.recv(f.baseAddress!, count: 4, from: prev, tag: 3)
+            try pending.wait()
+            try sent.wait()
+        } }
+        let ok = first == (0..<4).map { v(prev, $0) } && second == (0..<4).map { v(prev, 10 + $0) }
+        return ok ? nil : "got \(first) \(second)"
+    }
+
+    static func subgroups(_ c: Communicator) throws -> String? {
+        let members = (0..<c.size).filter { $0 % 2 == c.rank % 2 }
+        let sub = try c.subgroup(members)
+        var mine = Float(c.rank), out = [Float](repeating: -1, count: members.count)
+        try out.withUnsafeMutableBufferPointer { try sub.allGather(&mine, count: 1, into: $0.baseAddress!, counts: nil) }
+        return out == members.map(Float.init) && sub.rank == members.firstIndex(of: c.rank) ? nil : "got \(out)"
+    }
+}

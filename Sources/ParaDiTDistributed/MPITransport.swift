@@ -1,0 +1,217 @@
+import CParaDiTMPI
+import Foundation
+
+// The MPI transport: Open MPI processes launched by mpirun, one rank each. Every operation maps to
+// the MPI call of the same meaning; errors return (MPI_ERRORS_RETURN) and become CommError.
+// Calls are made from the rank's own thread, never from a Swift concurrency task.
+
+/// One rank of an MPI communicator.
+public final class MPICommunicator: Communicator, @unchecked Sendable {
+    let comm: MPI_Comm
+    public let rank: Int
+    public let size: Int
+    public let stats = CommStats()
+    public var tracer: Tracer?
+    /// Rank in MPI_COMM_WORLD (trace track).
+    public let worldRank: Int
+
+    /// Whether this process was started by mpirun (Open MPI or a PMI launcher).
+    public static var isLaunchedByMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMI_SIZE"] != nil
+    }
+
+    /// Initialises MPI (once) and returns the world communicator.
+    public static func world() throws -> MPICommunicator {
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var provided: Int32 = 0
+            try checkMPI(MPI_Init_thread(nil, nil, paradit_mpi_thread_funneled(), &provided), "MPI_Init_thread")
+            atexit {
+                var finalized: Int32 = 0
+                MPI_Finalized(&finalized)
+                if finalized == 0 { MPI_Finalize() }
+            }
+        }
+        MPI_Comm_set_errhandler(paradit_mpi_comm_world(), paradit_mpi_errors_return())
+        return MPICommunicator(comm: paradit_mpi_comm_world(), worldRank: nil)
+    }
+
+    init(comm: MPI_Comm, worldRank: Int?) {
+        self.comm = comm
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(comm, &r)
+        MPI_Comm_size(comm, &s)
+        rank = Int(r)
+        size = Int(s)
+        self.worldRank = worldRank ?? Int(r)
+    }
+
+    /// Ends every rank of the job at once: what a rank that fails must do so that no peer hangs.
+    public func abort(_ reason: String) -> Never {
+        FileHandle.standardError.write(Data("rank \(worldRank) failed: \(reason)\n".utf8))
+        MPI_Abort(comm, 1)
+        exit(1)
+    }
+
+    /// The node index of every rank (ranks sharing memory are on one node), numbered from 0.
+    public func nodeOfRank() throws -> [Int] {
+        var local: MPI_Comm? = nil
+        try Self.checkMPI(MPI_Comm_split_type(comm, paradit_mpi_comm_type_shared(), Int32(rank), paradit_mpi_info_null(), &local), "MPI_Comm_split_type")
+        var localRank: Int32 = 0
+        MPI_Comm_rank(local, &localRank)
+        // Each node's leader is its local rank 0; everyone learns its leader's global rank.
+        var leader = Int32(localRank == 0 ? rank : 0)
+        try Self.checkMPI(MPI_Bcast(&leader, 1, paradit_mpi_int(), 0, local), "MPI_Bcast")
+        var leaders = [Int32](repeating: 0, count: size)
+        try Self.checkMPI(MPI_Allgather(&leader, 1, paradit_mpi_int(), &leaders, 1, paradit_mpi_int(), comm), "MPI_Allgather")
+        MPI_Comm_free(&local)
+        let distinct = Array(Set(leaders)).sorted()
+        return leaders.map { distinct.firstIndex(of: $0)! }
+    }
+
+    static func checkMPI(_ code: Int32, _ call: String) throws {
+        guard code == paradit_mpi_success() else {
+            var length: Int32 = 0
+            var text = [CChar](repeating: 0, count: 512)
+            MPI_Error_string(code, &text, &length)
+            throw CommError.badArgument(operation: call, reason: String(cString: text))
+        }
+    }
+
+    func ints(_ op: String, _ counts: [Int]) throws -> [Int32] {
+        guard counts.count == size, counts.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }) else {
+            throw CommError.badArgument(operation: op, reason: "needs \(size) counts in 0...\(Int32.max), got \(counts)")
+        }
+        return counts.map { Int32($0) }
+    }
+
+    static func displacements(_ counts: [Int32]) -> [Int32] {
+        var d: [Int32] = [], at: Int32 = 0
+        for c in counts { d.append(at); at += c }
+        return d
+    }
+
+    func traced(_ name: String, bytes: Int, _ body: () throws -> Void) throws {
+        if let tracer { try tracer.span(name, category: "comm", rank: worldRank, bytes: bytes, body) } else { try body() }
+    }
+
+    // MARK: Collectives
+
+    public func allGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws {
+        let c = try ints("allGather", counts ?? Array(repeating: count, count: size))
+        guard Int(c[rank]) == count else { throw CommError.badArgument(operation: "allGather", reason: "counts[\(rank)] = \(c[rank]) but this rank sends \(count)") }
+        let total = c.reduce(0) { $0 + Int($1) }
+        try traced("allGather", bytes: 4 * total) {
+            try Self.checkMPI(MPI_Allgatherv(send, Int32(count), paradit_mpi_float(), out, c, Self.displacements(c), paradit_mpi_float(), comm), "MPI_Allgatherv")
+        }
+        stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: total - count)
+    }
+
+    public func allToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws {
+        let sc = try ints("allToAll", sendCounts), rc = try ints("allToAll", recvCounts)
+        try traced("allToAll", bytes: 4 * (sendCounts.reduce(0, +) + recvCounts.reduce(0, +))) {
+            try Self.checkMPI(MPI_Alltoallv(send, sc, Self.displacements(sc), paradit_mpi_float(), out, rc, Self.displacements(rc),
+                                            paradit_mpi_float(), comm), "MPI_Alltoallv")
+        }
+        stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank], receivedFloats: recvCounts.reduce(0, +) - recvCounts[rank])
+    }
+
+    public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        let copy = Array(UnsafeBufferPointer(start: buffer, count: count))
+        try traced("allReduce", bytes: 8 * count) {
+            try Self.checkMPI(MPI_Allreduce(copy, buffer, Int32(count), paradit_mpi_float(), paradit_mpi_sum(), comm), "MPI_Allreduce")
+        }
+        // Ring all-reduce: 2·(p−1)/p of the buffer each way.
+        let moved = 2 * (size - 1) * count / max(size, 1)
+        stats.record("allReduce", sentFloats: moved, receivedFloats: moved)
+    }
+
+    public func reduceScatter(_ send: UnsafePointer<Float>, counts: [Int], into out: UnsafeMutablePointer<Float>) throws {
+        let c = try ints("reduceScatter", counts)
+        try traced("reduceScatter", bytes: 4 * (counts.reduce(0, +) + counts[rank])) {
+            try Self.checkMPI(MPI_Reduce_scatter(send, out, c, paradit_mpi_float(), paradit_mpi_sum(), comm), "MPI_Reduce_scatter")
+        }
+        stats.record("reduceScatter", sentFloats: counts.reduce(0, +) - counts[rank], receivedFloats: counts[rank] * (size - 1))
+    }
+
+    public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
+        guard root >= 0 && root < size else { throw CommError.badArgument(operation: "broadcast", reason: "root \(root) is not a rank of \(size)") }
+        try traced("broadcast", bytes: 4 * count) {
+            try Self.checkMPI(MPI_Bcast(buffer, Int32(count), paradit_mpi_float(), Int32(root), comm), "MPI_Bcast")
+        }
+        stats.record("broadcast", sentFloats: rank == root ? count * (size - 1) : 0, receivedFloats: rank == root ? 0 : count)
+    }
+
+    public func barrier() throws {
+        try traced("barrier", bytes: 0) { try Self.checkMPI(MPI_Barrier(comm), "MPI_Barrier") }
+        stats.record("barrier", sentFloats: 0, receivedFloats: 0)
+    }
+
+    // MARK: Point to point
+
+    public func send(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws {
+        try traced("send", bytes: 4 * count) {
+            try Self.checkMPI(MPI_Send(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm), "MPI_Send")
+        }
+        stats.record("send", sentFloats: count, receivedFloats: 0)
+    }
+
+    public func recv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
+        try traced("recv", bytes: 4 * count) {
+            try Self.checkMPI(MPI_Recv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm,
+                                       paradit_mpi_status_ignore()), "MPI_Recv")
+        }
+        stats.record("recv", sentFloats: 0, receivedFloats: count)
+    }
+
+    public func isend(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws -> CommRequest {
+        var request: MPI_Request? = nil
+        try Self.checkMPI(MPI_Isend(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &request), "MPI_Isend")
+        stats.record("send", sentFloats: count, receivedFloats: 0)
+        return MPIRequest(request, "MPI_Isend")
+    }
+
+    public func irecv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) -> CommRequest {
+        var request: MPI_Request? = nil
+        let code = MPI_Irecv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &request)
+        stats.record("recv", sentFloats: 0, receivedFloats: count)
+        return code == paradit_mpi_success() ? MPIRequest(request, "MPI_Irecv") : FailedRequest(code: code)
+    }
+
+    public func subgroup(_ members: [Int]) throws -> Communicator {
+        guard members.contains(rank), Set(members).count == members.count, members.allSatisfy({ $0 >= 0 && $0 < size }) else {
+            throw CommError.badArgument(operation: "subgroup", reason: "members \(members) must be distinct ranks of \(size) and include this rank (\(rank))")
+        }
+        var parentGroup: MPI_Group? = nil, group: MPI_Group? = nil, sub: MPI_Comm? = nil
+        MPI_Comm_group(comm, &parentGroup)
+        let ranks = members.map { Int32($0) }
+        MPI_Group_incl(parentGroup, Int32(ranks.count), ranks, &group)
+        try Self.checkMPI(MPI_Comm_create_group(comm, group, 0, &sub), "MPI_Comm_create_group")
+        MPI_Group_free(&group)
+        MPI_Group_free(&parentGroup)
+        MPI_Comm_set_errhandler(sub, paradit_mpi_errors_return())
+        let child = MPICommunicator(comm: sub!, worldRank: worldRank)
+        child.tracer = tracer
+        return child
+    }
+}
+
+final class MPIRequest: CommRequest {
+    private var request: MPI_Request?
+    private let call: String
+    init(_ request: MPI_Request?, _ call: String) {
+        self.request = request
+        self.call = call
+    }
+    func wait() throws {
+        try MPICommunicator.checkMPI(MPI_Wait(&request, paradit_mpi_status_ignore()), "MPI_Wait (\(call))")
+    }
+}
+
+final class FailedRequest: CommRequest {
+    let code: Int32
+    init(code: Int32) { self.code = code }
+    func wait() throws { try MPICommunicator.checkMPI(code, "MPI_Irecv") }
+}

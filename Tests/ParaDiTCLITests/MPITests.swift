@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// The `paradit` executable built beside this test bundle.
+let paraditBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    .appendingPathComponent("paradit").path
+
+/// Runs `mpirun -np n paradit args…`; returns (exit status, output, seconds).
+func mpirun(_ n: Int, _ args: [String], timeout: Double = 60) throws -> (Int32, String, Double) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["mpirun", "--oversubscribe", "-np", "\(n)", paraditBinary] + args
+    var env = ProcessInfo.processInfo.environment
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    env["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
+    process.environment = env
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    let start = Date()
+    try process.run()
+    let killer = DispatchWorkItem { process.terminate() }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    killer.cancel()
+    return (process.terminationStatus, output, Date().timeIntervalSince(start))
+}
+
+@Suite("MPI transport under mpirun", .serialized)
+struct MPITests {
+    @Test("the paradit executable is built beside the tests")
+    func binaryExists() {
+        #expect(FileManager.default.isExecutableFile(atPath: paraditBinary), "\(paraditBinary)")
+    }
+
+    @Test("every collective equals its definition", arguments: Array(1...8))
+    func selftest(ranks: Int) throws {
+        let (status, output, _) = try mpirun(ranks, ["selftest", "comm"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("MPI transport, \(ranks) ranks: \(7 * ranks) passed, 0 failed"), "\(output)")
+    }
+
+    @Test("a failing rank ends the whole job quickly, naming itself")
+    func failingRank() throws {
+        let (status, output, seconds) = try mpirun(4, ["selftest", "comm", "--fail-rank", "2"])
+        #expect(status != 0)
+        #expect(output.contains("rank 2 failed: injected failure"), "\(output)")
+        #expect(seconds < 30)
+    }
+}
