@@ -42,6 +42,13 @@ struct MPITests {
         #expect(output.contains("MPI transport, \(ranks) ranks: \(7 * ranks) passed, 0 failed"), "\(output)")
     }
 
+    @Test("bench comm runs under mpirun and reports from rank 0")
+    func benchComm() throws {
+        let (status, output, _) = try mpirun(3, ["bench", "comm", "--sizes", "1", "64", "--runs", "1", "--warmup", "0"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("MPI transport, 3 ranks on 1 node(s)") && output.contains("ring send/recv"), "\(output)")
+    }
+
     @Test("a failing rank ends the whole job quickly, naming itself")
     func failingRank() throws {
         let (status, output, seconds) = try mpirun(4, ["selftest", "comm", "--fail-rank", "2"])

@@ -9,7 +9,9 @@ struct BenchComm: ParsableCommand {
         commandName: "comm",
         abstract: "All-gather, all-to-all and ring send/recv bandwidth and latency between ranks.",
         discussion: """
-        Ranks are threads of this process (the local transport). Each message size is timed as the
+        Ranks are threads of this process (the local transport), or, under mpirun, the MPI
+        processes (mpirun -np 4 paradit bench comm; --world and the emulation options are then
+        ignored: the network is real). Each message size is timed as the
         median of --runs repetitions after --warmup; bandwidth is the bytes one rank receives per
         second ("bus" figures would divide differently: see the JSON for raw times and sizes).
         --emulate-nodes N splits the ranks over N emulated hosts whose links run at
@@ -61,6 +63,7 @@ struct BenchComm: ParsableCommand {
         var transport = "local"
         var machine: MachineInfo
         var world: Int
+        /// Emulated nodes (local transport) or the nodes MPI found.
         var emulatedNodes: Int
         var interNodeGbps: Double?
         var cases: [Case]
@@ -76,6 +79,7 @@ struct BenchComm: ParsableCommand {
     }
 
     func run() throws {
+        if MPICommunicator.isLaunchedByMPI { return try runMPI() }
         let log = Logger(label: "paradit.bench")
         let tracer = trace.map { _ in Tracer() }
         let links = emulateNodes > 1
@@ -104,6 +108,25 @@ struct BenchComm: ParsableCommand {
         if let json { try writeJSON(report, to: json) }
     }
 
+    func runMPI() throws {
+        let comm = try MPICommunicator.world()
+        let tracer = trace.map { _ in Tracer() }
+        comm.tracer = tracer
+        var cases: [Case] = []
+        for n in sizes { cases += try Self.measure(comm, floats: n, runs: runs, warmup: warmup) }
+        let nodes = Set(try comm.nodeOfRank()).count  // collective: every rank takes part
+        guard comm.rank == 0 else { return }
+        let report = Report(transport: "mpi", machine: .current(threads: 1), world: comm.size, emulatedNodes: nodes,
+                            interNodeGbps: nil, cases: cases)
+        var table = ResultTable(title: "MPI transport, \(comm.size) ranks on \(nodes) node(s)",
+                                columns: ["operation", "floats/rank", "µs", "GB/s received"])
+        for c in cases { table.add([c.operation, "\(c.floatsPerRank)", fmt(c.timing.median * 1e6), fmt(c.gbPerSecond, digits: 2)]) }
+        print(table.render())
+        if commReport { printReport([comm.stats]) }
+        if let trace, let tracer { try tracer.write(to: trace); print("wrote \(trace) (rank 0)") }
+        if let json { try writeJSON(report, to: json) }
+    }
+
     /// Times all-gather, all-to-all and a ring exchange of `floats` per rank on `comm`.
     static func measure(_ comm: Communicator, floats n: Int, runs: Int, warmup: Int) throws -> [Case] {
         let p = comm.size
@@ -117,8 +140,9 @@ struct BenchComm: ParsableCommand {
             }),
             ("ring send/recv", n, {
                 let pending = comm.irecv(out.data, count: n, from: prev, tag: 0)
-                _ = try comm.isend(send.data, count: n, to: next, tag: 0)
+                let sent = try comm.isend(send.data, count: n, to: next, tag: 0)
                 try pending.wait()
+                try sent.wait()
             }),
         ]
         return try ops.map { name, receivedFloats, body in
