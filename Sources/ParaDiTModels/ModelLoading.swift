@@ -8,23 +8,31 @@ public enum ModelLoader {
                                           "FluxTransformer2DModel"]
 
     public static func loadDiT(directory: String) throws -> DiTTransformer2DModel {
-        guard case let .dit(m) = try load(directory, "DiTTransformer2DModel") else { fatalError("unreachable") }
+        let model = try load(directory, "DiTTransformer2DModel")
+        guard case let .dit(m) = model else { throw mismatch(directory, model, "DiTTransformer2DModel") }
         return m
     }
 
     public static func loadPixArt(directory: String) throws -> PixArtTransformer2DModel {
-        guard case let .pixart(m) = try load(directory, "PixArtTransformer2DModel") else { fatalError("unreachable") }
+        let model = try load(directory, "PixArtTransformer2DModel")
+        guard case let .pixart(m) = model else { throw mismatch(directory, model, "PixArtTransformer2DModel") }
         return m
     }
 
     public static func loadSD3(directory: String) throws -> SD3Transformer2DModel {
-        guard case let .sd3(m) = try load(directory, "SD3Transformer2DModel") else { fatalError("unreachable") }
+        let model = try load(directory, "SD3Transformer2DModel")
+        guard case let .sd3(m) = model else { throw mismatch(directory, model, "SD3Transformer2DModel") }
         return m
     }
 
     public static func loadFlux(directory: String) throws -> FluxTransformer2DModel {
-        guard case let .flux(m) = try load(directory, "FluxTransformer2DModel") else { fatalError("unreachable") }
+        let model = try load(directory, "FluxTransformer2DModel")
+        guard case let .flux(m) = model else { throw mismatch(directory, model, "FluxTransformer2DModel") }
         return m
+    }
+
+    static func mismatch(_ directory: String, _ model: AnyTransformer, _ expected: String) -> WeightsError {
+        .badConfig(path: directory, reason: "holds a \(model.className), expected \(expected)")
     }
 
     static func load(_ directory: String, _ className: String) throws -> AnyTransformer {
