@@ -28,6 +28,12 @@ public protocol Communicator: AnyObject {
     /// Non-blocking forms: the buffer must stay valid (and, for irecv, unread) until `wait()`.
     func isend(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws -> CommRequest
     func irecv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) -> CommRequest
+    /// Non-blocking collectives: every rank must start them in the same order and wait for them;
+    /// `send` and `out` must stay untouched until `wait()` returns.
+    func iallGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws -> CommRequest
+    func iallToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws -> CommRequest
+    /// Registers `buffer` of every rank (collective) for one-sided put and get.
+    func window(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CommWindow
     /// The communicator of a subset of this group (ranks numbered as here); every member calls it
     /// with the same list, and its ranks are numbered in list order.
     func subgroup(_ members: [Int]) throws -> Communicator
@@ -37,6 +43,19 @@ public protocol Communicator: AnyObject {
 public protocol CommRequest: AnyObject {
     /// Blocks until the operation completes; throws what the operation would have thrown.
     func wait() throws
+}
+
+/// Registered buffers of every rank of a group, for one-sided access. Accesses happen between two
+/// `fence()` calls (collective); the closing fence is the completion notification: after it, every
+/// put is visible in its target's buffer and every get has landed.
+public protocol CommWindow: AnyObject {
+    /// Writes `count` floats from `source` into rank `target`'s buffer at `offset`.
+    func put(_ source: UnsafePointer<Float>, count: Int, to target: Int, offset: Int) throws
+    /// Reads `count` floats of rank `target`'s buffer at `offset` into `destination`.
+    func get(_ destination: UnsafeMutablePointer<Float>, count: Int, from target: Int, offset: Int) throws
+    func fence() throws
+    /// Releases the window (collective).
+    func free() throws
 }
 
 /// What can go wrong between ranks; each message names the rank and the operation.

@@ -7,6 +7,7 @@ public enum CommunicatorChecks {
             ("allGather, unequal sizes", allGather), ("allToAll, unequal splits", allToAll),
             ("allReduce", allReduce), ("reduceScatter", reduceScatter), ("broadcast", broadcast),
             ("ring send/recv and isend/irecv", ring), ("subgroups of even and odd ranks", subgroups),
+            ("non-blocking allGather and allToAll", nonBlocking), ("one-sided put and get", oneSided),
         ]
         return checks.map { name, check in
             do { return (name, try check(comm)) } catch { return (name, "\(error)") }
@@ -85,6 +86,44 @@ public enum CommunicatorChecks {
         } }
         let ok = first == (0..<4).map { v(prev, $0) } && second == (0..<4).map { v(prev, 10 + $0) }
         return ok ? nil : "got \(first) \(second)"
+    }
+
+    static func nonBlocking(_ c: Communicator) throws -> String? {
+        let p = c.size, r = c.rank
+        var mine: [Float] = [v(r, 0), v(r, 1)], gathered = [Float](repeating: -1, count: 2 * p)
+        var send = (0..<p).map { v(r, $0) }, out = [Float](repeating: -1, count: p)
+        try mine.withUnsafeMutableBufferPointer { m in try gathered.withUnsafeMutableBufferPointer { g in
+            try send.withUnsafeMutableBufferPointer { s in try out.withUnsafeMutableBufferPointer { o in
+                let a = try c.iallGather(m.baseAddress!, count: 2, into: g.baseAddress!, counts: nil)
+                let b = try c.iallToAll(s.baseAddress!, sendCounts: Array(repeating: 1, count: p), into: o.baseAddress!,
+                                        recvCounts: Array(repeating: 1, count: p))
+                try a.wait()
+                try b.wait()
+            } }
+        } }
+        let ok = gathered == (0..<p).flatMap { [v($0, 0), v($0, 1)] } && out == (0..<p).map { v($0, r) }
+        return ok ? nil : "gathered \(gathered.prefix(6))…, all-to-all \(out.prefix(6))…"
+    }
+
+    static func oneSided(_ c: Communicator) throws -> String? {
+        let p = c.size, r = c.rank
+        // Each rank's window has one slot per rank; rank r puts v(r, 0) into slot r of its right
+        // neighbour and reads slot 0 of its left neighbour's initial contents.
+        var buffer = (0..<p).map { v(r, 100 + $0) }
+        var read: Float = -1
+        let right = (r + 1) % p, left = (r + p - 1) % p
+        try buffer.withUnsafeMutableBufferPointer { b in
+            let w = try c.window(b.baseAddress!, count: p)
+            var mine = v(r, 0)
+            try w.get(&read, count: 1, from: left, offset: 0)
+            try w.fence()
+            try w.put(&mine, count: 1, to: right, offset: r)
+            try w.fence()
+            try w.free()
+        }
+        var expected = (0..<p).map { v(r, 100 + $0) }
+        expected[left] = v(left, 0)
+        return buffer == expected && read == v(left, 100) ? nil : "window \(buffer.prefix(6))…, read \(read)"
     }
 
     static func subgroups(_ c: Communicator) throws -> String? {

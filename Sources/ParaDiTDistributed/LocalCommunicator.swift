@@ -196,6 +196,63 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     }
 }
 
+extension LocalCommunicator {
+    /// Deferred: the collective runs at `wait()`, which every rank reaches in the same order.
+    public func iallGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws -> CommRequest {
+        DeferredRequest { try self.allGather(send, count: count, into: out, counts: counts) }
+    }
+
+    public func iallToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws -> CommRequest {
+        DeferredRequest { try self.allToAll(send, sendCounts: sendCounts, into: out, recvCounts: recvCounts) }
+    }
+
+    public func window(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CommWindow {
+        var counts = Array(repeating: 0, count: size)
+        counts[rank] = count
+        var bases: [UnsafeMutablePointer<Float>] = []
+        var sizes: [Int] = []
+        try operation("window", bytes: 0, receivedFrom: Array(repeating: 0, count: size)) {
+            try collective(Publication(operation: "window", send: UnsafePointer(buffer), counts: [count]), agree: { _ in nil }) { all in
+                bases = all.map { UnsafeMutablePointer(mutating: $0.send!) }
+                sizes = all.map { $0.counts[0] }
+            }
+        }
+        return LocalWindow(comm: self, bases: bases, sizes: sizes)
+    }
+}
+
+/// A window of the local transport: every rank's registered buffer, written and read directly.
+final class LocalWindow: CommWindow {
+    let comm: LocalCommunicator
+    let bases: [UnsafeMutablePointer<Float>]
+    let sizes: [Int]
+
+    init(comm: LocalCommunicator, bases: [UnsafeMutablePointer<Float>], sizes: [Int]) {
+        (self.comm, self.bases, self.sizes) = (comm, bases, sizes)
+    }
+
+    func bounds(_ op: String, _ target: Int, _ offset: Int, _ count: Int) throws {
+        guard target >= 0 && target < bases.count && offset >= 0 && count >= 0 && offset + count <= sizes[target] else {
+            throw CommError.badArgument(operation: op, reason: "[\(offset), \(offset + count)) of rank \(target)'s window (\(target < sizes.count ? sizes[target] : 0) floats)")
+        }
+    }
+
+    func put(_ source: UnsafePointer<Float>, count: Int, to target: Int, offset: Int) throws {
+        try bounds("put", target, offset, count)
+        (bases[target] + offset).update(from: source, count: count)
+        comm.stats.record("put", sentFloats: target == comm.rank ? 0 : count, receivedFloats: 0)
+    }
+
+    func get(_ destination: UnsafeMutablePointer<Float>, count: Int, from target: Int, offset: Int) throws {
+        try bounds("get", target, offset, count)
+        destination.update(from: bases[target] + offset, count: count)
+        comm.stats.record("get", sentFloats: 0, receivedFloats: target == comm.rank ? 0 : count)
+    }
+
+    func fence() throws { try comm.barrier() }
+    func free() throws { try comm.barrier() }
+}
+
 final class CompletedRequest: CommRequest {
     func wait() throws {}
 }

@@ -26,6 +26,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
+            // Open MPI 4.1's osc/rdma component cannot create windows over shared memory without a
+            // single-copy mechanism (the usual case in containers); unless the user chose one,
+            // let the others (ucx, pt2pt, sm) serve one-sided operations.
+            setenv("OMPI_MCA_osc", "^rdma", 0)
             var provided: Int32 = 0
             try checkMPI(MPI_Init_thread(nil, nil, paradit_mpi_thread_funneled(), &provided), "MPI_Init_thread")
             atexit {
@@ -180,6 +184,35 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return code == paradit_mpi_success() ? MPIRequest(request, "MPI_Irecv") : FailedRequest(code: code)
     }
 
+    public func iallGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws -> CommRequest {
+        let c = try ints("iallGather", counts ?? Array(repeating: count, count: size))
+        let d = Self.displacements(c)
+        var request: MPI_Request? = nil
+        // The count arrays must outlive the call: the request keeps them.
+        let keep = RequestArrays([c, d])
+        try Self.checkMPI(MPI_Iallgatherv(send, Int32(count), paradit_mpi_float(), out, keep.arrays[0].base, keep.arrays[1].base,
+                                          paradit_mpi_float(), comm, &request), "MPI_Iallgatherv")
+        stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: c.reduce(0) { $0 + Int($1) } - count)
+        return MPIRequest(request, "MPI_Iallgatherv", keep: keep)
+    }
+
+    public func iallToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws -> CommRequest {
+        let sc = try ints("iallToAll", sendCounts), rc = try ints("iallToAll", recvCounts)
+        let keep = RequestArrays([sc, Self.displacements(sc), rc, Self.displacements(rc)])
+        var request: MPI_Request? = nil
+        try Self.checkMPI(MPI_Ialltoallv(send, keep.arrays[0].base, keep.arrays[1].base, paradit_mpi_float(), out,
+                                         keep.arrays[2].base, keep.arrays[3].base, paradit_mpi_float(), comm, &request), "MPI_Ialltoallv")
+        stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank], receivedFloats: recvCounts.reduce(0, +) - recvCounts[rank])
+        return MPIRequest(request, "MPI_Ialltoallv", keep: keep)
+    }
+
+    public func window(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CommWindow {
+        var win: MPI_Win? = nil
+        try Self.checkMPI(MPI_Win_create(buffer, MPI_Aint(count * 4), 4, paradit_mpi_info_null(), comm, &win), "MPI_Win_create")
+        try Self.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence")
+        return MPIWindow(win: win, comm: self)
+    }
+
     public func subgroup(_ members: [Int]) throws -> Communicator {
         guard members.contains(rank), Set(members).count == members.count, members.allSatisfy({ $0 >= 0 && $0 < size }) else {
             throw CommError.badArgument(operation: "subgroup", reason: "members \(members) must be distinct ranks of \(size) and include this rank (\(rank))")
@@ -198,15 +231,60 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 }
 
+/// Count and displacement arrays at stable addresses, alive until the request completes.
+final class RequestArrays {
+    let arrays: [(base: UnsafeMutablePointer<Int32>, count: Int)]
+    init(_ values: [[Int32]]) {
+        arrays = values.map { v in
+            let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(v.count, 1))
+            p.initialize(from: v, count: v.count)
+            return (p, v.count)
+        }
+    }
+    deinit { for a in arrays { a.base.deallocate() } }
+}
+
 final class MPIRequest: CommRequest {
     private var request: MPI_Request?
     private let call: String
-    init(_ request: MPI_Request?, _ call: String) {
+    private var keep: RequestArrays?
+    init(_ request: MPI_Request?, _ call: String, keep: RequestArrays? = nil) {
         self.request = request
         self.call = call
+        self.keep = keep
     }
     func wait() throws {
         try MPICommunicator.checkMPI(MPI_Wait(&request, paradit_mpi_status_ignore()), "MPI_Wait (\(call))")
+        keep = nil
+    }
+}
+
+/// An MPI-3 RMA window; fences delimit access epochs.
+final class MPIWindow: CommWindow {
+    var win: MPI_Win?
+    let comm: MPICommunicator
+    init(win: MPI_Win?, comm: MPICommunicator) {
+        self.win = win
+        self.comm = comm
+    }
+
+    func put(_ source: UnsafePointer<Float>, count: Int, to target: Int, offset: Int) throws {
+        try MPICommunicator.checkMPI(MPI_Put(source, Int32(count), paradit_mpi_float(), Int32(target), MPI_Aint(offset), Int32(count),
+                                             paradit_mpi_float(), win), "MPI_Put")
+        comm.stats.record("put", sentFloats: target == comm.rank ? 0 : count, receivedFloats: 0)
+    }
+
+    func get(_ destination: UnsafeMutablePointer<Float>, count: Int, from target: Int, offset: Int) throws {
+        try MPICommunicator.checkMPI(MPI_Get(destination, Int32(count), paradit_mpi_float(), Int32(target), MPI_Aint(offset), Int32(count),
+                                             paradit_mpi_float(), win), "MPI_Get")
+        comm.stats.record("get", sentFloats: 0, receivedFloats: target == comm.rank ? 0 : count)
+    }
+
+    func fence() throws { try MPICommunicator.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence") }
+
+    func free() throws {
+        try MPICommunicator.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence")
+        try MPICommunicator.checkMPI(MPI_Win_free(&win), "MPI_Win_free")
     }
 }
 

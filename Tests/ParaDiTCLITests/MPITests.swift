@@ -39,7 +39,7 @@ struct MPITests {
     func selftest(ranks: Int) throws {
         let (status, output, _) = try mpirun(ranks, ["selftest", "comm"])
         #expect(status == 0, "\(output)")
-        #expect(output.contains("MPI transport, \(ranks) ranks: \(7 * ranks) passed, 0 failed"), "\(output)")
+        #expect(output.contains("MPI transport, \(ranks) ranks: \(9 * ranks) passed, 0 failed"), "\(output)")
     }
 
     @Test("bench comm runs under mpirun and reports from rank 0")
@@ -47,6 +47,13 @@ struct MPITests {
         let (status, output, _) = try mpirun(3, ["bench", "comm", "--sizes", "1", "64", "--runs", "1", "--warmup", "0"])
         #expect(status == 0, "\(output)")
         #expect(output.contains("MPI transport, 3 ranks on 1 node(s)") && output.contains("ring send/recv"), "\(output)")
+    }
+
+    @Test("a killed rank ends the whole job quickly instead of hanging the others")
+    func killedRank() throws {
+        let (status, _, seconds) = try mpirun(4, ["selftest", "comm", "--kill-rank", "1"])
+        #expect(status != 0)
+        #expect(seconds < 30)
     }
 
     @Test("a failing rank ends the whole job quickly, naming itself")

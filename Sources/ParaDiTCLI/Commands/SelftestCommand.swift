@@ -26,6 +26,9 @@ struct SelftestComm: ParsableCommand {
     @Option(help: "Make this rank fail before the checks, to see the others stop instead of hanging.")
     var failRank: Int?
 
+    @Option(help: "Under mpirun: make this rank's process die (SIGKILL) before the checks.")
+    var killRank: Int?
+
     struct InjectedFailure: Error, CustomStringConvertible {
         var rank: Int
         var description: String { "injected failure on rank \(rank) (--fail-rank)" }
@@ -40,6 +43,7 @@ struct SelftestComm: ParsableCommand {
         if MPICommunicator.isLaunchedByMPI {
             let comm = try MPICommunicator.world()
             if comm.rank == failRank { comm.abort("\(InjectedFailure(rank: comm.rank))") }
+            if comm.rank == killRank { kill(getpid(), SIGKILL) }
             let mine = CommunicatorChecks.run(comm)
             // Every rank reports its own failures; rank 0 prints the summary.
             for (name, failure) in mine { if let failure { print("rank \(comm.rank): FAILED \(name): \(failure)") } }
