@@ -20,9 +20,16 @@ public enum CommunicatorChecks {
         let counts = (0..<c.size).map { ($0 * 7 + 3) % 5 }
         let mine = (0..<counts[c.rank]).map { v(c.rank, $0) }
         var out = [Float](repeating: -1, count: counts.reduce(0, +) + 1)
+        let before = c.stats.byOperation["allGather"] ?? CommStats.Counter()
         try mine.withUnsafeBufferPointer { s in try out.withUnsafeMutableBufferPointer { o in
             try c.allGather(s.baseAddress ?? UnsafePointer(o.baseAddress!), count: counts[c.rank], into: o.baseAddress!, counts: counts)
         } }
+        let after = c.stats.byOperation["allGather"]!
+        let total = counts.reduce(0, +)
+        guard after.bytesSent - before.bytesSent == 4 * counts[c.rank] * (c.size - 1),
+              after.bytesReceived - before.bytesReceived == 4 * (total - counts[c.rank]) else {
+            return "byte counters \(after) do not match the sizes moved"
+        }
         let expected = (0..<c.size).flatMap { r in (0..<counts[r]).map { v(r, $0) } }
         return Array(out.dropLast()) == expected ? nil : "got \(out.prefix(8))…"
     }
@@ -34,9 +41,15 @@ public enum CommunicatorChecks {
         for d in 0..<p { send += (0..<n(r, d)).map { v(r, d * 100 + $0) } }
         var out = [Float](repeating: -1, count: (0..<p).reduce(0) { $0 + n($1, r) } + 1)
         send.append(0)
+        let before = c.stats.byOperation["allToAll"] ?? CommStats.Counter()
         try send.withUnsafeBufferPointer { s in try out.withUnsafeMutableBufferPointer { o in
             try c.allToAll(s.baseAddress!, sendCounts: (0..<p).map { n(r, $0) }, into: o.baseAddress!, recvCounts: (0..<p).map { n($0, r) })
         } }
+        let after = c.stats.byOperation["allToAll"]!
+        let sent = (0..<p).filter { $0 != r }.reduce(0) { $0 + n(r, $1) }, received = (0..<p).filter { $0 != r }.reduce(0) { $0 + n($1, r) }
+        guard after.bytesSent - before.bytesSent == 4 * sent, after.bytesReceived - before.bytesReceived == 4 * received else {
+            return "byte counters \(after) do not match the sizes moved"
+        }
         let expected = (0..<p).flatMap { s in (0..<n(s, r)).map { v(s, r * 100 + $0) } }
         return Array(out.dropLast()) == expected ? nil : "rank \(r) got \(out.prefix(8))…"
     }
