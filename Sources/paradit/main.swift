@@ -2,5 +2,5 @@ import Logging
 import ParaDiTCLI
 
 // Progress and diagnostics go to stderr so that stdout carries only results.
-LoggingSystem.bootstrap(StreamLogHandler.standardError)
+LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
 ParaDiTCommand.main()

@@ -35,7 +35,7 @@ struct LocalTransportTests {
     @Test("allToAll, equal and unequal splits", arguments: worlds)
     func allToAll(n: Int) throws {
         // Rank s sends size(s, d) floats to rank d.
-        func size(_ s: Int, _ d: Int) -> Int { (s + 2 * d) % 4 }
+        @Sendable func size(_ s: Int, _ d: Int) -> Int { (s + 2 * d) % 4 }
         let outs = try LocalWorld.run(size: n) { comm -> [Float] in
             let r = comm.rank
             let sendCounts = (0..<n).map { size(r, $0) }, recvCounts = (0..<n).map { size($0, r) }

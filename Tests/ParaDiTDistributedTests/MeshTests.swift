@@ -61,7 +61,7 @@ struct MeshTests {
         let tracer = Tracer()
         _ = try LocalWorld.run(size: 3, tracer: tracer) { comm -> Int in
             var x = [Float](repeating: 1, count: 10)
-            tracer.span("compute", category: "compute", rank: comm.rank) { usleep(1000) }
+            _ = tracer.span("compute", category: "compute", rank: comm.rank) { usleep(1000) }
             try x.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: 10) }
             return 0
         }
