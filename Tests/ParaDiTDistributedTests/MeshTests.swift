@@ -98,8 +98,10 @@ struct MeshTests {
             return (intra, Date().timeIntervalSince(start))
         }
         for (intra, inter) in times {
-            #expect(intra < 0.05, "intra-node \(intra) s")
-            #expect(inter >= 0.1 && inter < 1, "inter-node \(inter) s")
+            // Intra-node traffic gets no emulated delay (a bound below the 0.1 s an inter-node
+            // megabyte costs, with room for a busy machine); inter-node traffic waits its 0.1 s.
+            #expect(intra < 0.09, "intra-node \(intra) s")
+            #expect(inter >= 0.1 && inter < 2, "inter-node \(inter) s")
         }
     }
 }
