@@ -7,8 +7,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the engine: kernels, forward passes of real architectures, communication.",
         discussion: """
-        Every figure is the median of --runs timed runs after --warmup untimed ones, and every
-        comparison is a ratio of two figures measured in the same process. Tables go to stdout;
+        Every figure is the median of --runs timed runs after --warmup untimed ones, and every \
+        comparison is a ratio of two figures measured in the same process. Tables go to stdout; \
         --json FILE also writes the machine, the configuration and every timing.
         """,
         subcommands: [BenchKernels.self, BenchForward.self, BenchComm.self])
@@ -19,9 +19,9 @@ struct BenchKernels: ParsableCommand {
         commandName: "kernels",
         abstract: "GEMM vs raw cblas, fused attention, LayerNorm and GELU throughput.",
         discussion: """
-        GEMM runs the engine's wrapper (single-threaded BLAS calls split over the engine's threads)
-        against one raw cblas_sgemm call with OpenBLAS threaded to the same count. Attention is
-        self-attention at 16 heads, head dim 64 and 128, reported as 4·L²·d·heads FLOP per call and
+        GEMM runs the engine's wrapper (single-threaded BLAS calls split over the engine's threads) \
+        against one raw cblas_sgemm call with OpenBLAS threaded to the same count. Attention is \
+        self-attention at 16 heads, head dim 64 and 128, reported as 4·L²·d·heads FLOP per call and \
         as a fraction of the best engine GEMM figure of the same run.
 
         Example: paradit bench kernels --threads 2 --json kernels.json

@@ -9,12 +9,12 @@ struct BenchComm: ParsableCommand {
         commandName: "comm",
         abstract: "All-gather, all-to-all and ring send/recv bandwidth and latency between ranks.",
         discussion: """
-        Ranks are threads of this process (the local transport), or, under mpirun, the MPI
-        processes (mpirun -np 4 paradit bench comm; --world and the emulation options are then
-        ignored: the network is real). Each message size is timed as the
-        median of --runs repetitions after --warmup; bandwidth is the bytes one rank receives per
-        second ("bus" figures would divide differently: see the JSON for raw times and sizes).
-        --emulate-nodes N splits the ranks over N emulated hosts whose links run at
+        Ranks are threads of this process (the local transport), or, under mpirun, the MPI \
+        processes (mpirun -np 4 paradit bench comm; --world and the emulation options are then \
+        ignored: the network is real). Each message size is timed as the \
+        median of --runs repetitions after --warmup; bandwidth is the bytes one rank receives per \
+        second ("bus" figures would divide differently: see the JSON for raw times and sizes). \
+        --emulate-nodes N splits the ranks over N emulated hosts whose links run at \
         --inter-node-gbps with --inter-node-latency-us.
 
         Example: paradit bench comm --world 4 --emulate-nodes 2 --inter-node-gbps 10 --trace comm.json

@@ -12,8 +12,8 @@ struct BenchForward: ParsableCommand {
         discussion: """
         Presets: \(ForwardPreset.all.map { "\n  \($0.name): \($0.summary)" }.joined())
 
-        The model is built in memory with random weights (nothing to download), then timed on the
-        inputs of one denoising step. benchmarks/torch_forward.py times diffusers on the same
+        The model is built in memory with random weights (nothing to download), then timed on the \
+        inputs of one denoising step. benchmarks/torch_forward.py times diffusers on the same \
         config, inputs and thread count.
 
         Example: paradit bench forward --preset dit-xl-2-256 --runs 3 --json dit.json
