@@ -8,39 +8,32 @@ public enum ModelLoader {
                                           "FluxTransformer2DModel"]
 
     public static func loadDiT(directory: String) throws -> DiTTransformer2DModel {
-        let model = try load(directory, "DiTTransformer2DModel")
-        guard case let .dit(m) = model else { throw mismatch(directory, model, "DiTTransformer2DModel") }
-        return m
+        try load(directory, "DiTTransformer2DModel") { if case let .dit(m) = $0 { m } else { nil } }
     }
 
     public static func loadPixArt(directory: String) throws -> PixArtTransformer2DModel {
-        let model = try load(directory, "PixArtTransformer2DModel")
-        guard case let .pixart(m) = model else { throw mismatch(directory, model, "PixArtTransformer2DModel") }
-        return m
+        try load(directory, "PixArtTransformer2DModel") { if case let .pixart(m) = $0 { m } else { nil } }
     }
 
     public static func loadSD3(directory: String) throws -> SD3Transformer2DModel {
-        let model = try load(directory, "SD3Transformer2DModel")
-        guard case let .sd3(m) = model else { throw mismatch(directory, model, "SD3Transformer2DModel") }
-        return m
+        try load(directory, "SD3Transformer2DModel") { if case let .sd3(m) = $0 { m } else { nil } }
     }
 
     public static func loadFlux(directory: String) throws -> FluxTransformer2DModel {
-        let model = try load(directory, "FluxTransformer2DModel")
-        guard case let .flux(m) = model else { throw mismatch(directory, model, "FluxTransformer2DModel") }
-        return m
+        try load(directory, "FluxTransformer2DModel") { if case let .flux(m) = $0 { m } else { nil } }
     }
 
-    static func mismatch(_ directory: String, _ model: AnyTransformer, _ expected: String) -> WeightsError {
-        .badConfig(path: directory, reason: "holds a \(model.className), expected \(expected)")
-    }
-
-    static func load(_ directory: String, _ className: String) throws -> AnyTransformer {
+    /// Checks the config's class before any weight is read, then loads and unwraps the model.
+    static func load<M>(_ directory: String, _ className: String, _ unwrap: (AnyTransformer) -> M?) throws -> M {
         let file = try ConfigFile(directory: directory)
         guard file.className == className else {
             throw WeightsError.badConfig(path: file.path, reason: "_class_name is \(file.className), expected \(className)")
         }
-        return try AnyTransformer.load(directory: directory)
+        let model = try AnyTransformer.load(directory: directory)
+        guard let typed = unwrap(model) else {
+            throw WeightsError.badConfig(path: directory, reason: "holds a \(model.className), expected \(className)")
+        }
+        return typed
     }
 }
 
