@@ -19,7 +19,9 @@ let package = Package(
         .library(name: "ParaDiTTensor", targets: ["ParaDiTTensor"]),
         .library(name: "ParaDiTWeights", targets: ["ParaDiTWeights"]),
         .library(name: "ParaDiTModels", targets: ["ParaDiTModels"]),
+        .library(name: "ParaDiTDiffusion", targets: ["ParaDiTDiffusion"]),
         .library(name: "ParaDiTDistributed", targets: ["ParaDiTDistributed"]),
+        .library(name: "ParaDiTParallel", targets: ["ParaDiTParallel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -55,10 +57,22 @@ let package = Package(
             dependencies: ["ParaDiTTensor", "ParaDiTWeights"],
             swiftSettings: settings
         ),
+        // Layer 5: schedulers, torch-exact noise, the VAE decoder, image files.
+        .target(
+            name: "ParaDiTDiffusion",
+            dependencies: ["ParaDiTTensor", "ParaDiTWeights", "ParaDiTModels"],
+            swiftSettings: settings
+        ),
         // Layer 6: communicators between ranks (local threads now; MPI next).
         .target(
             name: "ParaDiTDistributed",
             dependencies: ["ParaDiTTensor", "CParaDiTMPI"],
+            swiftSettings: settings
+        ),
+        // Layer 7: parallel strategies as attention runtimes and step schedules.
+        .target(
+            name: "ParaDiTParallel",
+            dependencies: ["ParaDiTTensor", "ParaDiTModels", "ParaDiTDiffusion", "ParaDiTDistributed"],
             swiftSettings: settings
         ),
         // Layer 8: the command-line app, as a library so tests can drive its commands.
@@ -67,7 +81,9 @@ let package = Package(
             dependencies: [
                 "ParaDiTTensor",
                 "ParaDiTModels",
+                "ParaDiTDiffusion",
                 "ParaDiTDistributed",
+                "ParaDiTParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,6 +108,17 @@ let package = Package(
             name: "ParaDiTModelsTests",
             dependencies: ["ParaDiTModels"],
             exclude: ["Fixtures"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTDiffusionTests",
+            dependencies: ["ParaDiTDiffusion"],
+            exclude: ["Fixtures"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTParallelTests",
+            dependencies: ["ParaDiTParallel"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
