@@ -13,6 +13,11 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         self.world = world
     }
 
+    /// The only rank of a world of one: serial runs take the parallel code path with it.
+    public static func single(tracer: Tracer? = nil) -> LocalCommunicator {
+        LocalCommunicator(rank: 0, world: LocalWorld(size: 1, tracer: tracer))
+    }
+
     /// This rank's number in the whole world (its trace track and node).
     public var worldRank: Int { world.worldRanks[rank] }
 

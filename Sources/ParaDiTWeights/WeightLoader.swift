@@ -9,11 +9,13 @@ public struct Weights {
         /// nil: random weights (benchmarks of real architectures without downloading them).
         let checkpoint: Checkpoint?
         let seed: UInt64
+        let std: Float
         var used: Set<String> = []
         var elements = 0
-        init(checkpoint: Checkpoint?, seed: UInt64 = 0) {
+        init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02) {
             self.checkpoint = checkpoint
             self.seed = seed
+            self.std = std
         }
     }
 
@@ -25,10 +27,11 @@ public struct Weights {
         prefix = ""
     }
 
-    /// Random weights of whatever shape the model asks for (uniform, ±0.02·√3, i.e. std 0.02), for
-    /// timing real architectures without their checkpoints. Deterministic for a seed and key.
-    public init(randomSeed: UInt64) {
-        ledger = Ledger(checkpoint: nil, seed: randomSeed)
+    /// Random weights of whatever shape the model asks for (uniform with standard deviation `std`),
+    /// for timing real architectures without their checkpoints and for parity tests with strong
+    /// signals (a larger std). Deterministic for a seed and key.
+    public init(randomSeed: UInt64, std: Float = 0.02) {
+        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std)
         prefix = ""
     }
 
@@ -56,7 +59,8 @@ public struct Weights {
         guard let checkpoint = ledger.checkpoint else {
             var hash = ledger.seed
             for byte in full.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
-            return Tensor.uniform(shape, in: -0.0346...0.0346, seed: hash)
+            let bound = ledger.std * Float(3).squareRoot()
+            return Tensor.uniform(shape, in: -bound...bound, seed: hash)
         }
         guard let entry = checkpoint.entry(full) else {
             throw WeightsError.missingTensor(key: full, file: checkpoint.directory)

@@ -95,28 +95,37 @@ public final class DiTTransformer2DModel {
     public var blockCount: Int { transformerBlocks.count }
 
     /// Block i, in place on the hidden states.
-    public func block(_ i: Int, _ x: Tensor, inputs: DiTInputs, runtime: AttentionRuntime) {
-        transformerBlocks[i](x, timesteps: inputs.timestep, labels: inputs.classLabels, runtime: runtime)
+    public func block(_ i: Int, _ x: Tensor, inputs: DiTInputs, runtime: AttentionRuntime) throws {
+        try transformerBlocks[i](x, timesteps: inputs.timestep, labels: inputs.classLabels, runtime: runtime)
     }
 
     /// Final modulated norm and projection, unpatchified to [B, outChannels, H, W] (whole layout only).
     public func head(_ x: Tensor, inputs: DiTInputs, layout: TokenLayout) -> Tensor {
+        unpatchify(headPatches(x, inputs: inputs), layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
+    }
+
+    /// The head before unpatchifying: [B, tokens here, patch²·out_channels].
+    public func headPatches(_ x: Tensor, inputs: DiTInputs) -> Tensor {
         let conditioning = transformerBlocks[0].norm1.emb(timesteps: inputs.timestep, labels: inputs.classLabels)
         let mod = Modulation(projOut1(silu(conditioning)), dim: config.innerDim)  // chunks: shift, scale
-        let patches = projOut2(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
-        return unpatchify(patches, layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
+        return projOut2(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
     }
 
     /// The whole forward pass on one rank.
-    public func forward(_ inputs: DiTInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+    /// Refuses inputs this model cannot take, naming the input.
+    public func check(_ inputs: DiTInputs) throws {
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
         let rows = transformerBlocks[0].norm1.emb.classEmbedder.rows
         if let bad = inputs.classLabels.first(where: { $0 < 0 || $0 >= rows }) {
             throw WeightsError.badInput(name: "class_labels", reason: "label \(bad) is outside 0..<\(rows) (\(rows - 1) is the unconditional class)")
         }
+    }
+
+    public func forward(_ inputs: DiTInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        try check(inputs)
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
         let x = try embed(inputs, layout: layout)
-        for i in 0..<blockCount { block(i, x, inputs: inputs, runtime: runtime) }
+        for i in 0..<blockCount { try block(i, x, inputs: inputs, runtime: runtime) }
         return head(x, inputs: inputs, layout: layout)
     }
 }

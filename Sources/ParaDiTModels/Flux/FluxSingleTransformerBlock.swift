@@ -18,13 +18,13 @@ public struct FluxSingleTransformerBlock {
         self.dim = dim
     }
 
-    /// Updates x [B, Lt + Li, dim] (text first) in place.
-    public func callAsFunction(_ x: Tensor, temb: Tensor, rope: RotaryTables, runtime: AttentionRuntime) {
+    /// Updates x [B, Lt + Li, dim] (the first `textTokens` rows text) in place.
+    public func callAsFunction(_ x: Tensor, textTokens: Int, temb: Tensor, rope: RotaryTables, runtime: AttentionRuntime) throws {
         // Chunks: 0 shift, 1 scale, 2 gate.
         let mod = norm(temb)
         let normed = mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0)
         let mlp = gelu(projMLP(normed), approximation: .tanh)
-        let attnOut = attn.attend(attn.jointQKV(normed, context: nil, rope: rope), runtime: runtime)
+        let attnOut = try attn.attend(attn.jointQKV(normed, context: nil, rope: rope), text: 0..<textTokens, runtime: runtime)
         // proj_out(cat([attn, mlp], dim=2)): concatenate along features.
         let (rows, a, m) = (x.size(0) * x.size(1), attnOut.size(2), mlp.size(2))
         let both = Tensor(uninitialized: [x.size(0), x.size(1), a + m])

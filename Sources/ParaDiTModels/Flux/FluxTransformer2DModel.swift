@@ -89,8 +89,8 @@ public final class FluxTransformer2DModel {
         TokenLayout(gridHeight: 1, gridWidth: inputs.imgIds.size(0))
     }
 
-    /// Embeds this rank's image tokens (`layout.tokens` of the packed sequence) and the whole text;
-    /// RoPE tables cover [text; those image tokens].
+    /// Embeds this rank's image tokens (`layout.tokens` of the packed sequence) and its text tokens
+    /// (`layout.text`, nil for all); RoPE tables cover [those text tokens; those image tokens].
     public func embed(_ inputs: FluxInputs, layout: TokenLayout? = nil) throws -> State {
         let b = inputs.hiddenStates.size(0)
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(2), config.inChannels)
@@ -106,14 +106,16 @@ public final class FluxTransformer2DModel {
         // diffusers scales timestep and guidance by 1000 before embedding them.
         let temb = timeTextEmbed(timesteps: inputs.timestep.map { $0 * 1000 }, pooled: inputs.pooledProjections,
                                  guidance: inputs.guidance.map { $0 * 1000 })
-        let mine = layout?.tokens ?? 0..<li
+        let mine = layout?.tokens ?? 0..<li, text = layout?.text ?? 0..<lt
         let imgIds = mine == 0..<li ? inputs.imgIds : inputs.imgIds.rows(mine)
-        let ids = concatSequence([inputs.txtIds.reshaped([1, lt, 3]), imgIds.reshaped([1, mine.count, 3])])
+        let txtIds = text == 0..<lt ? inputs.txtIds : inputs.txtIds.rows(text)
+        let ids = concatSequence([txtIds.reshaped([1, text.count, 3]), imgIds.reshaped([1, mine.count, 3])])
         let (cos, sin) = withExtendedLifetime(ids) {
-            ropeFrequencies(ids: ids.data, tokens: lt + mine.count, axesDim: config.axesDimsRope, theta: 10000)
+            ropeFrequencies(ids: ids.data, tokens: text.count + mine.count, axesDim: config.axesDimsRope, theta: 10000)
         }
         let hidden = mine == 0..<li ? inputs.hiddenStates : sliceSequence(inputs.hiddenStates, mine)
-        return State(hidden: xEmbedder(hidden), context: contextEmbedder(inputs.encoderHiddenStates),
+        let context = text == 0..<lt ? inputs.encoderHiddenStates : sliceSequence(inputs.encoderHiddenStates, text)
+        return State(hidden: xEmbedder(hidden), context: contextEmbedder(context),
                      temb: temb, rope: RotaryTables(cos: cos, sin: sin))
     }
 
@@ -121,13 +123,14 @@ public final class FluxTransformer2DModel {
 
     /// Block i: double-stream blocks first; at the first single block the streams are joined
     /// (text first) in `state.hidden`, and `state.context` keeps the text length.
-    public func block(_ i: Int, _ s: inout State, runtime: AttentionRuntime) {
+    public func block(_ i: Int, _ s: inout State, runtime: AttentionRuntime) throws {
         if i < transformerBlocks.count {
-            transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, rope: s.rope, runtime: runtime)
+            try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, rope: s.rope, runtime: runtime)
             return
         }
         if i == transformerBlocks.count { s.hidden = concatSequence([s.context, s.hidden]) }
-        singleTransformerBlocks[i - transformerBlocks.count](s.hidden, temb: s.temb, rope: s.rope, runtime: runtime)
+        try singleTransformerBlocks[i - transformerBlocks.count](s.hidden, textTokens: s.context.size(1), temb: s.temb, rope: s.rope,
+                                                             runtime: runtime)
     }
 
     /// Output [B, image tokens, patch²·out_channels] (still packed, as diffusers returns it).
@@ -139,7 +142,7 @@ public final class FluxTransformer2DModel {
 
     public func forward(_ inputs: FluxInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
         var state = try embed(inputs, layout: layout(inputs))
-        for i in 0..<blockCount { block(i, &state, runtime: runtime) }
+        for i in 0..<blockCount { try block(i, &state, runtime: runtime) }
         return head(state)
     }
 }

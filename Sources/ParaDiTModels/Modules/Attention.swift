@@ -18,22 +18,22 @@ public struct SelfAttention {
     }
 
     /// x: [B, L, dim] → [B, L, dim].
-    public func callAsFunction(_ x: Tensor, runtime: AttentionRuntime) -> Tensor {
-        toOut(attendQKV(qkv(x), heads: heads, headDim: headDim, runtime: runtime))
+    public func callAsFunction(_ x: Tensor, runtime: AttentionRuntime) throws -> Tensor {
+        toOut(try attendQKV(qkv(x), heads: heads, headDim: headDim, runtime: runtime))
     }
 }
 
 /// Self-attention over a token-major q|k|v buffer [B, L, 3·heads·headDim] (as a fused projection
-/// writes it), through the runtime → [B, L, heads·headDim].
-func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, runtime: AttentionRuntime) -> Tensor {
+/// writes it), through the runtime → [B, L, heads·headDim]. `text`: the rows holding text tokens.
+func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, text: Range<Int>? = nil, runtime: AttentionRuntime) throws -> Tensor {
     let b = qkv.size(0), l = qkv.size(1), inner = heads * headDim
     let out = Tensor(uninitialized: [b, l, inner])
-    withExtendedLifetime(qkv) {
+    try withExtendedLifetime(qkv) {
         let p = UnsafePointer(qkv.data)
-        runtime.attention(AttentionCall(
+        try runtime.attention(AttentionCall(
             batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
             q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
-            out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil))
+            out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text))
     }
     return out
 }

@@ -18,11 +18,11 @@ public struct AdaLNZeroTransformerBlock {
     }
 
     /// Updates x: [B, L, dim] in place.
-    public func callAsFunction(_ x: Tensor, timesteps: [Float], labels: [Int], runtime: AttentionRuntime) {
+    public func callAsFunction(_ x: Tensor, timesteps: [Float], labels: [Int], runtime: AttentionRuntime) throws {
         // Chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp.
         let mod = norm1.modulation(timesteps: timesteps, labels: labels)
         let normed = mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0)
-        mod.gatedAdd(x, gate: 2, attn1(normed, runtime: runtime))
+        mod.gatedAdd(x, gate: 2, try attn1(normed, runtime: runtime))
         mod.gatedAdd(x, gate: 5, ff(mod.modulate(norm3(x), scale: 4, shift: 3)))
     }
 }

@@ -115,7 +115,7 @@ public struct PatchEmbed {
                 permute0213(a: 1, b: dim, c: h * w, d: 1, x: patches[i].data, out: tokens[i].data)
             }
         }
-        let mine = layout.isWhole ? tokens : sliceSequence(tokens, layout.tokens)
+        let mine = layout.tokens.count == h * w ? tokens : sliceSequence(tokens, layout.tokens)
         let pos = try positions(layout)
         for i in 0..<b { add(count: pos.count, mine[i].data, pos.data, out: mine[i].data) }
         return mine

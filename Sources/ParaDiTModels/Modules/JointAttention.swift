@@ -81,16 +81,18 @@ public struct JointAttention {
         return joint
     }
 
-    /// Attention over a joint q|k|v buffer → [B, L, inner] (before any output projection).
-    public func attend(_ joint: Tensor, runtime: AttentionRuntime) -> Tensor {
-        attendQKV(joint, heads: heads, headDim: headDim, runtime: runtime)
+    /// Attention over a joint q|k|v buffer → [B, L, inner] (before any output projection);
+    /// `text`: the rows that hold text tokens.
+    public func attend(_ joint: Tensor, text: Range<Int>? = nil, runtime: AttentionRuntime) throws -> Tensor {
+        try attendQKV(joint, heads: heads, headDim: headDim, text: text, runtime: runtime)
     }
 
     /// (image output [B, L, dim], context output [B, Lc, dim] or nil).
-    public func callAsFunction(_ x: Tensor, context: Tensor?, rope: RotaryTables? = nil, runtime: AttentionRuntime) -> (Tensor, Tensor?) {
-        let out = attend(jointQKV(x, context: context, rope: rope), runtime: runtime)
-        guard let context else { return (toOut.map { $0(out) } ?? out, nil) }
-        let (l, lc) = (x.size(1), context.size(1))
+    public func callAsFunction(_ x: Tensor, context: Tensor?, rope: RotaryTables? = nil, runtime: AttentionRuntime) throws -> (Tensor, Tensor?) {
+        let (l, lc) = (x.size(1), context?.size(1) ?? 0)
+        let text = context == nil ? nil : contextFirst ? 0..<lc : l..<(l + lc)
+        let out = try attend(jointQKV(x, context: context, rope: rope), text: text, runtime: runtime)
+        guard context != nil else { return (toOut.map { $0(out) } ?? out, nil) }
         let image = sliceSequence(out, contextFirst ? lc..<(lc + l) : 0..<l)
         let ctx = sliceSequence(out, contextFirst ? 0..<lc : l..<(l + lc))
         return (toOut.map { $0(image) } ?? image, toAddOut.map { $0(ctx) })

@@ -120,27 +120,36 @@ public final class PixArtTransformer2DModel {
 
     public var blockCount: Int { transformerBlocks.count }
 
-    public func block(_ i: Int, _ x: Tensor, _ c: Conditioning, runtime: AttentionRuntime) {
-        transformerBlocks[i](x, timestepChunks: c.timestepChunks, caption: c.caption, captionBias: c.captionBias, runtime: runtime)
+    public func block(_ i: Int, _ x: Tensor, _ c: Conditioning, runtime: AttentionRuntime) throws {
+        try transformerBlocks[i](x, timestepChunks: c.timestepChunks, caption: c.caption, captionBias: c.captionBias, runtime: runtime)
     }
 
     public func head(_ x: Tensor, _ c: Conditioning, layout: TokenLayout) -> Tensor {
+        unpatchify(headPatches(x, c), layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
+    }
+
+    /// The head before unpatchifying: [B, tokens here, patch²·out_channels].
+    public func headPatches(_ x: Tensor, _ c: Conditioning) -> Tensor {
         // shift, scale = scale_shift_table[None] + embedded_timestep[:, None]
         let b = x.size(0), dim = config.innerDim
         let repeated = Tensor(uninitialized: [b, 2 * dim])
         for i in 0..<b { for k in 0..<2 { (repeated.data + (i * 2 + k) * dim).update(from: c.embeddedTimestep.data + i * dim, count: dim) } }
         let mod = Modulation(addTable(scaleShiftTable, to: repeated), dim: dim)
-        let patches = projOut(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
-        return unpatchify(patches, layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
+        return projOut(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
     }
 
-    public func forward(_ inputs: PixArtInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+    /// Refuses inputs this model cannot take, naming the input.
+    public func check(_ inputs: PixArtInputs) throws {
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
         try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2),
                       config.captionChannels ?? config.crossAttentionDim ?? config.innerDim)
+    }
+
+    public func forward(_ inputs: PixArtInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        try check(inputs)
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
         let (x, c) = try embed(inputs, layout: layout)
-        for i in 0..<blockCount { block(i, x, c, runtime: runtime) }
+        for i in 0..<blockCount { try block(i, x, c, runtime: runtime) }
         return head(x, c, layout: layout)
     }
 }

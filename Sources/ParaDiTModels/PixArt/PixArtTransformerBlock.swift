@@ -25,10 +25,10 @@ public struct AdaLNSingleTransformerBlock {
 
     /// Updates x: [B, L, dim] in place. `timestepChunks` is adaLN-single's [B, 6·dim] projection.
     public func callAsFunction(_ x: Tensor, timestepChunks: Tensor, caption: Tensor, captionBias: Tensor?,
-                               runtime: AttentionRuntime) {
+                               runtime: AttentionRuntime) throws {
         // Chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp.
         let mod = Modulation(addTable(scaleShiftTable, to: timestepChunks), dim: dim)
-        mod.gatedAdd(x, gate: 2, attn1(mod.modulate(norm1(x), scale: 1, shift: 0), runtime: runtime))
+        mod.gatedAdd(x, gate: 2, try attn1(mod.modulate(norm1(x), scale: 1, shift: 0), runtime: runtime))
         let cross = attn2(x, context: caption, keyBias: captionBias)
         withExtendedLifetime(cross) { add(count: x.count, x.data, cross.data, out: x.data) }
         mod.gatedAdd(x, gate: 5, ff(mod.modulate(norm2(x), scale: 4, shift: 3)))

@@ -8,7 +8,8 @@ import ParaDiTTensor
 /// pointers with row strides so that a fused QKV projection is read in place.
 public protocol AttentionRuntime: AnyObject {
     /// out[b, i, h, :] = softmax(scale · q·kᵀ) · v over the whole (global) key sequence.
-    func attention(_ call: AttentionCall)
+    /// Throws when communication with other ranks fails.
+    func attention(_ call: AttentionCall) throws
 }
 
 /// One attention call's operands (see `AttentionRuntime`).
@@ -22,6 +23,9 @@ public struct AttentionCall {
     public var scale: Float
     /// Additive key mask, one row of `keyTokens` per sample (−inf drops a key), if any.
     public var keyMask: UnsafePointer<Float>?
+    /// Where the text tokens of a joint attention lie among this rank's tokens (nil: image only).
+    /// A sequence-parallel runtime counts them once whether they are split or replicated.
+    public var textTokens: Range<Int>? = nil
 }
 
 /// Attention on one rank: the fused kernel, nothing to communicate.

@@ -10,15 +10,19 @@ public struct TokenLayout: Sendable, Equatable {
     public var gridWidth: Int
     /// The contiguous range of global tokens held here.
     public var tokens: Range<Int>
+    /// The text tokens of a joint-attention model (SD3, Flux) held here: nil for all of them
+    /// (serial, or text replicated on every rank), a range when the text is split with the image.
+    public var text: Range<Int>?
 
-    public init(gridHeight: Int, gridWidth: Int, tokens: Range<Int>? = nil) {
+    public init(gridHeight: Int, gridWidth: Int, tokens: Range<Int>? = nil, text: Range<Int>? = nil) {
         self.gridHeight = gridHeight
         self.gridWidth = gridWidth
         self.tokens = tokens ?? 0..<(gridHeight * gridWidth)
+        self.text = text
     }
 
     public var totalTokens: Int { gridHeight * gridWidth }
-    public var isWhole: Bool { tokens == 0..<totalTokens }
+    public var isWhole: Bool { tokens == 0..<totalTokens && text == nil }
 }
 
 extension TokenLayout {

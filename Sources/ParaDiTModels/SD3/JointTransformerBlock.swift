@@ -25,7 +25,7 @@ public struct JointTransformerBlock {
     }
 
     /// Updates x [B, L, dim] and context [B, Lc, dim] in place (context is left as is in the last block).
-    public func callAsFunction(_ x: Tensor, context: Tensor, temb: Tensor, rope: RotaryTables? = nil, runtime: AttentionRuntime) {
+    public func callAsFunction(_ x: Tensor, context: Tensor, temb: Tensor, rope: RotaryTables? = nil, runtime: AttentionRuntime) throws {
         // Image chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp
         // (+ 6 shift_msa2, 7 scale_msa2, 8 gate_msa2 with dual attention).
         let mod = norm1(temb), cmod = norm1Context(temb)
@@ -33,10 +33,10 @@ public struct JointTransformerBlock {
         // Context: AdaLayerNormContinuous (scale, shift) in the last block, else adaLN-zero.
         let normedContext = contextPreOnly ? cmod.modulate(layerNorm(context, eps: 1e-6), scale: 0, shift: 1)
                                            : cmod.modulate(layerNorm(context, eps: 1e-6), scale: 1, shift: 0)
-        let (attnOut, contextOut) = attn(mod.modulate(normed, scale: 1, shift: 0), context: normedContext, rope: rope, runtime: runtime)
+        let (attnOut, contextOut) = try attn(mod.modulate(normed, scale: 1, shift: 0), context: normedContext, rope: rope, runtime: runtime)
         mod.gatedAdd(x, gate: 2, attnOut)
         if let attn2 {
-            mod.gatedAdd(x, gate: 8, attn2(mod.modulate(normed, scale: 7, shift: 6), context: nil, runtime: runtime).0)
+            mod.gatedAdd(x, gate: 8, try attn2(mod.modulate(normed, scale: 7, shift: 6), context: nil, runtime: runtime).0)
         }
         mod.gatedAdd(x, gate: 5, ff(mod.modulate(layerNorm(x, eps: 1e-6), scale: 4, shift: 3)))
         guard let contextOut, let ffContext else { return }

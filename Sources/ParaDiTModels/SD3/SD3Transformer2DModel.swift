@@ -85,30 +85,41 @@ public final class SD3Transformer2DModel {
         public var hidden: Tensor, context: Tensor, temb: Tensor
     }
 
+    /// Embeds this rank's image tokens and its text tokens (`layout.text`, nil for all).
     public func embed(_ inputs: SD3Inputs, layout: TokenLayout) throws -> State {
-        State(hidden: try posEmbed(inputs.hiddenStates, layout: layout),
-              context: contextEmbedder(inputs.encoderHiddenStates),
+        let context = layout.text.map { sliceSequence(inputs.encoderHiddenStates, $0) } ?? inputs.encoderHiddenStates
+        return State(hidden: try posEmbed(inputs.hiddenStates, layout: layout),
+              context: contextEmbedder(context),
               temb: timeTextEmbed(timesteps: inputs.timestep, pooled: inputs.pooledProjections))
     }
 
     public var blockCount: Int { transformerBlocks.count }
 
-    public func block(_ i: Int, _ s: State, runtime: AttentionRuntime) {
-        transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, runtime: runtime)
+    public func block(_ i: Int, _ s: State, runtime: AttentionRuntime) throws {
+        try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, runtime: runtime)
     }
 
     public func head(_ s: State, layout: TokenLayout) -> Tensor {
-        let x = projOut(normOut(s.temb).modulate(layerNorm(s.hidden, eps: 1e-6), scale: 0, shift: 1))
-        return unpatchify(x, layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
+        unpatchify(headPatches(s), layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
     }
 
-    public func forward(_ inputs: SD3Inputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+    /// The head before unpatchifying: [B, tokens here, patch²·out_channels].
+    public func headPatches(_ s: State) -> Tensor {
+        projOut(normOut(s.temb).modulate(layerNorm(s.hidden, eps: 1e-6), scale: 0, shift: 1))
+    }
+
+    /// Refuses inputs this model cannot take, naming the input.
+    public func check(_ inputs: SD3Inputs) throws {
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
         try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
         try expectDim("pooled_projections", "channels", inputs.pooledProjections.size(1), config.pooledProjectionDim)
+    }
+
+    public func forward(_ inputs: SD3Inputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        try check(inputs)
         let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
         let state = try embed(inputs, layout: layout)
-        for i in 0..<blockCount { block(i, state, runtime: runtime) }
+        for i in 0..<blockCount { try block(i, state, runtime: runtime) }
         return head(state, layout: layout)
     }
 }

@@ -1,0 +1,60 @@
+import ParaDiTDistributed
+
+/// One rank's place in a parallel run: its communicator along each axis of the mesh (nil where
+/// the degree is 1) and its coordinates. Every rank builds it in the same order, so the sub-group
+/// creation (collective under MPI) matches.
+public final class ParallelContext {
+    public let config: ParallelConfig
+    public let world: Communicator
+    public let mesh: Mesh
+    /// The cond/uncond split: ranks with the same sequence position and different samples.
+    public let cfgGroup: Communicator?
+    /// Ranks that share one sample's tokens (ulysses × ring), numbered ulysses fastest.
+    public let sequenceGroup: Communicator?
+    public let ulyssesGroup: Communicator?
+    public let ringGroup: Communicator?
+    public let cfgIndex: Int, ulyssesIndex: Int, ringIndex: Int
+    /// Spans of compute (attention, blocks) go here beside the transport's communication spans.
+    public let tracer: Tracer?
+    public let traceRank: Int
+
+    public init(config: ParallelConfig, world: Communicator, nodeOfRank: [Int]? = nil, tracer: Tracer? = nil, traceRank: Int? = nil) throws {
+        guard config.worldSize == world.size else {
+            throw ParallelError.unsupported("\(config) needs \(config.worldSize) rank(s), but the world has \(world.size); "
+                                            + "launch \(config.worldSize) ranks (--world or mpirun -np) or change the degrees")
+        }
+        self.config = config
+        self.world = world
+        mesh = try config.mesh(worldSize: world.size, nodeOfRank: nodeOfRank)
+        let r = world.rank
+        cfgIndex = mesh.coordinate(of: r, along: .cfg)
+        ulyssesIndex = mesh.coordinate(of: r, along: .ulysses)
+        ringIndex = mesh.coordinate(of: r, along: .ring)
+        func group(_ members: [Int]) throws -> Communicator? { members.count > 1 ? try world.subgroup(members) : nil }
+        cfgGroup = try group(mesh.group(.cfg, containing: r))
+        let base = r - (ringIndex * config.ulysses + ulyssesIndex)
+        sequenceGroup = try group(Array(base..<(base + config.sequenceDegree)))
+        ulyssesGroup = try group(mesh.group(.ulysses, containing: r))
+        ringGroup = try group(mesh.group(.ring, containing: r))
+        self.tracer = tracer
+        self.traceRank = traceRank ?? r
+    }
+
+    /// This rank's number in its sequence-parallel group (its token shard).
+    public var sequenceIndex: Int { ringIndex * config.ulysses + ulyssesIndex }
+
+    /// The sub-group communicators in use, named by axis (for byte accounting).
+    public var groups: [(axis: String, comm: Communicator)] {
+        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), ("ring", ringGroup), ("sequence", sequenceGroup)]
+            .compactMap { name, c in c.map { (name, $0) } }
+    }
+
+    /// Bytes this rank has sent over all its groups.
+    public var bytesSent: Int { groups.reduce(0) { $0 + $1.comm.stats.totalSent } }
+
+    /// Times `body` as a compute span on this rank's trace track.
+    func span<R>(_ name: String, _ body: () throws -> R) rethrows -> R {
+        guard let tracer else { return try body() }
+        return try tracer.span(name, category: "compute", rank: traceRank, body)
+    }
+}

@@ -1,0 +1,39 @@
+/// `n` items in `parts` contiguous ranges whose sizes differ by at most one (the first n % parts
+/// ranges are one longer): how tokens and heads are split when they do not divide evenly.
+public func balancedSplit(_ n: Int, parts: Int) -> [Range<Int>] {
+    precondition(parts >= 1 && n >= 0)
+    let base = n / parts, extra = n % parts
+    var ranges: [Range<Int>] = [], start = 0
+    for i in 0..<parts {
+        let size = base + (i < extra ? 1 : 0)
+        ranges.append(start..<(start + size))
+        start += size
+    }
+    return ranges
+}
+
+/// Which tokens each rank of a sequence-parallel group holds, by rank in that group
+/// (ulysses fastest, then ring). Image tokens are always split; the text of a joint-attention
+/// model (SD3, Flux) is split with them when its length divides evenly, and otherwise replicated
+/// on every rank and counted once by the attention runtime.
+public struct SequenceShards: Sendable, Equatable {
+    public let image: [Range<Int>]
+    public let textTokens: Int
+    /// nil: the text is replicated on every rank.
+    public let text: [Range<Int>]?
+
+    public init(imageTokens: Int, textTokens: Int, degree: Int) {
+        image = balancedSplit(imageTokens, parts: degree)
+        self.textTokens = textTokens
+        text = textTokens > 0 && textTokens % degree == 0 ? balancedSplit(textTokens, parts: degree) : nil
+    }
+
+    public var degree: Int { image.count }
+    public var textReplicated: Bool { text == nil && textTokens > 0 }
+
+    /// Tokens of rank r's shard in an attention call: its image tokens, plus its text tokens when
+    /// the call is joint and the text is split (replicated text is not part of any shard).
+    public func shardTokens(_ r: Int, joint: Bool) -> Int {
+        image[r].count + (joint ? text?[r].count ?? 0 : 0)
+    }
+}
