@@ -1,0 +1,31 @@
+import ParaDiTModels
+
+/// The bytes each rank must send in one forward pass by the attention exchanges (the USP paper's
+/// volumes, float32), for `tokens` tokens taking part in attention (p), hidden width hs (heads ·
+/// head dim) and `layers` attention layers; exact when p and the heads divide evenly.
+/// - Ulysses: q, k, v and the output each cross an all-to-all, keeping 1/U: 4·(U−1)/U · p·hs/N.
+/// - Ring: each rank's K and V travel R−1 hops; after Ulysses they hold hs/U of the width:
+///   2·(R−1)/R · p·hs/U (the plain ring is U = 1).
+public struct CommVolume: Sendable, Equatable {
+    public var ulyssesBytes: Int
+    public var ringBytes: Int
+
+    public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int) {
+        let (u, r, n) = (config.ulysses, config.ring, config.sequenceDegree)
+        let perSample = batch / config.cfg * layers * 4  // bytes per float
+        ulyssesBytes = perSample * 4 * (u - 1) * p * hs / (u * n)
+        ringBytes = perSample * 2 * (r - 1) * p * hs / (r * u)
+    }
+}
+
+extension AnyTransformer {
+    /// Self- or joint-attention layers of one forward pass, and their width (heads · head dim).
+    public var attentionLayers: (count: Int, hidden: Int) {
+        switch self {
+        case let .dit(m): return (m.config.numLayers, m.config.innerDim)
+        case let .pixart(m): return (m.config.numLayers, m.config.innerDim)
+        case let .sd3(m): return (m.config.numLayers + m.config.dualAttentionLayers.count, m.config.innerDim)
+        case let .flux(m): return (m.config.numLayers + m.config.numSingleLayers, m.config.innerDim)
+        }
+    }
+}
