@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ParaDiTModels
+import ParaDiTParallel
 import ParaDiTTensor
 import ParaDiTWeights
 
@@ -23,7 +24,13 @@ struct Forward: ParsableCommand {
                   guidance [B] (dev only)
         The result is written to --output as the tensor "sample".
 
-        Example: paradit forward --model dit/transformer --inputs in.safetensors --output out.safetensors
+        With --parallel the pass is split over ranks (threads of this process, or MPI processes \
+        under mpirun) and its output equals the serial one within float32 noise.
+
+        Examples:
+          paradit forward --model dit/transformer --inputs in.safetensors --output out.safetensors
+          paradit forward --model … --inputs … --output … --parallel cfg=2,ulysses=2 --comm-report
+          mpirun -np 4 paradit forward --model … --inputs … --output … --parallel ulysses=2,ring=2
         """)
 
     @Option(help: "The diffusers model folder.")
@@ -35,26 +42,21 @@ struct Forward: ParsableCommand {
     @Option(help: "Where to write the output (tensor \"sample\").")
     var output: String
 
-    @Option(help: "Parallel degrees, e.g. cfg=2,ulysses=2 (only 'serial' runs in this build).")
-    var parallel = ParallelSpec()
-
-    @Option(help: "Threads for this rank (default: every core).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        try parallel.requireRunnable()
-    }
+    @OptionGroup var ranks: RankOptions
 
     func run() throws {
         let start = Date()
         let transformer = try AnyTransformer.load(directory: model)
+        let args = try ModelInputs(model: transformer, file: SafeTensorsFile(path: inputs))
         let loaded = Date()
-        let args = try SafeTensorsFile(path: inputs)
-        let sample = try ThreadPool(threads: threads).withCurrent { try transformer.forward(inputs: args) }
+        let results = try ranks.launch { context in
+            try ParallelTransformer(model: transformer, context: context).forward(args)
+        }
         let done = Date()
+        // Every rank holds the whole output; the first rank of this process writes it.
+        guard let (rank, sample) = results.first, rank == 0 else { return }
         try writeSafeTensors(["sample": .float(sample)], to: output)
         print("sample \(sample.shape) → \(output)  (load \(fmt(loaded.timeIntervalSince(start), digits: 2)) s, "
-              + "forward \(fmt(done.timeIntervalSince(loaded), digits: 3)) s, \(threads) threads)")
+              + "forward \(fmt(done.timeIntervalSince(loaded), digits: 3)) s, \(ranks.parallel))")
     }
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
 
 /// `--parallel cfg=2,ulysses=2,ring=2,pipefusion=2`: the degree of each parallel method.
-/// Until the parallel layer lands only the serial spec (every degree 1) can run.
 struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     static let methods = ["cfg", "ulysses", "ring", "pipefusion", "distrifusion", "torus"]
     var degrees: [String: Int] = [:]
@@ -23,13 +22,5 @@ struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     var worldSize: Int { degrees.values.reduce(1, *) }
     var description: String {
         isSerial ? "serial" : degrees.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-    }
-
-    /// Refuses what cannot run yet, naming the spec.
-    func requireRunnable() throws {
-        guard isSerial else {
-            throw ValidationError("--parallel \(description): parallel methods are not available in this build yet; "
-                                  + "omit --parallel (or pass 'serial') to run on one rank")
-        }
     }
 }

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import ParaDiTDistributed
+import ParaDiTParallel
+import ParaDiTTensor
+
+/// Options of every command that runs on ranks, and the launch on either transport: ranks as
+/// threads of this process (the default), or, under mpirun, one rank per MPI process.
+struct RankOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Parallel degrees, e.g. cfg=2,ulysses=2,ring=2 (or 'serial').", discussion: """
+        cfg splits the cond/uncond batch; ulysses and ring split the image tokens (both: USP). \
+        Their product is the number of ranks.
+        """))
+    var parallel = ParallelSpec()
+
+    @Option(help: "Ranks as threads of this process (default: the product of the --parallel degrees). Under mpirun the world is MPI's.")
+    var world: Int?
+
+    @Option(help: "Threads of this process, shared evenly by its ranks (default: every core; under mpirun, the cores over the ranks on this node).")
+    var threads: Int?
+
+    @Option(help: "Write a Chrome trace of every rank's compute and communication to this JSON file (open in ui.perfetto.dev).")
+    var trace: String?
+
+    @Flag(help: "Print the bytes each rank sent, by group (ulysses, ring, sequence, cfg).")
+    var commReport = false
+
+    func validate() throws {
+        _ = try config()
+        if let world, world != parallel.worldSize {
+            throw ValidationError("--world \(world) does not match --parallel \(parallel) (\(parallel.worldSize) rank(s)); omit --world or make them agree")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func config() throws -> ParallelConfig {
+        for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring"].contains(method) {
+            throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses and ring")
+        }
+        return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1, ring: parallel.degrees["ring"] ?? 1)
+    }
+
+    /// Runs `body` on every rank of this process; returns the results of its ranks (all of them
+    /// on the local transport, this process's one under MPI) and writes the trace and report.
+    func launch<R>(_ body: @escaping (ParallelContext) throws -> R) throws -> [(rank: Int, value: R)] {
+        let config = try config()
+        let tracer = trace.map { _ in Tracer() }
+        let results: [(Int, R, [(String, Int)])]
+        if MPICommunicator.isLaunchedByMPI {
+            let comm = try MPICommunicator.world()
+            comm.tracer = tracer
+            let nodes = try comm.nodeOfRank()
+            let onNode = nodes.filter { $0 == nodes[comm.rank] }.count
+            let pool = ThreadPool(threads: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / onNode))
+            do {
+                let context = try ParallelContext(config: config, world: comm, nodeOfRank: nodes, tracer: tracer)
+                let value = try pool.withCurrent { try body(context) }
+                results = [(comm.rank, value, context.groups.map { ($0.axis, $0.comm.stats.totalSent) })]
+            } catch {
+                comm.abort("\(error)")
+            }
+            if let trace, let tracer { try tracer.write(to: trace.replacingOccurrences(of: ".json", with: ".rank\(comm.rank).json")) }
+        } else {
+            let size = world ?? config.worldSize
+            let perRank = max(1, (threads ?? ProcessInfo.processInfo.activeProcessorCount) / size)
+            let box = BodyBox(body)
+            results = try LocalWorld.run(size: size, threadsPerRank: perRank, tracer: tracer) { comm in
+                let context = try ParallelContext(config: config, world: comm, tracer: tracer)
+                let value = try box.body(context)
+                return BodyBox.Result(value: (comm.rank, value, context.groups.map { ($0.axis, $0.comm.stats.totalSent) }))
+            }.map(\.value)
+            if let trace, let tracer { try tracer.write(to: trace) }
+        }
+        if commReport {
+            for (rank, _, groups) in results {
+                let parts = groups.map { "\($0.0) \(fmt(Double($0.1) / 1e6, digits: 3)) MB" }
+                print("rank \(rank) sent: \(parts.isEmpty ? "nothing" : parts.joined(separator: ", "))")
+            }
+        }
+        return results.map { ($0.0, $0.1) }
+    }
+}
+
+/// Carries a rank body (which only reads shared models and inputs) to the rank threads.
+struct BodyBox<R>: @unchecked Sendable {
+    let body: (ParallelContext) throws -> R
+    init(_ body: @escaping (ParallelContext) throws -> R) { self.body = body }
+
+    struct Result: @unchecked Sendable {
+        let value: (Int, R, [(String, Int)])
+    }
+}

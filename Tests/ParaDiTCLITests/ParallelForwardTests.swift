@@ -1,0 +1,49 @@
+import Foundation
+import ParaDiTTensor
+import ParaDiTWeights
+import Testing
+
+/// Relative L2 distance of `path`'s "sample" from the fixture's diffusers output.
+func errorFromDiffusers(_ path: String, fixture: String) throws -> Double {
+    let got = try SafeTensorsFile(path: path).tensor("sample").scalars
+    let expected = try SafeTensorsFile(path: "\(fixtureRoot)/\(fixture)/output.safetensors").tensor("sample").scalars
+    guard got.count == expected.count else { return .infinity }
+    let num = zip(got, expected).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+    return (num / expected.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+}
+
+func forwardArgs(_ fixture: String, _ output: String, _ extra: [String]) -> [String] {
+    ["forward", "--model", "\(fixtureRoot)/\(fixture)/model", "--inputs", "\(fixtureRoot)/\(fixture)/inputs.safetensors",
+     "--output", output] + extra
+}
+
+@Suite("paradit forward --parallel, on both transports", .serialized)
+struct ParallelForwardTests {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-par-\(UUID()).safetensors").path
+
+    @Test("local transport: every class under cfg·ulysses·ring matches diffusers",
+          arguments: ["dit-b2", "pixart-alpha-b2-8x12", "sd3-b2-8x12", "flux-schnell-b2-3x5"])
+    func local(fixture: String) throws {
+        #expect(runCommand(forwardArgs(fixture, output, ["--parallel", "cfg=2,ulysses=2,ring=2", "--threads", "2"])) == nil)
+        #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
+    }
+
+    @Test("MPI transport: a representative subset matches diffusers",
+          arguments: [("sd3-b2-8x12", "ulysses=2", 2), ("flux-schnell-b2-3x5", "ring=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,ulysses=2", 4),
+                      ("dit-b2", "cfg=2,ring=2", 4), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", 4)])
+    func mpi(fixture: String, spec: String, ranks: Int) throws {
+        let (status, out, _) = try mpirun(ranks, forwardArgs(fixture, output, ["--parallel", spec, "--comm-report"]))
+        #expect(status == 0, "\(out)")
+        #expect(out.contains("rank \(ranks - 1) sent:"), "\(out)")
+        #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
+    }
+
+    @Test("a configuration that cannot work is refused with the degree to change, under MPI too")
+    func refused() throws {
+        let message = runCommand(forwardArgs("dit-b2", output, ["--parallel", "ulysses=4"])) ?? "accepted"
+        #expect(message.contains("ulysses=4 exceeds the model's 2 attention heads"), "\(message)")
+        let (status, out, _) = try mpirun(4, forwardArgs("dit-b2", output, ["--parallel", "ulysses=4"]))
+        #expect(status != 0 && out.contains("ulysses=4 exceeds"), "\(out)")
+        #expect((runCommand(forwardArgs("dit-b2", output, ["--parallel", "ring=2", "--world", "3"])) ?? "").contains("does not match"))
+    }
+}
