@@ -29,6 +29,8 @@ public struct SequenceShards: Sendable, Equatable {
     }
 
     public var degree: Int { image.count }
+    /// Tokens the attention exchanges carry (p in `CommVolume`): the image, and the text when split.
+    public var exchangedTokens: Int { image.last!.upperBound + (text == nil ? 0 : textTokens) }
     public var textReplicated: Bool { text == nil && textTokens > 0 }
 
     /// Tokens of rank r's shard in an attention call: its image tokens, plus its text tokens when
