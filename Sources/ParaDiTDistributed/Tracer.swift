@@ -10,7 +10,14 @@ public final class Tracer: @unchecked Sendable {
         public var start: Double
         public var duration: Double
         public var bytes: Int?
+
+        public init(name: String, category: String, rank: Int, start: Double, duration: Double, bytes: Int? = nil) {
+            (self.name, self.category, self.rank, self.start, self.duration, self.bytes) = (name, category, rank, start, duration, bytes)
+        }
     }
+
+    /// The track of rank r's transfers in flight (posted, not yet completed), beside its own track.
+    public static func transferTrack(_ rank: Int) -> Int { 1000 + rank }
 
     private let lock = NSLock()
     private var spans: [Span] = []
@@ -31,6 +38,16 @@ public final class Tracer: @unchecked Sendable {
         return try body()
     }
 
+    /// Seconds since the trace began.
+    public func now() -> Double { Date().timeIntervalSince(origin) }
+
+    /// Records a span measured elsewhere (e.g. a transfer from its post to its completion).
+    public func record(_ span: Span) {
+        lock.lock()
+        spans.append(span)
+        lock.unlock()
+    }
+
     public var recorded: [Span] {
         lock.lock()
         defer { lock.unlock() }
@@ -46,7 +63,8 @@ public final class Tracer: @unchecked Sendable {
             return e
         }
         let names: [[String: Any]] = Set(recorded.map(\.rank)).sorted().map {
-            ["name": "thread_name", "ph": "M", "pid": 0, "tid": $0, "args": ["name": "rank \($0)"]]
+            ["name": "thread_name", "ph": "M", "pid": 0, "tid": $0,
+             "args": ["name": $0 >= 1000 ? "rank \($0 - 1000) transfers in flight" : "rank \($0)"]]
         }
         return try JSONSerialization.data(withJSONObject: ["traceEvents": names + events, "displayTimeUnit": "ms"],
                                           options: [.sortedKeys])

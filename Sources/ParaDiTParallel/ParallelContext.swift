@@ -52,6 +52,15 @@ public final class ParallelContext {
     /// Bytes this rank has sent over all its groups.
     public var bytesSent: Int { groups.reduce(0) { $0 + $1.comm.stats.totalSent } }
 
+    /// Waits for `request`, tracing the wait on this rank's track and the transfer, from `posted`
+    /// (a `tracer.now()`), on its in-flight track.
+    func wait(_ request: CommRequest, _ name: String, posted: Double?, bytes: Int) throws {
+        guard let tracer, let posted else { return try request.wait() }
+        try tracer.span("wait \(name)", category: "comm", rank: traceRank) { try request.wait() }
+        tracer.record(.init(name: name, category: "transfer", rank: Tracer.transferTrack(traceRank), start: posted,
+                            duration: tracer.now() - posted, bytes: bytes))
+    }
+
     /// Times `body` as a compute span on this rank's trace track.
     func span<R>(_ name: String, _ body: () throws -> R) rethrows -> R {
         guard let tracer else { return try body() }

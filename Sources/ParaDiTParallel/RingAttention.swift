@@ -34,14 +34,15 @@ struct RingAttention {
                 copy2D(rows: shardRows.count, cols: width, src: k + src * ldk, lds: ldk, dst: dst, ldd: 2 * width)
                 copy2D(rows: shardRows.count, cols: width, src: v + src * ldv, lds: ldv, dst: dst + width, ldd: 2 * width)
             }
-            var sending: CommRequest?, receiving: CommRequest?
+            var sending: CommRequest?, receiving: CommRequest?, posted: Double?, receivedCount = 0
             for step in 0..<n {
                 let current = buffers[step % 2].data, origin = (me + n - step) % n
-                if let r = receiving { try r.wait() }
+                if let r = receiving { try context.wait(r, "K/V shard of ring rank \(origin)", posted: posted, bytes: 4 * receivedCount) }
                 try sending?.wait()
                 if step + 1 < n {
-                    let count = b * shardCounts[(me + n - step - 1) % n] * 2 * width
-                    receiving = comm.irecv(buffers[(step + 1) % 2].data, count: count, from: prev, tag: Self.tag)
+                    receivedCount = b * shardCounts[(me + n - step - 1) % n] * 2 * width
+                    posted = context.tracer?.now()
+                    receiving = comm.irecv(buffers[(step + 1) % 2].data, count: receivedCount, from: prev, tag: Self.tag)
                     sending = try comm.isend(current, count: b * shardCounts[origin] * 2 * width, to: next, tag: Self.tag)
                 } else {
                     (receiving, sending) = (nil, nil)

@@ -1,6 +1,6 @@
 import ParaDiTDistributed
 import ParaDiTModels
-@testable import ParaDiTParallel
+import ParaDiTParallel
 import ParaDiTTensor
 import Testing
 

@@ -1,7 +1,7 @@
 import Foundation
 import ParaDiTDistributed
 import ParaDiTModels
-@testable import ParaDiTParallel
+import ParaDiTParallel
 import ParaDiTTensor
 import ParaDiTWeights
 
