@@ -94,7 +94,9 @@ struct NoiseTests {
     func expectBits(_ got: ArraySlice<Float>, _ want: ArraySlice<Float>, _ name: String) {
         #expect(got.count == want.count, "\(name): count")
         let differing = zip(got, want).enumerated().filter { $0.element.0.bitPattern != $0.element.1.bitPattern }
-        #expect(differing.isEmpty, "\(name): \(differing.count) of \(want.count) values differ, first at \(differing.first.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "")")
+        let first = differing.first.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? ""
+        let differingCount = differing.count
+        #expect(differingCount == 0, "\(name): \(differingCount) of \(want.count) values differ, first at \(first)")
     }
 
     static func fnv1a64(_ values: [Float]) -> UInt64 {

@@ -60,6 +60,7 @@ public struct TorchGenerator: Sendable {
     /// Fills `count` floats at `out` as `torch.randn` fills a contiguous tensor of that size.
     public mutating func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int) {
         if count < 16 {
+            // `+ 0` is torch's `value · std + mean` with std 1 and mean 0: it turns −0 into +0.
             for i in 0..<count { out[i] = Float(nextDoubleNormal() + 0) }
             return
         }
