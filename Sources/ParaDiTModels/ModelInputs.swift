@@ -1,4 +1,3 @@
-import ParaDiTModels
 import ParaDiTTensor
 import ParaDiTWeights
 
