@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.distributed._functional_collectives import AsyncCollectiveTensor
 import diffusers
 from diffusers.models._modeling_parallel import ContextParallelConfig, ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention_dispatch import dispatch_attention_fn
@@ -143,7 +144,9 @@ def enable_ulysses(model, preset, degree):
 
 
 def output(model, x):
-    return model(**x, return_dict=False)[0]
+    # The gather of the last layer's output is asynchronous; the step ends when it has arrived.
+    y = model(**x, return_dict=False)[0]
+    return y.wait() if isinstance(y, AsyncCollectiveTensor) else y
 
 
 def time_steps(model, x, warmup, runs, barrier):

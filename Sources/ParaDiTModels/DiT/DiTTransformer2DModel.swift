@@ -49,6 +49,10 @@ public struct DiTInputs {
     public var hiddenStates: Tensor
     public var timestep: [Float]
     public var classLabels: [Int]
+
+    public init(hiddenStates: Tensor, timestep: [Float], classLabels: [Int]) {
+        (self.hiddenStates, self.timestep, self.classLabels) = (hiddenStates, timestep, classLabels)
+    }
 }
 
 /// `DiTTransformer2DModel`: class-conditional DiT with adaLN-zero blocks and (for the original

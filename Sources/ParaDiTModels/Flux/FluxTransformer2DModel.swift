@@ -43,6 +43,12 @@ public struct FluxInputs {
     public var imgIds: Tensor
     public var txtIds: Tensor
     public var guidance: [Float] = []
+
+    public init(hiddenStates: Tensor, encoderHiddenStates: Tensor, pooledProjections: Tensor, timestep: [Float],
+                imgIds: Tensor, txtIds: Tensor, guidance: [Float] = []) {
+        (self.hiddenStates, self.encoderHiddenStates, self.pooledProjections) = (hiddenStates, encoderHiddenStates, pooledProjections)
+        (self.timestep, self.imgIds, self.txtIds, self.guidance) = (timestep, imgIds, txtIds, guidance)
+    }
 }
 
 /// `FluxTransformer2DModel`: double-stream (MMDiT) blocks, then single-stream blocks over

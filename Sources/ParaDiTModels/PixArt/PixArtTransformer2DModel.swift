@@ -57,6 +57,12 @@ public struct PixArtInputs {
     public var encoderAttentionMask: Tensor?
     public var resolution: [Float] = []
     public var aspectRatio: [Float] = []
+
+    public init(hiddenStates: Tensor, encoderHiddenStates: Tensor, timestep: [Float], encoderAttentionMask: Tensor?,
+                resolution: [Float] = [], aspectRatio: [Float] = []) {
+        (self.hiddenStates, self.encoderHiddenStates, self.timestep) = (hiddenStates, encoderHiddenStates, timestep)
+        (self.encoderAttentionMask, self.resolution, self.aspectRatio) = (encoderAttentionMask, resolution, aspectRatio)
+    }
 }
 
 /// `PixArtTransformer2DModel`: adaLN-single blocks with cross-attention to T5 caption embeddings.

@@ -42,6 +42,11 @@ public struct SD3Inputs {
     public var encoderHiddenStates: Tensor
     public var pooledProjections: Tensor
     public var timestep: [Float]
+
+    public init(hiddenStates: Tensor, encoderHiddenStates: Tensor, pooledProjections: Tensor, timestep: [Float]) {
+        (self.hiddenStates, self.encoderHiddenStates) = (hiddenStates, encoderHiddenStates)
+        (self.pooledProjections, self.timestep) = (pooledProjections, timestep)
+    }
 }
 
 /// `SD3Transformer2DModel`: MMDiT joint-attention blocks over image and text tokens.
