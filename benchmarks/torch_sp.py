@@ -165,7 +165,7 @@ def rank_main(rank, args, port, results):
     degree = args.ulysses
     if degree > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=degree)
+        dist.init_process_group("cpu:gloo", rank=rank, world_size=degree)
     model, x = build(args.preset, args.layers)
     reference = None
     with torch.no_grad():

@@ -1,0 +1,75 @@
+import ParaDiTModels
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// Text conditioning given as embeddings (`--prompt-embeds FILE`), named as the diffusers
+/// pipelines' `__call__` arguments: prompt_embeds [B, L, C], negative_prompt_embeds, the attention
+/// masks [B, L] (PixArt) and the pooled embeddings [B, P] (SD3, Flux). Checked against the model.
+public struct Conditioning {
+    public var promptEmbeds: Tensor
+    public var negativePromptEmbeds: Tensor?
+    public var promptAttentionMask: Tensor?
+    public var negativePromptAttentionMask: Tensor?
+    public var pooledPromptEmbeds: Tensor?
+    public var negativePooledPromptEmbeds: Tensor?
+
+    public init(file: SafeTensorsFile) throws {
+        func read(_ name: String) throws -> Tensor? { file.entries[name] == nil ? nil : try file.tensor(name) }
+        guard let prompt = try read("prompt_embeds") else {
+            throw WeightsError.badInput(name: "prompt_embeds", reason: "missing from \(file.path)")
+        }
+        promptEmbeds = prompt
+        negativePromptEmbeds = try read("negative_prompt_embeds")
+        promptAttentionMask = try read("prompt_attention_mask")
+        negativePromptAttentionMask = try read("negative_prompt_attention_mask")
+        pooledPromptEmbeds = try read("pooled_prompt_embeds")
+        negativePooledPromptEmbeds = try read("negative_pooled_prompt_embeds")
+    }
+
+    public var batch: Int { promptEmbeds.size(0) }
+
+    /// Refuses embeddings the model cannot take, or that guidance needs and are absent.
+    func check(family: PipelineFamily, model: AnyTransformer, guidance: Bool) throws {
+        let (width, pooled): (Int, Int?)
+        switch model {
+        case let .pixart(m): (width, pooled) = (m.config.captionChannels ?? m.config.crossAttentionDim ?? m.config.innerDim, nil)
+        case let .sd3(m): (width, pooled) = (m.config.jointAttentionDim, m.config.pooledProjectionDim)
+        case let .flux(m): (width, pooled) = (m.config.jointAttentionDim, m.config.pooledProjectionDim)
+        case .dit: throw WeightsError.badInput(name: "prompt_embeds", reason: "DiT is class-conditional: pass --class, not --prompt-embeds")
+        }
+        guard promptEmbeds.rank == 3 else {
+            throw WeightsError.badInput(name: "prompt_embeds", reason: "has shape \(promptEmbeds.shape), expected [batch, tokens, \(width)]")
+        }
+        try shape("prompt_embeds", promptEmbeds, [batch, promptEmbeds.size(1), width])
+        if let mask = promptAttentionMask { try shape("prompt_attention_mask", mask, [batch, promptEmbeds.size(1)]) }
+        if let pooled {
+            guard let p = pooledPromptEmbeds else {
+                throw WeightsError.badInput(name: "pooled_prompt_embeds", reason: "this \(model.className) needs pooled_prompt_embeds [\(batch), \(pooled)]")
+            }
+            try shape("pooled_prompt_embeds", p, [batch, pooled])
+        }
+        guard guidance, family != .flux else { return }
+        guard let negative = negativePromptEmbeds else {
+            throw WeightsError.badInput(name: "negative_prompt_embeds", reason: "guidance above 1 needs negative_prompt_embeds (or pass --guidance 1)")
+        }
+        try shape("negative_prompt_embeds", negative, promptEmbeds.shape)
+        if promptAttentionMask != nil {
+            guard let m = negativePromptAttentionMask else {
+                throw WeightsError.badInput(name: "negative_prompt_attention_mask", reason: "prompt_attention_mask is given, so its negative is needed too")
+            }
+            try shape("negative_prompt_attention_mask", m, [batch, negative.size(1)])
+        }
+        if let pooled {
+            guard let p = negativePooledPromptEmbeds else {
+                throw WeightsError.badInput(name: "negative_pooled_prompt_embeds", reason: "guidance above 1 needs negative_pooled_prompt_embeds [\(batch), \(pooled)]")
+            }
+            try shape("negative_pooled_prompt_embeds", p, [batch, pooled])
+        }
+    }
+
+    func shape(_ name: String, _ t: Tensor, _ expected: [Int]) throws {
+        guard t.shape == expected else {
+            throw WeightsError.badInput(name: name, reason: "has shape \(t.shape), this model needs \(expected) (the last size is the model's embedding width)")
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import ParaDiTModels
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// What to generate. Sizes are in pixels (nil: the model's native size).
+public struct GenerationRequest: Sendable {
+    public var seed: UInt64
+    public var steps: Int
+    public var guidanceScale: Double
+    public var height: Int?
+    public var width: Int?
+    /// ImageNet class ids, one image each (DiT).
+    public var classLabels: [Int]
+
+    public init(seed: UInt64 = 0, steps: Int, guidanceScale: Double, height: Int? = nil, width: Int? = nil, classLabels: [Int] = []) {
+        (self.seed, self.steps, self.guidanceScale) = (seed, steps, guidanceScale)
+        (self.height, self.width, self.classLabels) = (height, width, classLabels)
+    }
+}
+
+/// One transformer forward pass on the given inputs, returning the whole output: the serial
+/// model, or the same pass split over ranks (every rank gets the whole output).
+public typealias Denoiser = (ModelInputs) throws -> Tensor
+
+/// A diffusers text-to-image (or class-to-image) pipeline: seeded noise, the scheduler loop with
+/// classifier-free guidance, the VAE decode, step for step as the diffusers pipeline of the folder's
+/// class does it, so a seed gives diffusers' image.
+public final class TextToImagePipeline {
+    public let folder: PipelineFolder
+    public let transformer: AnyTransformer
+    public let vae: AutoencoderKL
+    public let schedulerConfig: ConfigFile
+
+    public static func load(directory: String) throws -> TextToImagePipeline {
+        let folder = try PipelineFolder(directory: directory)
+        return try TextToImagePipeline(folder: folder, transformer: AnyTransformer.load(directory: folder.path("transformer")),
+                                       vae: AutoencoderKL.load(directory: folder.path("vae")),
+                                       schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
+    }
+
+    public init(folder: PipelineFolder, transformer: AnyTransformer, vae: AutoencoderKL, schedulerConfig: ConfigFile) throws {
+        guard transformer.className == folder.family.transformerClass else {
+            throw WeightsError.badConfig(path: folder.path("transformer"), reason: "holds a \(transformer.className); \(folder.className) needs a \(folder.family.transformerClass)")
+        }
+        _ = try makeScheduler(config: schedulerConfig)
+        (self.folder, self.transformer, self.vae, self.schedulerConfig) = (folder, transformer, vae, schedulerConfig)
+    }
+
+    public var family: PipelineFamily { folder.family }
+
+    /// The recipe of the folder's pipeline class for a request (validated).
+    func recipe(_ request: GenerationRequest, conditioning: Conditioning?) throws -> DenoisingRecipe {
+        guard request.steps >= 1 else { throw WeightsError.badInput(name: "steps", reason: "must be at least 1, got \(request.steps)") }
+        let guidance = request.guidanceScale > 1
+        switch (family, transformer) {
+        case let (.dit, .dit(m)):
+            if conditioning != nil { throw WeightsError.badInput(name: "prompt_embeds", reason: "DiT is class-conditional: pass --class, not --prompt-embeds") }
+            return try DiTRecipe(model: m, vae: vae, request: request)
+        case (.pixart, .pixart), (.sd3, .sd3), (.flux, .flux):
+            guard let conditioning else {
+                throw WeightsError.badInput(name: "prompt_embeds", reason: "\(folder.className) needs --prompt-embeds (text encoders are not run)")
+            }
+            if !request.classLabels.isEmpty { throw WeightsError.badInput(name: "class", reason: "--class is for DiT; \(folder.className) takes --prompt-embeds") }
+            try conditioning.check(family: family, model: transformer, guidance: guidance)
+            switch transformer {
+            case let .pixart(m): return try PixArtRecipe(model: m, vae: vae, request: request, conditioning: conditioning)
+            case let .sd3(m): return try SD3Recipe(model: m, vae: vae, request: request, conditioning: conditioning)
+            case let .flux(m): return try FluxRecipe(model: m, vae: vae, request: request, conditioning: conditioning)
+            case .dit: break
+            }
+        default: break
+        }
+        throw WeightsError.badConfig(path: folder.directory, reason: "\(folder.className) with a \(transformer.className)")
+    }
+
+    /// Checks a request without running it (every rank does this before any compute).
+    public func validate(_ request: GenerationRequest, conditioning: Conditioning?) throws {
+        _ = try recipe(request, conditioning: conditioning)
+    }
+
+    /// Runs the denoising loop; returns the final latents as output_type="latent" gives them
+    /// (Flux: packed). `onStep(i, n, seconds)` follows each step.
+    public func denoise(_ request: GenerationRequest, conditioning: Conditioning?, denoiser: Denoiser,
+                        onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
+        let recipe = try recipe(request, conditioning: conditioning)
+        var scheduler = try makeScheduler(config: schedulerConfig)
+        try recipe.setTimesteps(&scheduler, steps: request.steps)
+        var generator = TorchGenerator(seed: request.seed)
+        var latents = recipe.initialLatents(try generator.randn(recipe.noiseShape), initNoiseSigma: scheduler.initNoiseSigma)
+        let timesteps = scheduler.timesteps
+        for (i, t) in timesteps.enumerated() {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let output = try denoiser(recipe.inputs(scheduler.scaleModelInput(latents, timestep: t), timestep: t))
+            latents = try scheduler.step(modelOutput: recipe.modelOutput(output), timestep: t, sample: latents,
+                                         noise: { shape in try generator.randn(shape) })
+            onStep(i + 1, timesteps.count, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return recipe.finalLatents(latents)
+    }
+
+    /// The VAE's images [B, 3, H, W] (nominally in [−1, 1]) of `denoise`'s latents.
+    public func decode(_ latents: Tensor, request: GenerationRequest, conditioning: Conditioning?) throws -> Tensor {
+        let recipe = try recipe(request, conditioning: conditioning)
+        return try vae.decode(latents: recipe.vaeLatents(latents), scaling: recipe.scaling)
+    }
+}
+
+/// One pipeline class's part of the loop, as its diffusers `__call__` does it.
+protocol DenoisingRecipe {
+    /// The shape of the initial noise, drawn as `randn_tensor` draws it.
+    var noiseShape: [Int] { get }
+    /// How the final latents are taken back to the VAE's space.
+    var scaling: LatentScaling { get }
+    /// The loop's latents from the noise (scaled, doubled or packed as the pipeline does).
+    func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor
+    func setTimesteps(_ scheduler: inout any Scheduler, steps: Int) throws
+    /// The transformer's inputs at timestep t (the cond/uncond batch under guidance).
+    func inputs(_ latents: Tensor, timestep t: Float) -> ModelInputs
+    /// What the scheduler steps with: guided, without the learned variance channels.
+    func modelOutput(_ output: Tensor) -> Tensor
+    /// Latents as output_type="latent" returns them, and as the VAE takes them.
+    func finalLatents(_ latents: Tensor) -> Tensor
+    func vaeLatents(_ latents: Tensor) -> Tensor
+}
+
+extension DenoisingRecipe {
+    var scaling: LatentScaling { .divide }
+    func finalLatents(_ latents: Tensor) -> Tensor { latents }
+    func vaeLatents(_ latents: Tensor) -> Tensor { latents }
+    func setTimesteps(_ scheduler: inout any Scheduler, steps: Int) throws { try scheduler.setTimesteps(steps, mu: nil) }
+}
