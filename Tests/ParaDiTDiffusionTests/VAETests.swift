@@ -1,8 +1,8 @@
 import Foundation
+import ParaDiTDiffusion
 import ParaDiTTensor
 import ParaDiTWeights
 import Testing
-@testable import ParaDiTDiffusion
 
 /// The committed fixtures from tools/make_vae_fixtures.py.
 private let vaeFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/vae").path

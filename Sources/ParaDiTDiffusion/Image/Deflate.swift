@@ -1,7 +1,6 @@
 // A small DEFLATE compressor (RFC 1951) for PNG without a zlib dependency: greedy LZ77 over a
-// 32 KiB window with hash chains, coded in one block with the fixed Huffman codes. Decoded
-// images compress to roughly what zlib's fastest levels give; the format stays plain deflate,
-// so every PNG reader inflates it.
+// 32 KiB window with hash chains, coded in one block with the fixed Huffman codes, or stored
+// when that does not pay. Plain deflate, so every PNG reader inflates it.
 
 enum Deflate {
     static let window = 1 << 15
@@ -44,8 +43,31 @@ enum Deflate {
         return out
     }
 
-    /// The raw deflate stream (one final fixed-Huffman block) of `data`.
+    /// The raw deflate stream of `data`: one fixed-Huffman block, or stored blocks when that is
+    /// smaller (noise-like data, where 9-bit literal codes would expand it).
     static func compress(_ data: [UInt8]) -> [UInt8] {
+        let coded = fixedHuffman(data)
+        let storedSize = data.count + 5 * max(1, (data.count + 65534) / 65535)
+        return coded.count <= storedSize ? coded : stored(data)
+    }
+
+    /// Stored blocks of at most 65 535 bytes: a byte holding BFINAL and BTYPE = 00, then LEN and
+    /// its complement (little-endian), then the bytes.
+    static func stored(_ data: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var start = 0
+        repeat {
+            let end = min(data.count, start + 65535), length = UInt16(end - start)
+            out.append(end == data.count ? 1 : 0)
+            out += [UInt8(length & 0xFF), UInt8(length >> 8), UInt8(~length & 0xFF), UInt8(~length >> 8)]
+            out += data[start..<end]
+            start = end
+        } while start < data.count
+        return out
+    }
+
+    /// One final block with the fixed Huffman codes, matches found by greedy LZ77.
+    static func fixedHuffman(_ data: [UInt8]) -> [UInt8] {
         var out = BitWriter()
         out.write(0b011, count: 3)  // BFINAL = 1, BTYPE = 01 (fixed Huffman)
         data.withUnsafeBufferPointer { d in
