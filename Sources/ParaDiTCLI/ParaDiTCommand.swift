@@ -8,13 +8,15 @@ public struct ParaDiTCommand: ParsableCommand {
         commandName: "paradit",
         abstract: "A parallel inference engine for Diffusion Transformers.",
         discussion: """
-        ParaDiT runs Diffusion Transformers on the CPU (BLAS and SIMD Swift) and is built to split \
-        one image's denoising over ranks. Today: the tensor core, diffusers checkpoints \
-        (safetensors, sharded, F32/F16/BF16), forward passes of DiT, PixArt, SD3 and Flux \
-        transformers, and the communication layer between ranks (threads, or MPI processes \
-        under mpirun).
+        ParaDiT runs Diffusion Transformers on the CPU (BLAS and SIMD Swift) and splits one \
+        image's denoising over ranks — threads of this process, or MPI processes under mpirun — \
+        with the exact methods (--parallel cfg=…,ulysses=…,ring=…), whose output equals the serial \
+        one. It reads diffusers folders (safetensors, sharded, F32/F16/BF16) of DiT, PixArt, SD3 \
+        and Flux.
 
-        Start with `paradit bench kernels` to see what this machine's cores can do.
+        Start with `paradit generate` (a random-weight demo, no download), then \
+        `paradit generate --model FOLDER …`, and `paradit bench kernels` to see what this \
+        machine's cores can do.
         """,
-        subcommands: [Forward.self, Inspect.self, Bench.self, Selftest.self])
+        subcommands: [Generate.self, Forward.self, Inspect.self, Bench.self, Selftest.self])
 }

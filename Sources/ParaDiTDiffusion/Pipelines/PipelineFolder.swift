@@ -51,5 +51,14 @@ public struct PipelineFolder {
         (self.directory, className, self.family) = (directory, name, family)
     }
 
+    /// A pipeline built in memory (the random-weight presets): its class and a description in
+    /// place of a folder.
+    public init(className: String, description: String) throws {
+        guard let family = PipelineFamily.classes[className] else {
+            throw WeightsError.badConfig(path: description, reason: "\(className) is not a supported pipeline")
+        }
+        (directory, self.className, self.family) = (description, className, family)
+    }
+
     public func path(_ part: String) -> String { (directory as NSString).appendingPathComponent(part) }
 }

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ParaDiTDiffusion
+import ParaDiTModels
+import ParaDiTParallel
+import ParaDiTTensor
+import ParaDiTWeights
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate an image with a diffusers pipeline folder (or a random-weight demo).",
+        discussion: """
+        --model is a pipeline folder as diffusers saves it (model_index.json, transformer/, vae/, \
+        scheduler/) of DiTPipeline, PixArtAlphaPipeline, PixArtSigmaPipeline, \
+        StableDiffusion3Pipeline or FluxPipeline. Text encoders are not run: give the conditioning \
+        as embeddings (--prompt-embeds FILE.safetensors with prompt_embeds and, for guidance above 1, \
+        negative_prompt_embeds; PixArt also takes prompt_attention_mask and \
+        negative_prompt_attention_mask; SD3 and Flux need pooled_prompt_embeds, SD3 also \
+        negative_pooled_prompt_embeds), or for DiT ImageNet class ids (--class 207 --class 88). \
+        A seed gives the image diffusers gives for the same seed (torch's CPU generator).
+
+        Without --model a DiT-XL/2 256 px pipeline with RANDOM weights runs (no download; the image \
+        is noise-like and shows only that the engine works).
+
+        Examples:
+          paradit generate
+          paradit generate --model pixart --prompt-embeds cat.safetensors --size 512x512 --output cat.png
+          paradit generate --model pixart --prompt-embeds cat.safetensors --parallel cfg=2,ulysses=2
+          mpirun -np 2 paradit generate --model sd3 --prompt-embeds e.safetensors --parallel ring=2
+        """)
+
+    @Option(help: "Diffusers pipeline folder (default: the random-weight DiT-XL/2 demo).")
+    var model: String?
+
+    @Option(name: .customLong("class"), help: "ImageNet class id for DiT; repeat for several images.")
+    var classes: [Int] = []
+
+    @Option(help: "safetensors file with the prompt embeddings (names as the pipeline's arguments).")
+    var promptEmbeds: String?
+
+    @Option(help: "Denoising steps (default: 20; 8 for the demo).")
+    var steps: Int?
+
+    @Option(help: "Guidance scale (classifier-free; Flux-dev embeds it). 1 disables CFG.")
+    var guidance: Double = 4.5
+
+    @Option(help: "Seed of torch's CPU generator.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Image size HxW in pixels (default: the model's native size).")
+    var size: ImageSize?
+
+    @Option(help: "Where to write the image (PNG, 8-bit RGB); several images get _1, _2… before .png.")
+    var output: String = "paradit.png"
+
+    @Option(help: "Also write the final latents to this safetensors file (tensor \"latents\").")
+    var saveLatents: String?
+
+    @Option(help: "Also write a machine-readable summary (timings, memory, outputs) to this JSON file.")
+    var json: String?
+
+    @OptionGroup var ranks: RankOptions
+
+    func validate() throws {
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        guard guidance >= 0 else { throw ValidationError("--guidance cannot be negative") }
+        if model == nil && promptEmbeds != nil { throw ValidationError("--prompt-embeds needs --model (the demo is DiT: use --class)") }
+    }
+
+    func run() throws {
+        let log = Logger(label: "paradit.generate")
+        let start = Date()
+        log.info("loading \(model ?? GeneratePreset.name)")
+        let pipeline = try model.map { try TextToImagePipeline.load(directory: $0) } ?? GeneratePreset.ditXL()
+        let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
+        let request = GenerationRequest(
+            seed: seed, steps: steps ?? (model == nil ? 8 : 20), guidanceScale: guidance, height: size?.height, width: size?.width,
+            classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
+        try pipeline.validate(request, conditioning: conditioning)
+        let loaded = Date()
+        let transformer = pipeline.transformer
+        let results = try ranks.launch { context -> (Tensor, [Double]) in
+            let parallel = ParallelTransformer(model: transformer, context: context)
+            let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
+            var seconds: [Double] = []
+            let latents = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try parallel.forward($0) }) { i, n, s in
+                seconds.append(s)
+                progress.update(step: i, of: n, seconds: seconds)
+            }
+            progress.finish()
+            return (latents, seconds)
+        }
+        guard let (rank, (latents, seconds)) = results.first, rank == 0 else { return }
+        let denoised = Date()
+        log.info("decoding")
+        let images = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
+        let paths = images.indices.map { images.count == 1 ? output : output.replacingOccurrences(of: ".png", with: "") + "_\($0 + 1).png" }
+        for (image, path) in zip(images, paths) { try PNGWriter.write(image, to: path) }
+        if let saveLatents { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }
+        let summary = Summary(pipeline: pipeline.folder.className, model: model ?? GeneratePreset.name, parallel: ranks.parallel.description,
+                              seed: seed, steps: request.steps, guidance: guidance, width: images[0].width, height: images[0].height,
+                              stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
+                              decodeSeconds: Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
+                              peakMemoryBytes: peakMemoryBytes(), outputs: paths, randomWeights: model == nil)
+        print(summary.text)
+        if let json { try writeJSON(summary, to: json) }
+    }
+
+    struct Summary: Codable {
+        var pipeline, model, parallel: String
+        var seed: UInt64
+        var steps: Int
+        var guidance: Double
+        var width, height: Int
+        var stepSeconds: [Double]
+        var medianStepSeconds, loadSeconds, decodeSeconds, totalSeconds: Double
+        var peakMemoryBytes: Int
+        var outputs: [String]
+        var randomWeights: Bool
+
+        var text: String {
+            (randomWeights ? "RANDOM WEIGHTS (demo): the image is noise-like; pass --model for a real pipeline\n" : "")
+                + "image\(outputs.count > 1 ? "s" : "") → \(outputs.joined(separator: ", ")) (\(width)×\(height))\n"
+                + "\(steps) steps, \(fmt(medianStepSeconds, digits: 2)) s/step (median), total \(fmt(totalSeconds, digits: 1)) s "
+                + "(load \(fmt(loadSeconds, digits: 1)) s, decode \(fmt(decodeSeconds, digits: 1)) s), "
+                + "peak memory \(fmt(Double(peakMemoryBytes) / 1_073_741_824, digits: 2)) GiB, \(parallel)"
+        }
+    }
+}
+
+/// `--size 512x768`: height × width in pixels.
+struct ImageSize: ExpressibleByArgument {
+    var height: Int, width: Int
+    init?(argument: String) {
+        let parts = argument.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else { return nil }
+        (height, width) = (parts[0], parts[1])
+    }
+}
+
+/// Step progress on stderr: a bar redrawn in place on a terminal, plain lines otherwise.
+final class Progress {
+    let total: Int, enabled: Bool
+    let terminal = isatty(2) != 0
+
+    init(total: Int, enabled: Bool) { (self.total, self.enabled) = (total, enabled) }
+
+    func update(step: Int, of n: Int, seconds: [Double]) {
+        guard enabled else { return }
+        let perStep = seconds.reduce(0, +) / Double(seconds.count), eta = perStep * Double(n - step)
+        let line = "step \(step)/\(n)  \(fmt(perStep, digits: 2)) s/step  ETA \(fmt(eta, digits: 0)) s"
+        if terminal {
+            let width = 24, filled = width * step / n
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            FileHandle.standardError.write(Data("\r\(bar) \(line)\u{1B}[K".utf8))
+        } else {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+
+    func finish() { if enabled && terminal { FileHandle.standardError.write(Data("\n".utf8)) } }
+}
+
+/// The process's peak resident memory.
+func peakMemoryBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF, &usage)
+    return usage.ru_maxrss * 1024
+}
