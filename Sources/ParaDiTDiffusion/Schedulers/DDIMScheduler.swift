@@ -56,7 +56,7 @@ public struct DDIMScheduler: Scheduler, Sendable {
         try require(["epsilon", "sample", "v_prediction"].contains(config.predictionType), name, key: "prediction_type",
                     value: "\"\(config.predictionType)\"", supported: predictionTypes)
         try require(!config.thresholding, name, key: "thresholding", value: "true", supported: "false")
-        _ = try spacedTimesteps(spacing: config.timestepSpacing, trainSteps: 1, steps: 1, offset: 0, name)
+        try validateSpacing(config.timestepSpacing, name)
         self.config = config
         alphasCumprod = try config.betas.alphasCumprod(name)
         finalAlphaCumprod = config.setAlphaToOne ? 1 : alphasCumprod[0]

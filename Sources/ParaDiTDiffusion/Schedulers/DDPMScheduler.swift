@@ -58,7 +58,7 @@ public struct DDPMScheduler: Scheduler, Sendable {
         try require(["epsilon", "sample", "v_prediction"].contains(config.predictionType), name, key: "prediction_type",
                     value: "\"\(config.predictionType)\"", supported: predictionTypes)
         try require(!config.thresholding, name, key: "thresholding", value: "true", supported: "false")
-        _ = try spacedTimesteps(spacing: config.timestepSpacing, trainSteps: 1, steps: 1, offset: 0, name)
+        try validateSpacing(config.timestepSpacing, name)
         self.config = config
         alphasCumprod = try config.betas.alphasCumprod(name)
         timesteps = (0..<config.betas.numTrainTimesteps).reversed().map(Float.init)

@@ -115,6 +115,12 @@ func numpyArange(_ start: Double, _ stop: Double, _ step: Double) -> [Double] {
 @inline(__always)
 func roundHalfEven(_ x: Double) -> Int { Int(x.rounded(.toNearestOrEven)) }
 
+/// Refuses a timestep_spacing DDIM and DDPM do not have.
+func validateSpacing(_ spacing: String, _ scheduler: String) throws {
+    try require(["leading", "trailing", "linspace"].contains(spacing), scheduler, key: "timestep_spacing",
+                value: "\"\(spacing)\"", supported: "\"leading\", \"trailing\", \"linspace\"")
+}
+
 /// The inference timesteps of DDIM and DDPM for `steps` steps, in the order of the loop.
 func spacedTimesteps(spacing: String, trainSteps: Int, steps: Int, offset: Int, _ scheduler: String) throws -> [Int] {
     switch spacing {

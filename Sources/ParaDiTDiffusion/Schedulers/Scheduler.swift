@@ -19,7 +19,8 @@ public protocol Scheduler {
     /// Standard deviation of the starting noise.
     var initNoiseSigma: Float { get }
     /// Sets the schedule for `steps` denoising steps. `mu` is the resolution-dependent shift of
-    /// dynamic shifting (flow matching); schedulers without it refuse one.
+    /// dynamic shifting: flow matching needs it with `use_dynamic_shifting` and ignores it
+    /// otherwise (as diffusers does); the other schedulers refuse one.
     mutating func setTimesteps(_ steps: Int, mu: Double?) throws
     /// The model input for `sample` at `timestep` (the sample itself for every scheduler here).
     func scaleModelInput(_ sample: Tensor, timestep: Float) -> Tensor
