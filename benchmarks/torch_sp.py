@@ -134,6 +134,7 @@ def use_dispatched_attention(model, preset):
 
 
 def enable_ulysses(model, preset, degree):
+    # diffusers places rank r on accelerator r % device_count(); without one that count is 0.
     if torch.accelerator.device_count() == 0:
         torch.accelerator.device_count = lambda: 1
     if preset in SCRIPT_PLANS:
@@ -162,25 +163,24 @@ def time_steps(model, x, warmup, runs, barrier):
 
 def rank_main(rank, args, port, results):
     torch.set_num_threads(args.threads_per_rank)
-    degree = args.ulysses
+    degree, check = args.ulysses, args.check and args.ulysses > 1
     if degree > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        # "cpu:" in the backend name makes diffusers' size exchange (uneven shards) stay on CPU.
         dist.init_process_group("cpu:gloo", rank=rank, world_size=degree)
     model, x = build(args.preset, args.layers)
-    reference = None
+    reference, relative_l2 = None, None
     with torch.no_grad():
-        if args.check and degree > 1:
-            if rank == 0:
-                reference = output(model, x)
+        if check:
+            reference = output(model, x) if rank == 0 else None
             dist.barrier()
         if degree > 1:
             enable_ulysses(model, args.preset, degree)
         timing = time_steps(model, x, args.warmup, args.runs, dist.barrier if degree > 1 else lambda: None)
-        relative_l2 = None
-        if reference is not None:
-            relative_l2 = ((output(model, x) - reference).norm() / reference.norm()).item()
-        elif args.check and degree > 1:
-            output(model, x)
+        if check:
+            y = output(model, x)
+            if rank == 0:
+                relative_l2 = ((y - reference).norm() / reference.norm()).item()
     if rank == 0:
         results.put({"timing": timing, "relativeL2": relative_l2,
                      "parameters": sum(p.numel() for p in model.parameters())})
@@ -189,10 +189,10 @@ def rank_main(rank, args, port, results):
 
 
 def machine(threads):
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor() or "unknown") if os.path.exists("/proc/cpuinfo") else platform.processor()
-    return {"cpu": cpu, "logicalCores": os.cpu_count(), "os": f"{platform.system()} {platform.release()}",
-            "arch": platform.machine(), "threads": threads,
+    models = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")] \
+        if os.path.exists("/proc/cpuinfo") else []
+    return {"cpu": models[0] if models else platform.processor() or "unknown", "logicalCores": os.cpu_count(),
+            "os": f"{platform.system()} {platform.release()}", "arch": platform.machine(), "threads": threads,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
@@ -206,13 +206,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
     parser.add_argument("--ulysses", type=int, default=2, help="ranks (Ulysses degree); 1 times the serial model")
-    parser.add_argument("--threads-per-rank", type=int, default=1)
+    parser.add_argument("--threads-per-rank", type=int, help="default: the logical cores shared by the ranks")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--layers", type=int, help="build only this many blocks (Flux: of each kind), for quick runs")
     parser.add_argument("--check", action="store_true", help="print the relative L2 distance from the serial output")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.threads_per_rank is None:
+        args.threads_per_rank = max(1, os.cpu_count() // max(1, args.ulysses))
     if args.ulysses < 1 or args.threads_per_rank < 1 or args.runs < 1 or args.warmup < 0:
         parser.error("--ulysses, --threads-per-rank and --runs must be at least 1, --warmup at least 0")
     if args.layers is not None and args.layers < 1:

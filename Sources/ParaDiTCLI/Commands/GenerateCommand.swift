@@ -165,6 +165,6 @@ final class Progress {
 /// The process's peak resident memory.
 func peakMemoryBytes() -> Int {
     var usage = rusage()
-    getrusage(RUSAGE_SELF, &usage)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
     return usage.ru_maxrss * 1024
 }

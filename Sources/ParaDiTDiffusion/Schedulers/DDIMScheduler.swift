@@ -21,7 +21,7 @@ public struct DDIMSchedulerConfig: Decodable, Sendable, Equatable {
         case clipSample, clipSampleRange, setAlphaToOne, stepsOffset, predictionType, thresholding, timestepSpacing
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         self.init()
         betas = try BetaScheduleConfig(from: decoder)
         let c = try decoder.container(keyedBy: CodingKeys.self)

@@ -23,7 +23,7 @@ public struct DDPMSchedulerConfig: Decodable, Sendable, Equatable {
         case varianceType, clipSample, clipSampleRange, predictionType, thresholding, timestepSpacing, stepsOffset
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         self.init()
         betas = try BetaScheduleConfig(from: decoder)
         let c = try decoder.container(keyedBy: CodingKeys.self)

@@ -39,7 +39,7 @@ public struct DPMSolverMultistepSchedulerConfig: Decodable, Sendable, Equatable 
         case finalSigmasType, lambdaMinClipped, varianceType, timestepSpacing, stepsOffset
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         self.init()
         betas = try BetaScheduleConfig(from: decoder)
         let c = try decoder.container(keyedBy: CodingKeys.self)

@@ -32,7 +32,7 @@ public struct FlowMatchEulerDiscreteSchedulerConfig: Decodable, Sendable, Equata
         case useBetaSigmas
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         self.init()
         let c = try decoder.container(keyedBy: CodingKeys.self)
         numTrainTimesteps = try c.value(.numTrainTimesteps, default: numTrainTimesteps)

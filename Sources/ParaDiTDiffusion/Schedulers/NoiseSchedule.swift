@@ -21,7 +21,7 @@ public struct BetaScheduleConfig: Decodable, Sendable, Equatable {
         case numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, rescaleBetasZeroSnr
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         self.init()
         let c = try decoder.container(keyedBy: CodingKeys.self)
         numTrainTimesteps = try c.value(.numTrainTimesteps, default: numTrainTimesteps)
