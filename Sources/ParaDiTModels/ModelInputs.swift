@@ -60,3 +60,16 @@ public enum ModelInputs {
         }
     }
 }
+
+extension AnyTransformer {
+    /// One forward pass on typed inputs of this model's class, on one rank.
+    public func forward(_ inputs: ModelInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
+        switch (self, inputs) {
+        case let (.dit(m), .dit(i)): return try m.forward(i, runtime: runtime)
+        case let (.pixart(m), .pixart(i)): return try m.forward(i, runtime: runtime)
+        case let (.sd3(m), .sd3(i)): return try m.forward(i, runtime: runtime)
+        case let (.flux(m), .flux(i)): return try m.forward(i, runtime: runtime)
+        default: throw WeightsError.badInput(name: "inputs", reason: "inputs of another class than \(className)")
+        }
+    }
+}

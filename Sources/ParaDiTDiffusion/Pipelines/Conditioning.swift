@@ -14,7 +14,11 @@ public struct Conditioning {
     public var negativePooledPromptEmbeds: Tensor?
 
     public init(file: SafeTensorsFile) throws {
-        func read(_ name: String) throws -> Tensor? { file.entries[name] == nil ? nil : try file.tensor(name) }
+        // Masks may be stored as integers (as the tokenizers give them) or floats.
+        func read(_ name: String) throws -> Tensor? {
+            guard let entry = file.entries[name] else { return nil }
+            return Tensor(shape: entry.shape, values: try file.values(name).map { Float($0) })
+        }
         guard let prompt = try read("prompt_embeds") else {
             throw WeightsError.badInput(name: "prompt_embeds", reason: "missing from \(file.path)")
         }
