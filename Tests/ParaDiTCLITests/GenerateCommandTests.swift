@@ -1,0 +1,68 @@
+import Foundation
+import ParaDiTTensor
+import ParaDiTWeights
+import Testing
+
+let pipelineRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("ParaDiTDiffusionTests/Fixtures/pipelines").path
+
+@Suite("paradit generate", .serialized)
+struct GenerateCommandTests {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-gen-\(UUID())").path
+
+    func generate(_ name: String, _ extra: [String]) -> [String] {
+        let args = try! JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(pipelineRoot)/\(name)/args.json"))) as! [String: Any]
+        var a = ["generate", "--model", "\(pipelineRoot)/\(name)/pipeline", "--steps", "\(args["steps"]!)", "--seed", "\(args["seed"]!)",
+                 "--guidance", "\(args["guidance_scale"]!)"]
+        if let labels = args["class_labels"] as? [Int] { a += labels.flatMap { ["--class", "\($0)"] } } else {
+            a += ["--prompt-embeds", "\(pipelineRoot)/\(name)/conditioning.safetensors", "--size", "\(args["height"]!)x\(args["width"]!)"]
+        }
+        return a + extra
+    }
+
+    func latentsError(_ path: String, _ name: String) throws -> Double {
+        let got = try SafeTensorsFile(path: path).tensor("latents").scalars
+        let want = try SafeTensorsFile(path: "\(pipelineRoot)/\(name)/expected.safetensors").tensor("latents").scalars
+        let num = zip(got, want).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+        return (num / want.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+    }
+
+    @Test("writes a PNG, the latents and a JSON summary; split over ranks it gives diffusers' latents",
+          arguments: [("pixart", "serial"), ("pixart", "cfg=2,ulysses=2"), ("sd3", "ring=2"), ("flux", "ulysses=2"), ("dit", "cfg=2,ring=2")])
+    func generates(name: String, parallel: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let message = runCommand(generate(name, ["--output", "\(dir)/out.png", "--save-latents", "\(dir)/l.safetensors",
+                                                 "--json", "\(dir)/s.json", "--parallel", parallel]))
+        #expect(message == nil, "\(message ?? "")")
+        #expect(try latentsError("\(dir)/l.safetensors", name) <= 1e-4)
+        let png = try Data(contentsOf: URL(fileURLWithPath: name == "dit" ? "\(dir)/out_1.png" : "\(dir)/out.png"))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/s.json"))) as! [String: Any]
+        #expect((summary["step_seconds"] as? [Double])?.count == summary["steps"] as? Int)
+        #expect(summary["parallel"] as? String == parallel)
+    }
+
+    @Test("under mpirun the ranks give diffusers' latents")
+    func mpi() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, _) = try mpirun(2, generate("sd3", ["--output", "\(dir)/out.png", "--save-latents", "\(dir)/l.safetensors",
+                                                              "--parallel", "ulysses=2"]))
+        #expect(status == 0, "\(out)")
+        #expect(out.contains("image → \(dir)/out.png"), "\(out)")
+        #expect(try latentsError("\(dir)/l.safetensors", "sd3") <= 1e-4)
+    }
+
+    @Test("bad input is one line saying what to fix")
+    func errors() {
+        let m = runCommand(["generate", "--model", "/nonexistent"]) ?? ""
+        #expect(m.contains("model_index.json"), "\(m)")
+        let size = runCommand(generate("sd3", ["--output", "\(dir)/x.png", "--size", "10x16"])) ?? ""
+        #expect(size.contains("height 10 is not a positive multiple of 4"), "\(size)")
+        let cfg = runCommand(generate("flux", ["--output", "\(dir)/x.png", "--parallel", "cfg=2"])) ?? ""
+        #expect(cfg.contains("cfg=2"), "\(cfg)")
+        let embeds = runCommand(["generate", "--prompt-embeds", "x.safetensors"]) ?? ""
+        #expect(embeds.contains("--prompt-embeds needs --model"), "\(embeds)")
+    }
+}
