@@ -267,8 +267,8 @@ def flux_case(name, guidance_embeds, scheduler, steps, guidance_scale, seed, hei
     mu = diffusers.pipelines.flux.pipeline_flux.calculate_shift(tokens, 256, 4096, 0.5, 1.15)
     args = dict(pipeline="FluxPipeline", seed=seed, steps=steps, guidance_scale=guidance_scale, height=height,
                 width=width, num_images_per_prompt=1, mu=mu,
-                notes=f"noise [1,16,{h},{w}] packed to [1,{tokens},64]; no CFG (true_cfg_scale 1); sigmas linspace(1, 1/steps, steps) "
-                      f"time-shifted with mu = calculate_shift({tokens}) when use_dynamic_shifting; "
+                notes=f"noise [1,16,{h},{w}] packed to [1,{tokens},64]; no CFG (true_cfg_scale 1); "
+                      f"sigmas linspace(1, 1/steps, steps) time-shifted with mu = calculate_shift({tokens}) when use_dynamic_shifting; "
                       "step_<i>/model_output_<i>/latents are packed, latents_unpacked is [1,16,h,w]; "
                       "txt_ids zeros; the transformer gets t/1000 (float32) and guidance when guidance_embeds")
 
