@@ -150,7 +150,8 @@ def save_case(name, pipe, module, call, args, noise_shape, conditioning=None, ha
     expected = record(name, pipe, module, call, args, noise_shape, halve_steps, pack)
     save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(folder, "expected.safetensors"))
     if conditioning:
-        save_file({k: v.contiguous() for k, v in conditioning.items()}, os.path.join(folder, "conditioning.safetensors"))
+        save_file({k: v.contiguous() for k, v in conditioning.items()},
+                  os.path.join(folder, "conditioning.safetensors"))
     with open(os.path.join(folder, "args.json"), "w") as f:
         json.dump(dict(args, torch_cpu_capability=torch.backends.cpu.get_cpu_capability()), f, indent=2)
         f.write("\n")
@@ -255,9 +256,10 @@ class FluxPacking:
 
 def flux_case(name, guidance_embeds, scheduler, steps, guidance_scale, seed, height, width, heads):
     transformer = randomize(FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
-                                                   attention_head_dim=8, num_attention_heads=heads, joint_attention_dim=12,
-                                                   pooled_projection_dim=10, axes_dims_rope=(2, 2, 4),
-                                                   guidance_embeds=guidance_embeds), seed=seed + 41)
+                                                   attention_head_dim=8, num_attention_heads=heads,
+                                                   joint_attention_dim=12, pooled_projection_dim=10,
+                                                   axes_dims_rope=(2, 2, 4), guidance_embeds=guidance_embeds),
+                            seed=seed + 41)
     pipe = FluxPipeline(transformer=transformer, vae=sd3_style_vae(seed + 42, 0.1159, 0.3611), scheduler=scheduler,
                         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None)
     g = torch.Generator().manual_seed(seed + 43)
@@ -267,8 +269,9 @@ def flux_case(name, guidance_embeds, scheduler, steps, guidance_scale, seed, hei
     mu = diffusers.pipelines.flux.pipeline_flux.calculate_shift(tokens, 256, 4096, 0.5, 1.15)
     args = dict(pipeline="FluxPipeline", seed=seed, steps=steps, guidance_scale=guidance_scale, height=height,
                 width=width, num_images_per_prompt=1, mu=mu,
-                notes=f"noise [1,16,{h},{w}] packed to [1,{tokens},64]; no CFG (true_cfg_scale 1); sigmas linspace(1, 1/steps, steps) "
-                      f"time-shifted with mu = calculate_shift({tokens}) when use_dynamic_shifting; "
+                notes=f"noise [1,16,{h},{w}] packed to [1,{tokens},64]; no CFG (true_cfg_scale 1); "
+                      f"sigmas linspace(1, 1/steps, steps), time-shifted with mu = calculate_shift({tokens}) "
+                      "only when use_dynamic_shifting; "
                       "step_<i>/model_output_<i>/latents are packed, latents_unpacked is [1,16,h,w]; "
                       "txt_ids zeros; the transformer gets t/1000 (float32) and guidance when guidance_embeds")
 
