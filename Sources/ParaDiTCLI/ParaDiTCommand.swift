@@ -18,5 +18,5 @@ public struct ParaDiTCommand: ParsableCommand {
         `paradit generate --model FOLDER …`, and `paradit bench kernels` to see what this \
         machine's cores can do.
         """,
-        subcommands: [Generate.self, Forward.self, Inspect.self, Bench.self, Selftest.self])
+        subcommands: [Generate.self, Forward.self, Quality.self, Inspect.self, Bench.self, Selftest.self])
 }

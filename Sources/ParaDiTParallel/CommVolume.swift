@@ -6,15 +6,19 @@ import ParaDiTModels
 /// - Ulysses: q, k, v and the output each cross an all-to-all, keeping 1/U: 4·(U−1)/U · p·hs/N.
 /// - Ring: each rank's K and V travel R−1 hops; after Ulysses they hold hs/U of the width:
 ///   2·(R−1)/R · p·hs/U (the plain ring is U = 1).
+/// - DistriFusion: each rank's K and V go to the N−1 others once per step: 2·(N−1)/N · p·hs.
 public struct CommVolume: Sendable, Equatable {
     public var ulyssesBytes: Int
     public var ringBytes: Int
+    public var distrifusionBytes: Int
 
     public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int) {
         let (u, r, n) = (config.ulysses, config.ring, config.sequenceDegree)
         let perSample = batch / config.cfg * layers * 4  // bytes per float
         ulyssesBytes = perSample * 4 * (u - 1) * p * hs / (u * n)
         ringBytes = perSample * 2 * (r - 1) * p * hs / (r * u)
+        let d = config.distrifusion
+        distrifusionBytes = perSample * 2 * (d - 1) * p * hs / d
     }
 }
 

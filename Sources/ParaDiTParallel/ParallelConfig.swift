@@ -1,28 +1,32 @@
 import ParaDiTDistributed
 
-/// The degrees of the exact parallel methods: cfg splits the cond/uncond batch; ulysses × ring
-/// (the sequence-parallel group, USP when both exceed 1) split the image tokens.
+/// The degrees of the parallel methods: cfg splits the cond/uncond batch; ulysses × ring (the
+/// sequence-parallel group, USP when both exceed 1) split the image tokens exactly; distrifusion
+/// splits them into patches that see each other's K/V one step late.
 public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
     public var cfg: Int
     public var ulysses: Int
     public var ring: Int
+    public var distrifusion: Int
 
-    public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1) {
-        (self.cfg, self.ulysses, self.ring) = (cfg, ulysses, ring)
+    public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1, distrifusion: Int = 1) {
+        (self.cfg, self.ulysses, self.ring, self.distrifusion) = (cfg, ulysses, ring, distrifusion)
     }
 
-    public var worldSize: Int { cfg * ulysses * ring }
+    public var worldSize: Int { cfg * sequenceDegree }
     /// Ranks that share one sample's tokens.
-    public var sequenceDegree: Int { ulysses * ring }
+    public var sequenceDegree: Int { ulysses * ring * distrifusion }
     public var isSerial: Bool { worldSize == 1 }
 
     public var description: String {
-        let parts = [("cfg", cfg), ("ulysses", ulysses), ("ring", ring)].filter { $0.1 > 1 }.map { "\($0.0)=\($0.1)" }
+        let parts = [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("distrifusion", distrifusion)]
+            .filter { $0.1 > 1 }.map { "\($0.0)=\($0.1)" }
         return parts.isEmpty ? "serial" : parts.joined(separator: ",")
     }
 
+    /// DistriFusion's patches take the ring axis of the mesh (the two are never combined).
     public func mesh(worldSize: Int, nodeOfRank: [Int]? = nil) throws -> Mesh {
-        try Mesh(degrees: [.cfg: cfg, .ulysses: ulysses, .ring: ring], worldSize: worldSize, nodeOfRank: nodeOfRank)
+        try Mesh(degrees: [.cfg: cfg, .ulysses: ulysses, .ring: ring * distrifusion], worldSize: worldSize, nodeOfRank: nodeOfRank)
     }
 
     /// What a model and its inputs must allow; checked on every rank before any compute.
@@ -38,8 +42,11 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
 
     /// Refuses a configuration that cannot run, saying which degree to change.
     public func validate(_ p: Problem) throws {
-        for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring)] where d < 1 {
+        for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("distrifusion", distrifusion)] where d < 1 {
             throw ParallelError.unsupported("\(name)=\(d): every degree must be at least 1")
+        }
+        if distrifusion > 1 && ulysses * ring > 1 {
+            throw ParallelError.unsupported("distrifusion=\(distrifusion) cannot be combined with ulysses or ring; use one of them (with cfg)")
         }
         if p.batch % cfg != 0 {
             throw ParallelError.unsupported("cfg=\(cfg) splits the batch over \(cfg) ranks, but the batch has \(p.batch) "
@@ -51,7 +58,7 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
         }
         if p.imageTokens < sequenceDegree {
             throw ParallelError.unsupported("the image has \(p.imageTokens) tokens, fewer than the \(sequenceDegree) "
-                                            + "sequence-parallel ranks (ulysses × ring); lower ulysses or ring")
+                                            + "sequence-parallel ranks (ulysses × ring × distrifusion); lower ulysses, ring or distrifusion")
         }
     }
 }

@@ -35,7 +35,7 @@ public final class ParallelContext {
         let base = r - (ringIndex * config.ulysses + ulyssesIndex)
         sequenceGroup = try group(Array(base..<(base + config.sequenceDegree)))
         ulyssesGroup = try group(mesh.group(.ulysses, containing: r))
-        ringGroup = try group(mesh.group(.ring, containing: r))
+        ringGroup = config.ring > 1 ? try group(mesh.group(.ring, containing: r)) : nil
         self.tracer = tracer
         self.traceRank = traceRank ?? r
     }

@@ -2,19 +2,27 @@ import ParaDiTDistributed
 import ParaDiTModels
 import ParaDiTTensor
 
-/// A model's forward pass split over the ranks of a parallel context (the exact methods):
-/// the cfg group splits the batch; inside it, every rank of the sequence group embeds, positions
-/// and runs the blocks on its own token shard, with attention through `USPAttention`; the head's
-/// token rows are gathered once over the sequence group and the samples once over the cfg group,
-/// so every rank returns the whole output, equal to the serial one within float32 noise.
-public struct ParallelTransformer {
+/// A model's forward pass split over the ranks of a parallel context: the cfg group splits the
+/// batch; inside it, every rank of the sequence group embeds, positions and runs the blocks on its
+/// own token shard, with attention through `USPAttention` (exact) or `DistriFusionAttention`
+/// (stale K/V after the warm-up steps); the head's token rows are gathered once over the sequence
+/// group and the samples once over the cfg group, so every rank returns the whole output.
+/// One instance serves the successive steps of a generation (DistriFusion keeps K/V between them).
+public final class ParallelTransformer {
     public let model: AnyTransformer
     public let context: ParallelContext
+    /// Synchronous steps before DistriFusion uses stale K/V.
+    public let warmupSteps: Int
+    var distrifusion: DistriFusionAttention?
 
-    public init(model: AnyTransformer, context: ParallelContext) {
+    public init(model: AnyTransformer, context: ParallelContext, warmupSteps: Int = 4) {
         self.model = model
         self.context = context
+        self.warmupSteps = warmupSteps
     }
+
+    /// Completes communication still in flight (DistriFusion's last gathers); call after the last step.
+    public func finish() throws { try distrifusion?.finish() }
 
     /// What the configuration must fit: batch, heads, image and joint text tokens.
     public func problem(_ inputs: ModelInputs) throws -> ParallelConfig.Problem {
@@ -44,7 +52,7 @@ public struct ParallelTransformer {
         let per = inputs.batch / context.config.cfg
         let mine = inputs.samples((context.cfgIndex * per)..<((context.cfgIndex + 1) * per))
         let shards = SequenceShards(imageTokens: try problem(inputs).imageTokens, textTokens: inputs.jointTextTokens,
-                                    degree: context.config.sequenceDegree)
+                                    degree: context.config.sequenceDegree, splitText: context.config.distrifusion == 1)
         let out = try context.span("forward") { try shardedForward(mine, shards: shards) }
         guard let cfg = context.cfgGroup else { return out }
         let all = Tensor(uninitialized: [inputs.batch] + out.shape.dropFirst())
@@ -58,8 +66,19 @@ public struct ParallelTransformer {
         return TokenLayout(gridHeight: full.gridHeight, gridWidth: full.gridWidth, tokens: shards.image[r], text: shards.text?[r])
     }
 
+    /// The attention runtime of this step.
+    func runtime(_ shards: SequenceShards) -> AttentionRuntime {
+        guard shards.degree > 1 else { return SerialAttention() }
+        guard context.config.distrifusion > 1 else { return USPAttention(context: context, shards: shards) }
+        if distrifusion?.shards != shards {
+            distrifusion = DistriFusionAttention(context: context, shards: shards, warmupSteps: warmupSteps)
+        }
+        distrifusion!.beginStep()
+        return distrifusion!
+    }
+
     func shardedForward(_ inputs: ModelInputs, shards: SequenceShards) throws -> Tensor {
-        let runtime: AttentionRuntime = shards.degree > 1 ? USPAttention(context: context, shards: shards) : SerialAttention()
+        let runtime = runtime(shards)
         switch (model, inputs) {
         case let (.dit(m), .dit(i)):
             try m.check(i)

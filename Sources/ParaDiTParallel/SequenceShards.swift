@@ -22,10 +22,11 @@ public struct SequenceShards: Sendable, Equatable {
     /// nil: the text is replicated on every rank.
     public let text: [Range<Int>]?
 
-    public init(imageTokens: Int, textTokens: Int, degree: Int) {
+    /// `splitText: false` keeps the text replicated even when it divides (DistriFusion).
+    public init(imageTokens: Int, textTokens: Int, degree: Int, splitText: Bool = true) {
         image = balancedSplit(imageTokens, parts: degree)
         self.textTokens = textTokens
-        text = textTokens > 0 && textTokens % degree == 0 ? balancedSplit(textTokens, parts: degree) : nil
+        text = splitText && textTokens > 0 && textTokens % degree == 0 ? balancedSplit(textTokens, parts: degree) : nil
     }
 
     public var degree: Int { image.count }

@@ -7,7 +7,8 @@ import Testing
 @Suite("Bytes sent equal the formulas")
 struct CommVolumeTests {
     static let configs: [ParallelConfig] = [.init(ulysses: 2), .init(ulysses: 4), .init(ring: 2), .init(ring: 4),
-                                            .init(ulysses: 2, ring: 2), .init(cfg: 2, ulysses: 2, ring: 2)]
+                                            .init(ulysses: 2, ring: 2), .init(cfg: 2, ulysses: 2, ring: 2), .init(distrifusion: 2),
+                                            .init(cfg: 2, distrifusion: 4)]
 
     /// DiT: 16 image tokens, 4 heads; Flux: 16 image + 8 text tokens (split with the image).
     @Test("measured ulysses and ring bytes per forward equal CommVolume", arguments: ["DiTTransformer2DModel", "FluxTransformer2DModel"], configs)
@@ -16,12 +17,31 @@ struct CommVolumeTests {
         let inputs = try TestModels.inputs(model, batch: 2, grid: (4, 4), text: 8)
         let (_, _, contexts) = try TestModels.run(model, inputs, config)
         let (layers, hidden) = model.attentionLayers
-        let expected = CommVolume(config: config, batch: 2, tokens: 16 + inputs.jointTextTokens, hidden: hidden, layers: layers)
+        // DistriFusion keeps the text replicated: only image K/V travel.
+        let tokens = 16 + (config.distrifusion > 1 ? 0 : inputs.jointTextTokens)
+        let expected = CommVolume(config: config, batch: 2, tokens: tokens, hidden: hidden, layers: layers)
         for c in contexts {
             #expect(c.ulyssesGroup?.stats.totalSent ?? 0 == expected.ulyssesBytes, "rank \(c.world.rank) ulysses")
             #expect(c.ringGroup?.stats.totalSent ?? 0 == expected.ringBytes, "rank \(c.world.rank) ring")
+            if config.distrifusion > 1 {
+                // Its all-gathers run on the sequence group, beside the output gather of the head.
+                let sent = c.sequenceGroup!.stats.byOperation["allGather"]!.bytesSent
+                #expect(sent - headGather(c, model, inputs) == expected.distrifusionBytes, "rank \(c.world.rank) distrifusion")
+            }
         }
-        #expect(expected.ulyssesBytes + expected.ringBytes > 0)
+        #expect(expected.ulyssesBytes + expected.ringBytes + expected.distrifusionBytes > 0)
+    }
+
+    /// Bytes of the one gather of the head's token rows: this rank's rows to the others.
+    func headGather(_ c: ParallelContext, _ model: AnyTransformer, _ inputs: ModelInputs) -> Int {
+        let n = c.config.sequenceDegree, rows = 16 / n * inputs.batch / c.config.cfg
+        let width: Int
+        switch model {
+        case let .dit(m): width = m.config.patchSize * m.config.patchSize * m.config.outputChannels
+        case let .flux(m): width = m.config.outputChannels
+        default: width = 0
+        }
+        return 4 * rows * width * (n - 1)
     }
 
     @Test("the formulas: Ulysses 4·(U−1)/U·p·hs/N, Ring 2·(R−1)/R·p·hs per layer")
@@ -63,7 +83,7 @@ struct RefusalTests {
     @Test("more sequence ranks than tokens names ulysses and ring")
     func tooFewTokens() throws {
         let m = try message(.init(ulysses: 2, ring: 2), grid: (1, 3))
-        #expect(m.contains("3 tokens") && m.contains("lower ulysses or ring"), "\(m)")
+        #expect(m.contains("3 tokens") && m.contains("lower ulysses, ring or distrifusion"), "\(m)")
     }
 
     @Test("a world of the wrong size names both sizes")

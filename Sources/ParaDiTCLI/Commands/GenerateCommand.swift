@@ -79,9 +79,9 @@ struct Generate: ParsableCommand {
             classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
         try pipeline.validate(request, conditioning: conditioning)
         let loaded = Date()
-        let transformer = pipeline.transformer
+        let (transformer, warmup) = (pipeline.transformer, ranks.warmupSteps)
         let results = try ranks.launch { context -> (Tensor, [Double]) in
-            let parallel = ParallelTransformer(model: transformer, context: context)
+            let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmup)
             let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
             var seconds: [Double] = []
             let latents = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try parallel.forward($0) }) { i, n, s in
@@ -89,6 +89,7 @@ struct Generate: ParsableCommand {
                 progress.update(step: i, of: n, seconds: seconds)
             }
             progress.finish()
+            try parallel.finish()
             return (latents, seconds)
         }
         guard let (rank, (latents, seconds)) = results.first, rank == 0 else { return }

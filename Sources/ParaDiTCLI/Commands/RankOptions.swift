@@ -8,10 +8,14 @@ import ParaDiTTensor
 /// threads of this process (the default), or, under mpirun, one rank per MPI process.
 struct RankOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Parallel degrees, e.g. cfg=2,ulysses=2,ring=2 (or 'serial').", discussion: """
-        cfg splits the cond/uncond batch; ulysses and ring split the image tokens (both: USP). \
-        Their product is the number of ranks.
+        cfg splits the cond/uncond batch; ulysses and ring split the image tokens exactly (both: \
+        USP); distrifusion splits them into patches that see the others' K/V one step late (after \
+        --warmup-steps exact steps). Their product is the number of ranks.
         """))
     var parallel = ParallelSpec()
+
+    @Option(help: "Exact (synchronous) steps before a stale method (distrifusion) uses one-step-old K/V.")
+    var warmupSteps: Int = 4
 
     @Option(help: "Ranks as threads of this process (default: the product of the --parallel degrees). Under mpirun the world is MPI's.")
     var world: Int?
@@ -34,10 +38,12 @@ struct RankOptions: ParsableArguments {
     }
 
     func config() throws -> ParallelConfig {
-        for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring"].contains(method) {
-            throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses and ring")
+        for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring", "distrifusion"].contains(method) {
+            throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses, ring or distrifusion")
         }
-        return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1, ring: parallel.degrees["ring"] ?? 1)
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps cannot be negative") }
+        return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1,
+                              ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1)
     }
 
     /// Runs `body` on every rank of this process; returns the results of its ranks (all of them

@@ -1,0 +1,111 @@
+import ParaDiTDistributed
+import ParaDiTModels
+import ParaDiTTensor
+
+/// DistriFusion's displaced patch parallelism as an attention runtime: every rank holds the whole
+/// model and one patch of image tokens; its queries attend to its own fresh K/V and to the other
+/// patches' K/V from the previous step. Right after a layer's attention the rank starts a
+/// non-blocking all-gather of its fresh K/V, awaited only when that layer runs in the next step, so
+/// the exchange hides behind a whole step of compute. During warm-up steps the all-gather is
+/// synchronous and every K/V is fresh: the output then equals serial.
+///
+/// Text of joint attention (SD3, Flux) is replicated: its K/V are always fresh and local.
+public final class DistriFusionAttention: AttentionRuntime {
+    let context: ParallelContext
+    let comm: Communicator
+    public let shards: SequenceShards
+    /// Steps run synchronously before K/V may be stale.
+    public let warmupSteps: Int
+    public private(set) var step = -1
+    var layer = 0
+    var slots: [Slot] = []
+
+    /// One attention layer's exchange: this rank's K|V of the last step (kept alive while the
+    /// gather runs) and everyone's, blocks in rank order [rank][batch][tokens][2·width].
+    final class Slot {
+        var local: Tensor
+        let gathered: Tensor
+        var pending: CommRequest?
+        init(local: Tensor, gathered: Tensor) { (self.local, self.gathered) = (local, gathered) }
+    }
+
+    public init(context: ParallelContext, shards: SequenceShards, warmupSteps: Int) {
+        precondition(shards.text == nil, "DistriFusion keeps the text replicated")
+        self.context = context
+        comm = context.sequenceGroup!
+        (self.shards, self.warmupSteps) = (shards, warmupSteps)
+    }
+
+    /// Called before each denoising step's forward pass.
+    public func beginStep() {
+        step += 1
+        layer = 0
+    }
+
+    var synchronous: Bool { step < warmupSteps }
+
+    public func attention(_ c: AttentionCall) throws {
+        precondition(c.queryTokens == c.keyTokens && c.keyMask == nil, "DistriFusion attention is self-attention without a key mask")
+        let text = c.textTokens ?? 0..<0
+        let mine = text.isEmpty ? 0..<c.queryTokens : text.lowerBound == 0 ? text.upperBound..<c.queryTokens : 0..<text.lowerBound
+        let (b, width, me) = (c.batch, c.heads * c.headDim, comm.rank)
+        let counts = shards.image.map { b * $0.count * 2 * width }
+        guard shards.image[me].count == mine.count else {
+            throw ParallelError.unsupported("rank holds \(mine.count) tokens in attention, the plan gives it \(shards.image[me].count)")
+        }
+        let local = Tensor(uninitialized: [b, mine.count, 2 * width])
+        for i in 0..<b {
+            let row = i * c.queryTokens + mine.lowerBound, dst = local.data + i * mine.count * 2 * width
+            copy2D(rows: mine.count, cols: width, src: c.k + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
+            copy2D(rows: mine.count, cols: width, src: c.v + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
+        }
+        if layer == slots.count { slots.append(Slot(local: local, gathered: Tensor(uninitialized: [counts.reduce(0, +)]))) }
+        let slot = slots[layer]
+        layer += 1
+        if synchronous {
+            try slot.pending?.wait()
+            slot.local = local
+            try comm.allGather(local.data, count: local.count, into: slot.gathered.data, counts: counts)
+            slot.pending = nil
+        } else if let pending = slot.pending {
+            try context.wait(pending, "stale K/V of layer \(layer - 1)", posted: nil, bytes: 4 * (counts.reduce(0, +) - counts[me]))
+            slot.pending = nil
+        }
+        try attend(c, text: text, fresh: local, slot: slot, counts: counts)
+        if !synchronous {
+            slot.local = local
+            slot.pending = try comm.iallGather(local.data, count: local.count, into: slot.gathered.data, counts: counts)
+        }
+    }
+
+    /// Local queries over [text (fresh); every patch's K/V, this rank's fresh].
+    func attend(_ c: AttentionCall, text: Range<Int>, fresh: Tensor, slot: Slot, counts: [Int]) throws {
+        let (b, width, t) = (c.batch, c.heads * c.headDim, text.count), total = shards.image.last!.upperBound
+        let keys = Tensor(uninitialized: [b, t + total, 2 * width])
+        for i in 0..<b {
+            let dst = keys.data + i * (t + total) * 2 * width, row = i * c.queryTokens + text.lowerBound
+            copy2D(rows: t, cols: width, src: c.k + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
+            copy2D(rows: t, cols: width, src: c.v + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
+        }
+        var src = 0
+        for (r, range) in shards.image.enumerated() {
+            let block = r == comm.rank ? fresh.data : slot.gathered.data + src
+            for i in 0..<b {
+                (keys.data + (i * (t + total) + t + range.lowerBound) * 2 * width)
+                    .update(from: block + i * range.count * 2 * width, count: range.count * 2 * width)
+            }
+            src += counts[r]
+        }
+        context.span("attention") {
+            ParaDiTTensor.attention(batch: b, heads: c.heads, lq: c.queryTokens, lk: t + total, headDim: c.headDim,
+                                    q: c.q, ldq: c.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
+                                    out: c.out, ldo: c.ldo, lse: nil, scale: c.scale)
+        }
+        withExtendedLifetime((fresh, slot, keys)) {}
+    }
+
+    /// Completes every gather still in flight (at the end of a generation).
+    public func finish() throws {
+        for slot in slots { try slot.pending?.wait(); slot.pending = nil }
+    }
+}
