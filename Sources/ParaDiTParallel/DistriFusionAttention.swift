@@ -32,7 +32,7 @@ public final class DistriFusionAttention: AttentionRuntime {
     public init(context: ParallelContext, shards: SequenceShards, warmupSteps: Int) {
         precondition(shards.text == nil, "DistriFusion keeps the text replicated")
         self.context = context
-        comm = context.sequenceGroup!
+        comm = context.patchGroup!
         (self.shards, self.warmupSteps) = (shards, warmupSteps)
     }
 

@@ -13,6 +13,9 @@ public final class ParallelContext {
     public let sequenceGroup: Communicator?
     public let ulyssesGroup: Communicator?
     public let ringGroup: Communicator?
+    /// DistriFusion's K/V exchange: the sequence group's members on a communicator of its own, so
+    /// its asynchronous gathers never queue behind the output gathers (and are counted apart).
+    public let patchGroup: Communicator?
     public let cfgIndex: Int, ulyssesIndex: Int, ringIndex: Int
     /// Spans of compute (attention, blocks) go here beside the transport's communication spans.
     public let tracer: Tracer?
@@ -36,6 +39,7 @@ public final class ParallelContext {
         sequenceGroup = try group(Array(base..<(base + config.sequenceDegree)))
         ulyssesGroup = try group(mesh.group(.ulysses, containing: r))
         ringGroup = config.ring > 1 ? try group(mesh.group(.ring, containing: r)) : nil
+        patchGroup = config.distrifusion > 1 ? try group(Array(base..<(base + config.sequenceDegree))) : nil
         self.tracer = tracer
         self.traceRank = traceRank ?? r
     }
@@ -45,7 +49,7 @@ public final class ParallelContext {
 
     /// The sub-group communicators in use, named by axis (for byte accounting).
     public var groups: [(axis: String, comm: Communicator)] {
-        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), ("ring", ringGroup), ("sequence", sequenceGroup)]
+        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), ("ring", ringGroup), ("distrifusion", patchGroup), ("sequence", sequenceGroup)]
             .compactMap { name, c in c.map { (name, $0) } }
     }
 

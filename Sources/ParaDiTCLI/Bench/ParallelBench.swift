@@ -22,13 +22,16 @@ struct BenchParallel: ParsableCommand {
         and in the gathers of the output. Under mpirun only the parallel step is timed. \
         benchmarks/torch_sp.py times diffusers' own Ulysses on the same config.
 
-        Example: paradit bench parallel --preset pixart-512 --parallel ulysses=2 --trace step.json
+        Example: paradit bench parallel --preset pixart-512 --parallel ulysses=2 --also ring=2 --also cfg=2 --trace step.json
         """)
 
     @Option(help: "Architecture: \(ForwardPreset.names.joined(separator: ", ")).")
     var preset: String
 
     @OptionGroup var ranks: RankOptions
+
+    @Option(help: "Further --parallel configurations to time in the same run, against the same serial figures.")
+    var also: [ParallelSpec] = []
 
     @Option(help: "Timed steps; the table shows their median.")
     var runs: Int = 3
@@ -42,16 +45,24 @@ struct BenchParallel: ParsableCommand {
     struct Report: Codable {
         var suite = "parallel"
         var preset: String
-        var parallel: String
-        var ranks: Int
-        var threadsPerRank: Int
         var machine: MachineInfo
         var serialSameThreads: Timing?
         var serialAllThreads: Timing?
+        var results: [Result]
+    }
+
+    /// One configuration's figures.
+    struct Result: Codable {
+        var parallel: String
+        var ranks: Int
+        var threadsPerRank: Int
+        /// Synchronous steps of a stale method (nil for the exact ones).
+        var warmupSteps: Int?
         var parallelStep: Timing
         var speedup: Double?
         var ulyssesBytesPerRank: Int, ulyssesFormula: Int
         var ringBytesPerRank: Int, ringFormula: Int
+        var distrifusionBytesPerRank: Int, distrifusionFormula: Int
         var gatherBytesPerRank: Int
     }
 
@@ -65,7 +76,8 @@ struct BenchParallel: ParsableCommand {
     func run() throws {
         let log = Logger(label: "paradit.bench")
         let p = ForwardPreset.all.first { $0.name == preset }!
-        let config = try ranks.config()
+        let specs = [ranks.parallel] + also
+        let configs = try specs.map { try ranks.config($0) }
         log.info("building \(p.name) with random weights")
         let (model, _) = try p.build()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
@@ -74,18 +86,34 @@ struct BenchParallel: ParsableCommand {
         let inputs = try ModelInputs(model: model, file: SafeTensorsFile(path: path))
         let problem = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
             .problem(inputs)
-        try config.validate(problem)
+        for config in configs { try config.validate(problem) }
         let total = ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount
-        let perRank = max(1, total / config.worldSize)
+        let perRank = max(1, total / configs.map(\.worldSize).max()!)
         var serial: (same: Timing, all: Timing?)?
         if !MPICommunicator.isLaunchedByMPI {
             serial = (try timeSerial(model, inputs, threads: perRank, log: log),
                       perRank == total ? nil : try timeSerial(model, inputs, threads: total, log: log))
         }
+        var results: [Result] = []
+        for (spec, config) in zip(specs, configs) {
+            guard let r = try timeParallel(spec, config, model: model, inputs: inputs, problem: problem, log: log) else { return }
+            results.append(r)
+        }
+        results = results.map { r in var r = r; r.speedup = serial.map { $0.same.median / r.parallelStep.median }; return r }
+        let report = Report(preset: p.name, machine: .current(threads: total), serialSameThreads: serial?.same,
+                            serialAllThreads: serial?.all ?? serial?.same, results: results)
+        print(p.summary + "\n")
+        print(Self.table(report).render())
+        if let json { try writeJSON(report, to: json) }
+    }
+
+    /// Times one configuration; nil on ranks other than 0.
+    func timeParallel(_ spec: ParallelSpec, _ config: ParallelConfig, model: AnyTransformer, inputs: ModelInputs,
+                 problem: ParallelConfig.Problem, log: Logger) throws -> Result? {
         log.info("timing \(config) on \(config.worldSize) rank(s)")
-        let steps = warmup + runs
-        let results = try ranks.launch { context -> (Timing, [String: Int]) in
-            let transformer = ParallelTransformer(model: model, context: context)
+        let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps)
+        let results = try ranks.launch(spec) { context -> (Timing, [String: Int]) in
+            let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
             var samples: [Double] = []
             for step in 0..<steps {
                 try context.world.barrier()
@@ -93,22 +121,22 @@ struct BenchParallel: ParsableCommand {
                 _ = try transformer.forward(inputs)
                 if step >= warmup { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             }
+            try transformer.finish()
             return (timing(samples), Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) }))
         }
-        guard let (rank, (step, bytes)) = results.first, rank == 0 else { return }
+        guard let (rank, (step, bytes)) = results.first, rank == 0 else { return nil }
         let (layers, hidden) = model.attentionLayers
-        let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.textTokens, degree: config.sequenceDegree)
+        let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.textTokens, degree: config.sequenceDegree,
+                                    splitText: config.distrifusion == 1)
         let formula = CommVolume(config: config, batch: inputs.batch, tokens: shards.exchangedTokens, hidden: hidden, layers: layers)
-        let report = Report(
-            preset: p.name, parallel: config.description, ranks: config.worldSize, threadsPerRank: ranks.threads.map { max(1, $0 / config.worldSize) } ?? perRank,
-            machine: .current(threads: total), serialSameThreads: serial?.same, serialAllThreads: serial?.all ?? serial?.same,
-            parallelStep: step, speedup: serial.map { $0.same.median / step.median },
+        return Result(
+            parallel: config.description, ranks: config.worldSize,
+            threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
+            warmupSteps: config.distrifusion > 1 ? stale : nil, parallelStep: step, speedup: nil,
             ulyssesBytesPerRank: bytes["ulysses"] ?? 0, ulyssesFormula: formula.ulyssesBytes,
             ringBytesPerRank: bytes["ring"] ?? 0, ringFormula: formula.ringBytes,
+            distrifusionBytesPerRank: bytes["distrifusion"] ?? 0, distrifusionFormula: formula.distrifusionBytes,
             gatherBytesPerRank: (bytes["sequence"] ?? 0) + (bytes["cfg"] ?? 0))
-        print(p.summary + "\n")
-        print(Self.table(report).render())
-        if let json { try writeJSON(report, to: json) }
     }
 
     func timeSerial(_ model: AnyTransformer, _ inputs: ModelInputs, threads: Int, log: Logger) throws -> Timing {
@@ -124,13 +152,17 @@ struct BenchParallel: ParsableCommand {
 
     static func table(_ r: Report) -> ResultTable {
         func mb(_ b: Int) -> String { fmt(Double(b) / 1e6, digits: 2) }
-        var t = ResultTable(title: "One step, \(r.ranks) rank(s) × \(r.threadsPerRank) thread(s), median of \(r.parallelStep.runs)",
-                            columns: ["parallel", "step s", "serial s (same threads)", "speedup", "serial s (all threads)",
-                                      "ulysses MB/rank (formula)", "ring MB/rank (formula)", "gather MB/rank"])
-        t.add([r.parallel, fmt(r.parallelStep.median, digits: 3), r.serialSameThreads.map { fmt($0.median, digits: 3) } ?? "—",
-               r.speedup.map { fmt($0, digits: 2) + "×" } ?? "—", r.serialAllThreads.map { fmt($0.median, digits: 3) } ?? "—",
-               "\(mb(r.ulyssesBytesPerRank)) (\(mb(r.ulyssesFormula)))", "\(mb(r.ringBytesPerRank)) (\(mb(r.ringFormula)))",
-               mb(r.gatherBytesPerRank)])
+        let serial = r.serialSameThreads.map { "serial \(fmt($0.median, digits: 3)) s on 1 rank" } ?? "no serial run under mpirun"
+        let all = r.serialAllThreads.map { ", \(fmt($0.median, digits: 3)) s with all threads" } ?? ""
+        var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)",
+                            columns: ["parallel", "ranks × threads", "step s", "speedup", "ulysses MB/rank (formula)",
+                                      "ring MB/rank (formula)", "distrifusion MB/rank (formula)", "gather MB/rank"])
+        for x in r.results {
+            t.add([x.parallel + (x.warmupSteps.map { " (warm-up \($0))" } ?? ""), "\(x.ranks) × \(x.threadsPerRank)",
+                   fmt(x.parallelStep.median, digits: 3), x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
+                   "\(mb(x.ulyssesBytesPerRank)) (\(mb(x.ulyssesFormula)))", "\(mb(x.ringBytesPerRank)) (\(mb(x.ringFormula)))",
+                   "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))", mb(x.gatherBytesPerRank)])
+        }
         return t
     }
 }

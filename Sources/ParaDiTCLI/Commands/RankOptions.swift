@@ -37,7 +37,9 @@ struct RankOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
-    func config() throws -> ParallelConfig {
+    func config() throws -> ParallelConfig { try config(parallel) }
+
+    func config(_ parallel: ParallelSpec) throws -> ParallelConfig {
         for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring", "distrifusion"].contains(method) {
             throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses, ring or distrifusion")
         }
@@ -48,8 +50,8 @@ struct RankOptions: ParsableArguments {
 
     /// Runs `body` on every rank of this process; returns the results of its ranks (all of them
     /// on the local transport, this process's one under MPI) and writes the trace and report.
-    func launch<R>(_ body: @escaping (ParallelContext) throws -> R) throws -> [(rank: Int, value: R)] {
-        let config = try config()
+    func launch<R>(_ spec: ParallelSpec? = nil, _ body: @escaping (ParallelContext) throws -> R) throws -> [(rank: Int, value: R)] {
+        let config = try config(spec ?? parallel)
         let tracer = trace.map { _ in Tracer() }
         let results: [(Int, R, [(String, Int)])]
         if MPICommunicator.isLaunchedByMPI {
@@ -67,7 +69,7 @@ struct RankOptions: ParsableArguments {
             }
             if let trace, let tracer { try tracer.write(to: trace.replacingOccurrences(of: ".json", with: ".rank\(comm.rank).json")) }
         } else {
-            let size = world ?? config.worldSize
+            let size = spec == nil ? world ?? config.worldSize : config.worldSize
             let perRank = max(1, (threads ?? ProcessInfo.processInfo.activeProcessorCount) / size)
             let box = BodyBox(body)
             results = try LocalWorld.run(size: size, threadsPerRank: perRank, tracer: tracer) { comm in
