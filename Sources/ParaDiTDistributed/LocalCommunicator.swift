@@ -165,7 +165,7 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         let message = Array(UnsafeBufferPointer(start: buffer, count: count))
         try operation("send", bytes: 4 * count, receivedFrom: Array(repeating: 0, count: size)) {
             world.condition.lock()
-            world.mailboxes[LocalWorld.MailboxKey(from: rank, to: peer, tag: tag), default: []].append(message)
+            world.mailboxes[LocalWorld.MailboxKey(from: rank, to: peer, tag: tag), default: []].append((message, monotonicSeconds()))
             world.condition.broadcast()
             world.condition.unlock()
         }
@@ -173,9 +173,19 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func recv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
+        try receive(buffer, count: count, from: peer, tag: tag, posted: nil)
+    }
+
+    /// Receives a message; with the link model, it arrives `delay` after it was both sent and
+    /// `posted` (nil: now), so a receive posted early and waited for late costs no extra time.
+    func receive(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int, posted: Double?) throws {
         try checkPeer("recv", peer)
         let key = LocalWorld.MailboxKey(from: peer, to: rank, tag: tag)
-        let message: [Float] = try operation("recv", bytes: 4 * count, receivedFrom: (0..<size).map { $0 == peer ? count : 0 }) {
+        let traced = { (body: () throws -> (data: [Float], sent: Double)) throws -> (data: [Float], sent: Double) in
+            guard let tracer = self.world.tracer else { return try body() }
+            return try tracer.span("recv", category: "comm", rank: self.worldRank, bytes: 4 * count, body)
+        }
+        let message = try traced {
             world.condition.lock()
             defer { world.condition.unlock() }
             try world.waitLocked(rank: rank, operation: "recv from rank \(peer) (tag \(tag))", waitingFor: { [peer] }) {
@@ -183,10 +193,15 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
             }
             return world.mailboxes[key]!.removeFirst()
         }
-        guard message.count == count else {
-            throw CommError.mismatch(operation: "recv from rank \(peer)", reason: "message has \(message.count) floats, receiver expects \(count)")
+        guard message.data.count == count else {
+            throw CommError.mismatch(operation: "recv from rank \(peer)", reason: "message has \(message.data.count) floats, receiver expects \(count)")
         }
-        message.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: count) }
+        message.data.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: count) }
+        if let links = world.links {
+            let start = max(message.sent, posted ?? monotonicSeconds())
+            let delay = links.delay(me: worldRank, peers: world.worldRanks, bytes: (0..<size).map { $0 == peer ? 4 * count : 0 })
+            sleepUntil(start + delay)
+        }
         stats.record("recv", sentFloats: 0, receivedFloats: count)
     }
 
@@ -197,7 +212,8 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func irecv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) -> CommRequest {
-        DeferredRequest { try self.recv(buffer, count: count, from: peer, tag: tag) }
+        let posted = monotonicSeconds()
+        return DeferredRequest { try self.receive(buffer, count: count, from: peer, tag: tag, posted: posted) }
     }
 }
 
@@ -271,4 +287,13 @@ final class DeferredRequest: CommRequest {
         operation = nil
         try op()
     }
+}
+
+/// Seconds on a monotonic clock.
+func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// Sleeps until `deadline` (monotonic seconds), if it is still ahead.
+func sleepUntil(_ deadline: Double) {
+    let remaining = deadline - monotonicSeconds()
+    if remaining > 0 { Thread.sleep(forTimeInterval: remaining) }
 }

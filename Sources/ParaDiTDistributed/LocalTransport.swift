@@ -34,7 +34,7 @@ public struct LinkModel: Sendable {
     }
 
     /// Seconds rank `me` spends receiving `bytes[i]` from global rank `peers[i]`.
-    func delay(me: Int, peers: [Int], bytes: [Int]) -> Double {
+    public func delay(me: Int, peers: [Int], bytes: [Int]) -> Double {
         var intra = 0, inter = 0, anyIntra = false, anyInter = false
         for (p, b) in zip(peers, bytes) where p != me {
             if nodeOfRank[p] == nodeOfRank[me] { intra += b; anyIntra = true } else { inter += b; anyInter = true }
@@ -63,7 +63,8 @@ public final class LocalWorld: @unchecked Sendable {
     var generation = 0
     var published: [Publication?]
     var failure: (rank: Int, reason: String)?
-    var mailboxes: [MailboxKey: [[Float]]] = [:]
+    /// Messages in flight per (sender, receiver, tag), with the time each was sent.
+    var mailboxes: [MailboxKey: [(data: [Float], sent: Double)]] = [:]
 
     struct MailboxKey: Hashable { var from, to, tag: Int }
 

@@ -12,8 +12,13 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let size: Int
     public let stats = CommStats()
     public var tracer: Tracer?
+    /// An emulated network over the real one (set on the world before taking subgroups): each
+    /// operation then also takes the time its traffic needs on the modelled links.
+    public var links: LinkModel?
     /// Rank in MPI_COMM_WORLD (trace track).
     public let worldRank: Int
+    /// The MPI_COMM_WORLD rank of each rank of this communicator (for the link model).
+    let worldRanks: [Int]
 
     /// Whether this process was started by mpirun (Open MPI or a PMI launcher).
     public static var isLaunchedByMPI: Bool {
@@ -39,17 +44,18 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             }
         }
         MPI_Comm_set_errhandler(paradit_mpi_comm_world(), paradit_mpi_errors_return())
-        return MPICommunicator(comm: paradit_mpi_comm_world(), worldRank: nil)
+        return MPICommunicator(comm: paradit_mpi_comm_world(), worldRanks: nil)
     }
 
-    init(comm: MPI_Comm, worldRank: Int?) {
+    init(comm: MPI_Comm, worldRanks: [Int]?) {
         self.comm = comm
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(comm, &r)
         MPI_Comm_size(comm, &s)
         rank = Int(r)
         size = Int(s)
-        self.worldRank = worldRank ?? Int(r)
+        self.worldRanks = worldRanks ?? Array(0..<Int(s))
+        worldRank = self.worldRanks[Int(r)]
     }
 
     /// Ends every rank of the job at once: what a rank that fails must do so that no peer hangs.
@@ -97,9 +103,25 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return d
     }
 
-    func traced(_ name: String, bytes: Int, _ body: () throws -> Void) throws {
-        if let tracer { try tracer.span(name, category: "comm", rank: worldRank, bytes: bytes, body) } else { try body() }
+    /// Runs one operation, traced, then (with a link model) waits out the emulated time of the
+    /// floats received from each rank of this communicator.
+    func traced(_ name: String, bytes: Int, receivedFrom floats: [Int]? = nil, _ body: () throws -> Void) throws {
+        try withoutActuallyEscaping(body) { body in
+            let run = {
+                let start = monotonicSeconds()
+                try body()
+                if let floats { sleepUntil(start + self.emulatedDelay(floats)) }
+            }
+            if let tracer { try tracer.span(name, category: "comm", rank: worldRank, bytes: bytes, run) } else { try run() }
+        }
     }
+
+    /// Seconds the link model gives receiving `floats[r]` from each rank r (0 without one).
+    func emulatedDelay(_ floats: [Int]) -> Double {
+        links?.delay(me: worldRank, peers: worldRanks, bytes: floats.map { 4 * $0 }) ?? 0
+    }
+
+    func fromOne(_ peer: Int, _ count: Int) -> [Int] { (0..<size).map { $0 == peer ? count : 0 } }
 
     // MARK: Collectives
 
@@ -107,7 +129,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         let c = try ints("allGather", counts ?? Array(repeating: count, count: size))
         guard Int(c[rank]) == count else { throw CommError.badArgument(operation: "allGather", reason: "counts[\(rank)] = \(c[rank]) but this rank sends \(count)") }
         let total = c.reduce(0) { $0 + Int($1) }
-        try traced("allGather", bytes: 4 * total) {
+        try traced("allGather", bytes: 4 * total, receivedFrom: c.enumerated().map { $0 == rank ? 0 : Int($1) }) {
             try Self.checkMPI(MPI_Allgatherv(send, Int32(count), paradit_mpi_float(), out, c, Self.displacements(c), paradit_mpi_float(), comm), "MPI_Allgatherv")
         }
         stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: total - count)
@@ -115,7 +137,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func allToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws {
         let sc = try ints("allToAll", sendCounts), rc = try ints("allToAll", recvCounts)
-        try traced("allToAll", bytes: 4 * (sendCounts.reduce(0, +) + recvCounts.reduce(0, +))) {
+        try traced("allToAll", bytes: 4 * (sendCounts.reduce(0, +) + recvCounts.reduce(0, +)),
+                   receivedFrom: recvCounts.enumerated().map { $0 == rank ? 0 : $1 }) {
             try Self.checkMPI(MPI_Alltoallv(send, sc, Self.displacements(sc), paradit_mpi_float(), out, rc, Self.displacements(rc),
                                             paradit_mpi_float(), comm), "MPI_Alltoallv")
         }
@@ -124,7 +147,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         let copy = Array(UnsafeBufferPointer(start: buffer, count: count))
-        try traced("allReduce", bytes: 8 * count) {
+        try traced("allReduce", bytes: 8 * count, receivedFrom: Array(repeating: count, count: size)) {
             try Self.checkMPI(MPI_Allreduce(copy, buffer, Int32(count), paradit_mpi_float(), paradit_mpi_sum(), comm), "MPI_Allreduce")
         }
         // Ring all-reduce: 2·(p−1)/p of the buffer each way.
@@ -134,7 +157,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func reduceScatter(_ send: UnsafePointer<Float>, counts: [Int], into out: UnsafeMutablePointer<Float>) throws {
         let c = try ints("reduceScatter", counts)
-        try traced("reduceScatter", bytes: 4 * (counts.reduce(0, +) + counts[rank])) {
+        try traced("reduceScatter", bytes: 4 * (counts.reduce(0, +) + counts[rank]), receivedFrom: Array(repeating: counts[rank], count: size)) {
             try Self.checkMPI(MPI_Reduce_scatter(send, out, c, paradit_mpi_float(), paradit_mpi_sum(), comm), "MPI_Reduce_scatter")
         }
         stats.record("reduceScatter", sentFloats: counts.reduce(0, +) - counts[rank], receivedFloats: counts[rank] * (size - 1))
@@ -142,7 +165,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
         guard root >= 0 && root < size else { throw CommError.badArgument(operation: "broadcast", reason: "root \(root) is not a rank of \(size)") }
-        try traced("broadcast", bytes: 4 * count) {
+        try traced("broadcast", bytes: 4 * count, receivedFrom: rank == root ? nil : fromOne(root, count)) {
             try Self.checkMPI(MPI_Bcast(buffer, Int32(count), paradit_mpi_float(), Int32(root), comm), "MPI_Bcast")
         }
         stats.record("broadcast", sentFloats: rank == root ? count * (size - 1) : 0, receivedFloats: rank == root ? 0 : count)
@@ -163,7 +186,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 
     public func recv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
-        try traced("recv", bytes: 4 * count) {
+        try traced("recv", bytes: 4 * count, receivedFrom: fromOne(peer, count)) {
             try Self.checkMPI(MPI_Recv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm,
                                        paradit_mpi_status_ignore()), "MPI_Recv")
         }
@@ -181,7 +204,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var request: MPI_Request? = nil
         let code = MPI_Irecv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &request)
         stats.record("recv", sentFloats: 0, receivedFloats: count)
-        return code == paradit_mpi_success() ? MPIRequest(request, "MPI_Irecv") : FailedRequest(code: code)
+        return code == paradit_mpi_success() ? MPIRequest(request, "MPI_Irecv", arrival: arrival(fromOne(peer, count))) : FailedRequest(code: code)
     }
 
     public func iallGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws -> CommRequest {
@@ -193,7 +216,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try Self.checkMPI(MPI_Iallgatherv(send, Int32(count), paradit_mpi_float(), out, keep.arrays[0].base, keep.arrays[1].base,
                                           paradit_mpi_float(), comm, &request), "MPI_Iallgatherv")
         stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: c.reduce(0) { $0 + Int($1) } - count)
-        return MPIRequest(request, "MPI_Iallgatherv", keep: keep)
+        return MPIRequest(request, "MPI_Iallgatherv", keep: keep, arrival: arrival(c.enumerated().map { $0 == rank ? 0 : Int($1) }))
     }
 
     public func iallToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws -> CommRequest {
@@ -203,8 +226,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try Self.checkMPI(MPI_Ialltoallv(send, keep.arrays[0].base, keep.arrays[1].base, paradit_mpi_float(), out,
                                          keep.arrays[2].base, keep.arrays[3].base, paradit_mpi_float(), comm, &request), "MPI_Ialltoallv")
         stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank], receivedFloats: recvCounts.reduce(0, +) - recvCounts[rank])
-        return MPIRequest(request, "MPI_Ialltoallv", keep: keep)
+        return MPIRequest(request, "MPI_Ialltoallv", keep: keep, arrival: arrival(recvCounts.enumerated().map { $0 == rank ? 0 : $1 }))
     }
+
+    /// When a non-blocking receive posted now completes on the emulated links (nil without them).
+    func arrival(_ floats: [Int]) -> Double? { links == nil ? nil : monotonicSeconds() + emulatedDelay(floats) }
 
     public func window(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CommWindow {
         var win: MPI_Win? = nil
@@ -225,8 +251,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         MPI_Group_free(&group)
         MPI_Group_free(&parentGroup)
         MPI_Comm_set_errhandler(sub, paradit_mpi_errors_return())
-        let child = MPICommunicator(comm: sub!, worldRank: worldRank)
+        let child = MPICommunicator(comm: sub!, worldRanks: members.map { worldRanks[$0] })
         child.tracer = tracer
+        child.links = links
         return child
     }
 }
@@ -248,14 +275,18 @@ final class MPIRequest: CommRequest {
     private var request: MPI_Request?
     private let call: String
     private var keep: RequestArrays?
-    init(_ request: MPI_Request?, _ call: String, keep: RequestArrays? = nil) {
+    /// With emulated links: when the data arrives (a transfer in flight costs no extra wait).
+    private let arrival: Double?
+    init(_ request: MPI_Request?, _ call: String, keep: RequestArrays? = nil, arrival: Double? = nil) {
         self.request = request
         self.call = call
         self.keep = keep
+        self.arrival = arrival
     }
     func wait() throws {
         try MPICommunicator.checkMPI(MPI_Wait(&request, paradit_mpi_status_ignore()), "MPI_Wait (\(call))")
         keep = nil
+        if let arrival { sleepUntil(arrival) }
     }
 }
 

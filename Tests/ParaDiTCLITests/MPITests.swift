@@ -63,4 +63,16 @@ struct MPITests {
         #expect(output.contains("rank 2 failed: injected failure"), "\(output)")
         #expect(seconds < 30)
     }
+
+    @Test("emulated hosts under mpirun: an all-gather across them takes the modelled link's time")
+    func emulatedLinks() throws {
+        // 1 M floats per rank from the other host at 1 Gbit/s: 32 ms.
+        let (status, output, _) = try mpirun(2, ["bench", "comm", "--sizes", "1048576", "--runs", "1", "--warmup", "0",
+                                                 "--emulate-nodes", "2", "--inter-node-gbps", "1"])
+        #expect(status == 0, "\(output)")
+        let row = output.split(separator: "\n").first { $0.hasPrefix("allGather") }.map(String.init) ?? ""
+        let micros = row.split(separator: " ").compactMap { Double($0) }.dropFirst().first ?? 0
+        #expect(micros >= 32_000, "\(output)")
+        #expect(output.contains("2 emulated nodes at 1.0 Gbit/s"), "\(output)")
+    }
 }

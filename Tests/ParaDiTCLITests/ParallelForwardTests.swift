@@ -30,9 +30,11 @@ struct ParallelForwardTests {
 
     @Test("MPI transport: a representative subset matches diffusers",
           arguments: [("sd3-b2-8x12", "ulysses=2", 2), ("flux-schnell-b2-3x5", "ring=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,ulysses=2", 4),
-                      ("dit-b2", "cfg=2,ring=2", 4), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", 4)])
+                      ("dit-b2", "cfg=2,ring=2", 4), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", 4), ("sd3-b2-8x12", "distrifusion=2", 2)])
     func mpi(fixture: String, spec: String, ranks: Int) throws {
-        let (status, out, _) = try mpirun(ranks, forwardArgs(fixture, output, ["--parallel", spec, "--comm-report"]))
+        // The 4-rank runs also emulate 2 hosts: the link model must not change any value.
+        let emulate = ranks == 4 ? ["--emulate-nodes", "2"] : []
+        let (status, out, _) = try mpirun(ranks, forwardArgs(fixture, output, ["--parallel", spec, "--comm-report"] + emulate))
         #expect(status == 0, "\(out)")
         #expect(out.contains("rank \(ranks - 1) sent:"), "\(out)")
         #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)

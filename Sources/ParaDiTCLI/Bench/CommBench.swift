@@ -10,12 +10,12 @@ struct BenchComm: ParsableCommand {
         abstract: "All-gather, all-to-all and ring send/recv bandwidth and latency between ranks.",
         discussion: """
         Ranks are threads of this process (the local transport), or, under mpirun, the MPI \
-        processes (mpirun -np 4 paradit bench comm; --world and the emulation options are then \
-        ignored: the network is real). Each message size is timed as the \
+        processes (mpirun -np 4 paradit bench comm; --world is then ignored). Each message size is timed as the \
         median of --runs repetitions after --warmup; bandwidth is the bytes one rank receives per \
         second ("bus" figures would divide differently: see the JSON for raw times and sizes). \
         --emulate-nodes N splits the ranks over N emulated hosts whose links run at \
-        --inter-node-gbps with --inter-node-latency-us.
+        --inter-node-gbps with --inter-node-latency-us, on either transport (under mpirun on top \
+        of the real network).
 
         Example: paradit bench comm --world 4 --emulate-nodes 2 --inter-node-gbps 10 --trace comm.json
         """)
@@ -73,7 +73,7 @@ struct BenchComm: ParsableCommand {
         guard world >= 2 else { throw ValidationError("--world must be at least 2 to communicate, got \(world)") }
         guard runs >= 1, warmup >= 0 else { throw ValidationError("--runs must be at least 1 and --warmup at least 0") }
         guard sizes.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--sizes must be positive") }
-        guard emulateNodes >= 1, world % emulateNodes == 0 else {
+        guard emulateNodes >= 1, MPICommunicator.isLaunchedByMPI || world % emulateNodes == 0 else {
             throw ValidationError("--emulate-nodes \(emulateNodes) must divide --world \(world)")
         }
     }
@@ -112,13 +112,21 @@ struct BenchComm: ParsableCommand {
         let comm = try MPICommunicator.world()
         let tracer = trace.map { _ in Tracer() }
         comm.tracer = tracer
+        guard emulateNodes >= 1, comm.size % emulateNodes == 0 else {
+            throw ValidationError("--emulate-nodes \(emulateNodes) must divide the \(comm.size) MPI ranks")
+        }
+        if emulateNodes > 1 {
+            comm.links = LinkModel(nodeOfRank: try Mesh.nodes(worldSize: comm.size, nodes: emulateNodes), interGbps: interNodeGbps,
+                                   interLatency: interNodeLatencyUs * 1e-6)
+        }
         var cases: [Case] = []
         for n in sizes { cases += try Self.measure(comm, floats: n, runs: runs, warmup: warmup) }
         let nodes = Set(try comm.nodeOfRank()).count  // collective: every rank takes part
         guard comm.rank == 0 else { return }
-        let report = Report(transport: "mpi", machine: .current(threads: 1), world: comm.size, emulatedNodes: nodes,
-                            interNodeGbps: nil, cases: cases)
-        var table = ResultTable(title: "MPI transport, \(comm.size) ranks on \(nodes) node(s)",
+        let report = Report(transport: "mpi", machine: .current(threads: 1), world: comm.size, emulatedNodes: max(nodes, emulateNodes),
+                            interNodeGbps: comm.links == nil ? nil : interNodeGbps, cases: cases)
+        var table = ResultTable(title: "MPI transport, \(comm.size) ranks on \(nodes) node(s)"
+                                    + (comm.links == nil ? "" : ", \(emulateNodes) emulated nodes at \(interNodeGbps) Gbit/s"),
                                 columns: ["operation", "floats/rank", "µs", "GB/s received"])
         for c in cases { table.add([c.operation, "\(c.floatsPerRank)", fmt(c.timing.median * 1e6), fmt(c.gbPerSecond, digits: 2)]) }
         print(table.render())

@@ -26,8 +26,17 @@ struct RankOptions: ParsableArguments {
     @Option(help: "Write a Chrome trace of every rank's compute and communication to this JSON file (open in ui.perfetto.dev).")
     var trace: String?
 
-    @Flag(help: "Print the bytes each rank sent, by group (ulysses, ring, sequence, cfg).")
+    @Flag(help: "Print the bytes each rank sent, by group (ulysses, ring, distrifusion, sequence, cfg).")
     var commReport = false
+
+    @Option(help: "Emulate this many hosts (consecutive ranks share one) whose links run at --inter-node-gbps, on either transport.")
+    var emulateNodes: Int = 1
+
+    @Option(help: "Emulated bandwidth between hosts, Gbit/s.")
+    var interNodeGbps: Double = 10
+
+    @Option(help: "Emulated latency between hosts, µs.")
+    var interNodeLatencyUs: Double = 50
 
     func validate() throws {
         _ = try config()
@@ -35,6 +44,19 @@ struct RankOptions: ParsableArguments {
             throw ValidationError("--world \(world) does not match --parallel \(parallel) (\(parallel.worldSize) rank(s)); omit --world or make them agree")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard emulateNodes >= 1, interNodeGbps > 0, interNodeLatencyUs >= 0 else {
+            throw ValidationError("--emulate-nodes must be at least 1, --inter-node-gbps positive and --inter-node-latency-us not negative")
+        }
+    }
+
+    /// The emulated hosts of `size` ranks and their link model (nil: no emulation).
+    func emulation(size: Int) throws -> (nodes: [Int], links: LinkModel)? {
+        guard emulateNodes > 1 else { return nil }
+        guard size % emulateNodes == 0 else {
+            throw ValidationError("--emulate-nodes \(emulateNodes) must divide the \(size) ranks")
+        }
+        let nodes = try Mesh.nodes(worldSize: size, nodes: emulateNodes)
+        return (nodes, LinkModel(nodeOfRank: nodes, interGbps: interNodeGbps, interLatency: interNodeLatencyUs * 1e-6))
     }
 
     func config() throws -> ParallelConfig { try config(parallel) }
@@ -61,7 +83,9 @@ struct RankOptions: ParsableArguments {
             let onNode = nodes.filter { $0 == nodes[comm.rank] }.count
             let pool = ThreadPool(threads: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / onNode))
             do {
-                let context = try ParallelContext(config: config, world: comm, nodeOfRank: nodes, tracer: tracer)
+                let emulated = try emulation(size: comm.size)
+                comm.links = emulated?.links
+                let context = try ParallelContext(config: config, world: comm, nodeOfRank: emulated?.nodes ?? nodes, tracer: tracer)
                 let value = try pool.withCurrent { try body(context) }
                 results = [(comm.rank, value, context.groups.map { ($0.axis, $0.comm.stats.totalSent) })]
             } catch {
@@ -72,8 +96,9 @@ struct RankOptions: ParsableArguments {
             let size = spec == nil ? world ?? config.worldSize : config.worldSize
             let perRank = max(1, (threads ?? ProcessInfo.processInfo.activeProcessorCount) / size)
             let box = BodyBox(body)
-            results = try LocalWorld.run(size: size, threadsPerRank: perRank, tracer: tracer) { comm in
-                let context = try ParallelContext(config: config, world: comm, tracer: tracer)
+            let emulated = try emulation(size: size)
+            results = try LocalWorld.run(size: size, threadsPerRank: perRank, tracer: tracer, links: emulated?.links) { comm in
+                let context = try ParallelContext(config: config, world: comm, nodeOfRank: emulated?.nodes, tracer: tracer)
                 let value = try box.body(context)
                 return BodyBox.Result(value: (comm.rank, value, context.groups.map { ($0.axis, $0.comm.stats.totalSent) }))
             }.map(\.value)
