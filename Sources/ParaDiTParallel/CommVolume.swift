@@ -7,10 +7,13 @@ import ParaDiTModels
 /// - Ring: each rank's K and V travel R−1 hops; after Ulysses they hold hs/U of the width:
 ///   2·(R−1)/R · p·hs/U (the plain ring is U = 1).
 /// - DistriFusion: each rank's K and V go to the N−1 others once per step: 2·(N−1)/N · p·hs.
+/// - Torus across T nodes: a node's p/T rows cross once, q, k, v out and the output back, for the
+///   (T−1)/T of its hs/U heads that others own: 4·(T−1)/T · (p/T)·hs/U (Ring: 2·(T−1)·(p/T)·hs/U).
 public struct CommVolume: Sendable, Equatable {
     public var ulyssesBytes: Int
     public var ringBytes: Int
     public var distrifusionBytes: Int
+    public var torusBytes: Int
 
     public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int) {
         let (u, r, n) = (config.ulysses, config.ring, config.sequenceDegree)
@@ -19,6 +22,8 @@ public struct CommVolume: Sendable, Equatable {
         ringBytes = perSample * 2 * (r - 1) * p * hs / (r * u)
         let d = config.distrifusion
         distrifusionBytes = perSample * 2 * (d - 1) * p * hs / d
+        let t = config.torus
+        torusBytes = perSample * 4 * (t - 1) * p * hs / (t * t * u)
     }
 }
 

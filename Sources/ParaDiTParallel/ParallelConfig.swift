@@ -8,25 +8,29 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
     public var ulysses: Int
     public var ring: Int
     public var distrifusion: Int
+    /// Torus attention across this many nodes (in place of ring), Ulysses inside each.
+    public var torus: Int
 
-    public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1, distrifusion: Int = 1) {
-        (self.cfg, self.ulysses, self.ring, self.distrifusion) = (cfg, ulysses, ring, distrifusion)
+    public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1, distrifusion: Int = 1, torus: Int = 1) {
+        (self.cfg, self.ulysses, self.ring, self.distrifusion, self.torus) = (cfg, ulysses, ring, distrifusion, torus)
     }
 
     public var worldSize: Int { cfg * sequenceDegree }
     /// Ranks that share one sample's tokens.
-    public var sequenceDegree: Int { ulysses * ring * distrifusion }
+    public var sequenceDegree: Int { ulysses * columns * distrifusion }
+    /// The inter-node axis of sequence parallelism: ring or torus (one of them is 1).
+    public var columns: Int { ring * torus }
     public var isSerial: Bool { worldSize == 1 }
 
     public var description: String {
-        let parts = [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("distrifusion", distrifusion)]
+        let parts = [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion)]
             .filter { $0.1 > 1 }.map { "\($0.0)=\($0.1)" }
         return parts.isEmpty ? "serial" : parts.joined(separator: ",")
     }
 
-    /// DistriFusion's patches take the ring axis of the mesh (the two are never combined).
+    /// Torus and DistriFusion take the ring axis of the mesh (none of the three is combined).
     public func mesh(worldSize: Int, nodeOfRank: [Int]? = nil) throws -> Mesh {
-        try Mesh(degrees: [.cfg: cfg, .ulysses: ulysses, .ring: ring * distrifusion], worldSize: worldSize, nodeOfRank: nodeOfRank)
+        try Mesh(degrees: [.cfg: cfg, .ulysses: ulysses, .ring: ring * torus * distrifusion], worldSize: worldSize, nodeOfRank: nodeOfRank)
     }
 
     /// What a model and its inputs must allow; checked on every rank before any compute.
@@ -42,11 +46,14 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
 
     /// Refuses a configuration that cannot run, saying which degree to change.
     public func validate(_ p: Problem) throws {
-        for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("distrifusion", distrifusion)] where d < 1 {
+        for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion)] where d < 1 {
             throw ParallelError.unsupported("\(name)=\(d): every degree must be at least 1")
         }
-        if distrifusion > 1 && ulysses * ring > 1 {
-            throw ParallelError.unsupported("distrifusion=\(distrifusion) cannot be combined with ulysses or ring; use one of them (with cfg)")
+        if distrifusion > 1 && ulysses * columns > 1 {
+            throw ParallelError.unsupported("distrifusion=\(distrifusion) cannot be combined with ulysses, ring or torus; use one of them (with cfg)")
+        }
+        if torus > 1 && ring > 1 {
+            throw ParallelError.unsupported("torus=\(torus) replaces ring across nodes; use one of them")
         }
         if p.batch % cfg != 0 {
             throw ParallelError.unsupported("cfg=\(cfg) splits the batch over \(cfg) ranks, but the batch has \(p.batch) "
@@ -55,6 +62,10 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
         if ulysses > p.heads {
             throw ParallelError.unsupported("ulysses=\(ulysses) exceeds the model's \(p.heads) attention heads; "
                                             + "use ulysses ≤ \(p.heads) and ring for the rest of the sequence degree")
+        }
+        if ulysses * torus > p.heads {
+            throw ParallelError.unsupported("ulysses=\(ulysses) × torus=\(torus) splits the heads \(ulysses * torus) ways, but the model has \(p.heads); "
+                                            + "lower one of them")
         }
         if p.imageTokens < sequenceDegree {
             throw ParallelError.unsupported("the image has \(p.imageTokens) tokens, fewer than the \(sequenceDegree) "

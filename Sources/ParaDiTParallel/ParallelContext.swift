@@ -12,6 +12,7 @@ public final class ParallelContext {
     /// Ranks that share one sample's tokens (ulysses × ring), numbered ulysses fastest.
     public let sequenceGroup: Communicator?
     public let ulyssesGroup: Communicator?
+    /// The inter-node axis: ranks with the same ulysses position, one per column (ring or torus).
     public let ringGroup: Communicator?
     /// DistriFusion's K/V exchange: the sequence group's members on a communicator of its own, so
     /// its asynchronous gathers never queue behind the output gathers (and are counted apart).
@@ -38,7 +39,7 @@ public final class ParallelContext {
         let base = r - (ringIndex * config.ulysses + ulyssesIndex)
         sequenceGroup = try group(Array(base..<(base + config.sequenceDegree)))
         ulyssesGroup = try group(mesh.group(.ulysses, containing: r))
-        ringGroup = config.ring > 1 ? try group(mesh.group(.ring, containing: r)) : nil
+        ringGroup = config.columns > 1 ? try group(mesh.group(.ring, containing: r)) : nil
         patchGroup = config.distrifusion > 1 ? try group(Array(base..<(base + config.sequenceDegree))) : nil
         self.tracer = tracer
         self.traceRank = traceRank ?? r
@@ -49,7 +50,7 @@ public final class ParallelContext {
 
     /// The sub-group communicators in use, named by axis (for byte accounting).
     public var groups: [(axis: String, comm: Communicator)] {
-        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), ("ring", ringGroup), ("distrifusion", patchGroup), ("sequence", sequenceGroup)]
+        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), (config.torus > 1 ? "torus" : "ring", ringGroup), ("distrifusion", patchGroup), ("sequence", sequenceGroup)]
             .compactMap { name, c in c.map { (name, $0) } }
     }
 

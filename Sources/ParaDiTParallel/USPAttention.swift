@@ -38,7 +38,7 @@ public final class USPAttention: AttentionRuntime {
         }
         // After Ulysses a ring rank holds the shards of its whole ulysses group.
         let u = context.config.ulysses, ringIndex = context.ringIndex
-        let ringCounts = (0..<context.config.ring).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
+        let ringCounts = (0..<context.config.columns).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
         guard let ulysses = context.ulyssesGroup else {
             try ring(batch: c.batch, heads: c.heads, headDim: c.headDim, rows: c.queryTokens, q: c.q, ldq: c.ldq, k: c.k, ldk: c.ldk,
                      v: c.v, ldv: c.ldv, shardRows: shardRows, ringCounts: ringCounts, out: c.out, ldo: c.ldo, scale: c.scale)
@@ -67,6 +67,11 @@ public final class USPAttention: AttentionRuntime {
                                         v: v, ldv: ldv, out: out, ldo: ldo, lse: nil, scale: scale)
             }
             return
+        }
+        if context.config.torus > 1 {
+            return try TorusAttention(comm: ringGroup, context: context)(
+                batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
+                shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
         }
         try RingAttention(comm: ringGroup, context: context)(
             batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,

@@ -30,6 +30,11 @@ struct ParityTests {
         }
         + classes.flatMap { c in [ParallelConfig(ulysses: 2), .init(ulysses: 2, ring: 2)].map { ParityCase(className: c, heads: 3, config: $0) } }
         + [ParityCase(className: "DiTTransformer2DModel", grid: (5, 5), config: .init(ulysses: 2, ring: 2))]
+        // Torus across 2 or 4 "nodes", Ulysses inside; odd text (replicated) and split text.
+        + classes.flatMap { c in [ParallelConfig(torus: 2), .init(ulysses: 2, torus: 2), .init(torus: 4), .init(cfg: 2, torus: 2)]
+            .map { ParityCase(className: c, config: $0) } }
+        + ["SD3Transformer2DModel", "FluxTransformer2DModel"].map { ParityCase(className: $0, text: 8, config: .init(ulysses: 2, torus: 2)) }
+        + [ParityCase(className: "FluxTransformer2DModel", heads: 3, config: .init(torus: 2))]
         // DiT's first steps are synchronous (warm-up): every K/V is fresh, so it is exact too.
         + classes.flatMap { c in [ParallelConfig(distrifusion: 2), .init(distrifusion: 4), .init(cfg: 2, distrifusion: 2)]
             .map { ParityCase(className: c, config: $0) } }

@@ -62,12 +62,13 @@ struct RankOptions: ParsableArguments {
     func config() throws -> ParallelConfig { try config(parallel) }
 
     func config(_ parallel: ParallelSpec) throws -> ParallelConfig {
-        for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring", "distrifusion"].contains(method) {
-            throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses, ring or distrifusion")
+        for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring", "torus", "distrifusion"].contains(method) {
+            throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses, ring, torus or distrifusion")
         }
         guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps cannot be negative") }
         return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1,
-                              ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1)
+                              ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1,
+                              torus: parallel.degrees["torus"] ?? 1)
     }
 
     /// Runs `body` on every rank of this process; returns the results of its ranks (all of them
