@@ -30,7 +30,8 @@ struct ParallelForwardTests {
 
     @Test("MPI transport: a representative subset matches diffusers",
           arguments: [("sd3-b2-8x12", "ulysses=2", 2), ("flux-schnell-b2-3x5", "ring=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,ulysses=2", 4),
-                      ("dit-b2", "cfg=2,ring=2", 4), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", 4), ("sd3-b2-8x12", "distrifusion=2", 2)])
+                      ("dit-b2", "cfg=2,ring=2", 4), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", 4), ("sd3-b2-8x12", "distrifusion=2", 2),
+                      ("sd3-b2-8x12", "torus=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,torus=2", 4)])
     func mpi(fixture: String, spec: String, ranks: Int) throws {
         // The 4-rank runs also emulate 2 hosts: the link model must not change any value.
         let emulate = ranks == 4 ? ["--emulate-nodes", "2"] : []
