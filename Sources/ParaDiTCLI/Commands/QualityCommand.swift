@@ -89,8 +89,9 @@ struct Quality: ParsableCommand {
             maxLatentError: zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0,
             maxPixelError: zip(images, reference).map { abs(Int($0) - Int($1)) }.max() ?? 0)
         print("\(report.parallel) (warm-up \(warmup)) vs serial, \(steps) steps, seed \(seed):")
-        print("  latents: PSNR \(fmt(report.latentPSNR, digits: 1)) dB, max |error| \(String(format: "%.3g", report.maxLatentError))")
-        print("  image:   PSNR \(fmt(report.imagePSNR, digits: 1)) dB, max pixel error \(report.maxPixelError)/255")
+        func db(_ v: Double) -> String { v >= 999 ? "∞ (identical)" : fmt(v, digits: 1) + " dB" }
+        print("  latents: PSNR \(db(report.latentPSNR)), max |error| \(String(format: "%.3g", report.maxLatentError))")
+        print("  image:   PSNR \(db(report.imagePSNR)), max pixel error \(report.maxPixelError)/255")
         if let json { try writeJSON(report, to: json) }
     }
 }
