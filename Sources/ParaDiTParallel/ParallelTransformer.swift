@@ -46,6 +46,14 @@ public final class ParallelTransformer {
         return .init(batch: inputs.batch, heads: heads, imageTokens: tokens, textTokens: inputs.jointTextTokens)
     }
 
+    /// The shape `--parallel auto` plans for: batch, tokens in attention, width, heads, layers.
+    public static func stepShape(model: AnyTransformer, inputs: ModelInputs) throws -> StepShape {
+        let p = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
+            .problem(inputs)
+        let (layers, hidden) = model.attentionLayers
+        return StepShape(batch: p.batch, tokens: p.imageTokens + p.textTokens, hidden: hidden, heads: p.heads, layers: layers)
+    }
+
     /// The whole output on every rank.
     public func forward(_ inputs: ModelInputs) throws -> Tensor {
         try context.config.validate(problem(inputs))

@@ -41,6 +41,13 @@ struct ParallelForwardTests {
         #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
     }
 
+    @Test("--parallel auto plans for the world and the emulated hosts, and still matches diffusers")
+    func auto() throws {
+        #expect(runCommand(forwardArgs("flux-schnell-b2-3x5", output, ["--parallel", "auto", "--world", "4", "--emulate-nodes", "2"])) == nil)
+        #expect(try errorFromDiffusers(output, fixture: "flux-schnell-b2-3x5") <= 1e-5)
+        #expect((runCommand(forwardArgs("dit-b2", output, ["--parallel", "auto"])) ?? "").contains("--parallel auto needs --world"))
+    }
+
     @Test("a configuration that cannot work is refused with the degree to change, under MPI too")
     func refused() throws {
         let message = runCommand(forwardArgs("dit-b2", output, ["--parallel", "ulysses=4"])) ?? "accepted"

@@ -49,6 +49,7 @@ struct Forward: ParsableCommand {
         let transformer = try AnyTransformer.load(directory: model)
         let args = try ModelInputs(model: transformer, file: SafeTensorsFile(path: inputs))
         let loaded = Date()
+        let ranks = try self.ranks.planned(ParallelTransformer.stepShape(model: transformer, inputs: args))
         let results = try ranks.launch { context in
             try ParallelTransformer(model: transformer, context: context).forward(args)
         }

@@ -4,11 +4,16 @@ import ArgumentParser
 struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     static let methods = ["cfg", "ulysses", "ring", "pipefusion", "distrifusion", "torus"]
     var degrees: [String: Int] = [:]
+    /// `--parallel auto`: the planner picks the degrees for the world and the model.
+    var auto = false
 
     init() {}
 
+    init(degrees: [String: Int]) { self.degrees = degrees }
+
     init?(argument: String) {
         if argument == "serial" { return }
+        if argument == "auto" { auto = true; return }
         for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2, Self.methods.contains(kv[0]), let d = Int(kv[1]), d >= 1, degrees[kv[0]] == nil else { return nil }
@@ -21,6 +26,6 @@ struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     var isSerial: Bool { degrees.values.allSatisfy { $0 == 1 } }
     var worldSize: Int { degrees.values.reduce(1, *) }
     var description: String {
-        isSerial ? "serial" : degrees.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        auto ? "auto" : isSerial ? "serial" : degrees.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
     }
 }

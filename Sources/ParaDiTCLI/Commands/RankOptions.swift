@@ -39,6 +39,12 @@ struct RankOptions: ParsableArguments {
     var interNodeLatencyUs: Double = 50
 
     func validate() throws {
+        if parallel.auto {
+            guard world != nil || MPICommunicator.isLaunchedByMPI else {
+                throw ValidationError("--parallel auto needs --world N (the ranks to plan for), or mpirun")
+            }
+            return
+        }
         _ = try config()
         if let world, world != parallel.worldSize {
             throw ValidationError("--world \(world) does not match --parallel \(parallel) (\(parallel.worldSize) rank(s)); omit --world or make them agree")
@@ -60,6 +66,27 @@ struct RankOptions: ParsableArguments {
     }
 
     func config() throws -> ParallelConfig { try config(parallel) }
+
+    /// These options with `--parallel auto` resolved by the planner for this step's shape (printed
+    /// with its reasons on the first rank); unchanged otherwise.
+    func planned(_ shape: StepShape) throws -> RankOptions {
+        guard parallel.auto else { return self }
+        let size = MPICommunicator.isLaunchedByMPI ? try MPICommunicator.world().size : world!
+        let nodes = emulateNodes > 1 ? emulateNodes
+            : MPICommunicator.isLaunchedByMPI ? Set(try MPICommunicator.world().nodeOfRank()).count : 1
+        let cluster = ClusterModel(worldSize: size, nodes: nodes, interGbps: interNodeGbps, interLatency: interNodeLatencyUs * 1e-6)
+        let ranking = AutoPlanner.rank(shape, cluster)
+        guard let best = ranking.first else {
+            throw ValidationError("--parallel auto: no exact configuration of \(size) ranks fits this model (\(shape.heads) heads, batch \(shape.batch))")
+        }
+        let first = MPICommunicator.isLaunchedByMPI ? try MPICommunicator.world().rank == 0 : true
+        if first { print(AutoPlanner.explain(ranking)) }
+        var copy = self
+        let c = best.config
+        copy.parallel = ParallelSpec(degrees: ["cfg": c.cfg, "ulysses": c.ulysses, "ring": c.ring, "torus": c.torus].filter { $0.value > 1 })
+        copy.world = nil
+        return copy
+    }
 
     func config(_ parallel: ParallelSpec) throws -> ParallelConfig {
         for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring", "torus", "distrifusion"].contains(method) {
