@@ -99,6 +99,11 @@ public final class CommStats: @unchecked Sendable {
         byOperation[op] = c
     }
 
+    /// Bytes received over emulated inter-node links (with a link model).
+    public private(set) var interNodeBytesReceived = 0
+
+    func recordInterNode(bytes: Int) { interNodeBytesReceived += bytes }
+
     public var totalSent: Int { byOperation.values.reduce(0) { $0 + $1.bytesSent } }
     public var totalReceived: Int { byOperation.values.reduce(0) { $0 + $1.bytesReceived } }
 }

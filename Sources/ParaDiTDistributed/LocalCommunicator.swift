@@ -36,6 +36,7 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
             let r = try body()
             if let links = world.links {
                 let delay = links.delay(me: worldRank, peers: world.worldRanks, bytes: floats.map { $0 * 4 })
+                stats.recordInterNode(bytes: links.interNodeBytes(me: worldRank, peers: world.worldRanks, bytes: floats.map { $0 * 4 }))
                 if delay > 0 { Thread.sleep(forTimeInterval: delay) }
             }
             return r
@@ -199,7 +200,9 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
         message.data.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: count) }
         if let links = world.links {
             let start = max(message.sent, posted ?? monotonicSeconds())
-            let delay = links.delay(me: worldRank, peers: world.worldRanks, bytes: (0..<size).map { $0 == peer ? 4 * count : 0 })
+            let bytes = (0..<size).map { $0 == peer ? 4 * count : 0 }
+            stats.recordInterNode(bytes: links.interNodeBytes(me: worldRank, peers: world.worldRanks, bytes: bytes))
+            let delay = links.delay(me: worldRank, peers: world.worldRanks, bytes: bytes)
             sleepUntil(start + delay)
         }
         stats.record("recv", sentFloats: 0, receivedFloats: count)

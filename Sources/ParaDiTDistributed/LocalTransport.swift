@@ -33,6 +33,11 @@ public struct LinkModel: Sendable {
         self.interBytesPerSecond = interGbps * 1e9 / 8
     }
 
+    /// Of `bytes[i]` received from global rank `peers[i]`, those that cross hosts.
+    public func interNodeBytes(me: Int, peers: [Int], bytes: [Int]) -> Int {
+        zip(peers, bytes).reduce(0) { $0 + ($1.0 != me && nodeOfRank[$1.0] != nodeOfRank[me] ? $1.1 : 0) }
+    }
+
     /// Seconds rank `me` spends receiving `bytes[i]` from global rank `peers[i]`.
     public func delay(me: Int, peers: [Int], bytes: [Int]) -> Double {
         var intra = 0, inter = 0, anyIntra = false, anyInter = false

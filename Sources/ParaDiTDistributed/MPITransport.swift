@@ -118,7 +118,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     /// Seconds the link model gives receiving `floats[r]` from each rank r (0 without one).
     func emulatedDelay(_ floats: [Int]) -> Double {
-        links?.delay(me: worldRank, peers: worldRanks, bytes: floats.map { 4 * $0 }) ?? 0
+        guard let links else { return 0 }
+        stats.recordInterNode(bytes: links.interNodeBytes(me: worldRank, peers: worldRanks, bytes: floats.map { 4 * $0 }))
+        return links.delay(me: worldRank, peers: worldRanks, bytes: floats.map { 4 * $0 })
     }
 
     func fromOne(_ peer: Int, _ count: Int) -> [Int] { (0..<size).map { $0 == peer ? count : 0 } }

@@ -46,6 +46,8 @@ struct BenchParallel: ParsableCommand {
         var suite = "parallel"
         var preset: String
         var machine: MachineInfo
+        /// Emulated hosts and their links (nil: none).
+        var emulatedNodes: Int?, interNodeGbps: Double?, interNodeLatencyUs: Double?, interleavedNodes: Bool?
         var serialSameThreads: Timing?
         var serialAllThreads: Timing?
         var results: [Result]
@@ -64,6 +66,8 @@ struct BenchParallel: ParsableCommand {
         var ringBytesPerRank: Int, ringFormula: Int
         var distrifusionBytesPerRank: Int, distrifusionFormula: Int
         var gatherBytesPerRank: Int
+        /// Bytes one rank received over emulated inter-node links per step.
+        var interNodeBytesPerRank: Int
     }
 
     func validate() throws {
@@ -100,7 +104,11 @@ struct BenchParallel: ParsableCommand {
             results.append(r)
         }
         results = results.map { r in var r = r; r.speedup = serial.map { $0.same.median / r.parallelStep.median }; return r }
-        let report = Report(preset: p.name, machine: .current(threads: total), serialSameThreads: serial?.same,
+        let emulated = ranks.emulateNodes > 1
+        let report = Report(preset: p.name, machine: .current(threads: total),
+                            emulatedNodes: emulated ? ranks.emulateNodes : nil, interNodeGbps: emulated ? ranks.interNodeGbps : nil,
+                            interNodeLatencyUs: emulated ? ranks.interNodeLatencyUs : nil, interleavedNodes: emulated ? ranks.interleavedNodes : nil,
+                            serialSameThreads: serial?.same,
                             serialAllThreads: serial?.all ?? serial?.same, results: results)
         print(p.summary + "\n")
         print(Self.table(report).render())
@@ -122,7 +130,9 @@ struct BenchParallel: ParsableCommand {
                 if step >= warmup { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             }
             try transformer.finish()
-            return (timing(samples), Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) }))
+            var bytes = Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) })
+            bytes["inter-node"] = context.groups.reduce(0) { $0 + $1.comm.stats.interNodeBytesReceived } / steps
+            return (timing(samples), bytes)
         }
         guard let (rank, (step, bytes)) = results.first, rank == 0 else { return nil }
         let (layers, hidden) = model.attentionLayers
@@ -134,9 +144,9 @@ struct BenchParallel: ParsableCommand {
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
             warmupSteps: config.distrifusion > 1 ? stale : nil, parallelStep: step, speedup: nil,
             ulyssesBytesPerRank: bytes["ulysses"] ?? 0, ulyssesFormula: formula.ulyssesBytes,
-            ringBytesPerRank: bytes["ring"] ?? 0, ringFormula: formula.ringBytes,
+            ringBytesPerRank: (bytes["ring"] ?? 0) + (bytes["torus"] ?? 0), ringFormula: formula.ringBytes + formula.torusBytes,
             distrifusionBytesPerRank: bytes["distrifusion"] ?? 0, distrifusionFormula: formula.distrifusionBytes,
-            gatherBytesPerRank: (bytes["sequence"] ?? 0) + (bytes["cfg"] ?? 0))
+            gatherBytesPerRank: (bytes["sequence"] ?? 0) + (bytes["cfg"] ?? 0), interNodeBytesPerRank: bytes["inter-node"] ?? 0)
     }
 
     func timeSerial(_ model: AnyTransformer, _ inputs: ModelInputs, threads: Int, log: Logger) throws -> Timing {
@@ -156,12 +166,14 @@ struct BenchParallel: ParsableCommand {
         let all = r.serialAllThreads.map { ", \(fmt($0.median, digits: 3)) s with all threads" } ?? ""
         var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)",
                             columns: ["parallel", "ranks × threads", "step s", "speedup", "ulysses MB/rank (formula)",
-                                      "ring MB/rank (formula)", "distrifusion MB/rank (formula)", "gather MB/rank"])
+                                      "ring/torus MB/rank (formula)", "distrifusion MB/rank (formula)", "gather MB/rank",
+                                      "inter-node MB/rank"])
         for x in r.results {
             t.add([x.parallel + (x.warmupSteps.map { " (warm-up \($0))" } ?? ""), "\(x.ranks) × \(x.threadsPerRank)",
                    fmt(x.parallelStep.median, digits: 3), x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
                    "\(mb(x.ulyssesBytesPerRank)) (\(mb(x.ulyssesFormula)))", "\(mb(x.ringBytesPerRank)) (\(mb(x.ringFormula)))",
-                   "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))", mb(x.gatherBytesPerRank)])
+                   "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))", mb(x.gatherBytesPerRank),
+                   r.emulatedNodes == nil ? "—" : mb(x.interNodeBytesPerRank)])
         }
         return t
     }

@@ -38,6 +38,9 @@ struct RankOptions: ParsableArguments {
     @Option(help: "Emulated latency between hosts, µs.")
     var interNodeLatencyUs: Double = 50
 
+    @Flag(help: "Put rank r on emulated host r mod N instead of consecutive ranks on one host (the innermost axis then crosses hosts: e.g. USP with Ulysses across and Ring inside).")
+    var interleavedNodes = false
+
     func validate() throws {
         if parallel.auto {
             guard world != nil || MPICommunicator.isLaunchedByMPI else {
@@ -61,7 +64,7 @@ struct RankOptions: ParsableArguments {
         guard size % emulateNodes == 0 else {
             throw ValidationError("--emulate-nodes \(emulateNodes) must divide the \(size) ranks")
         }
-        let nodes = try Mesh.nodes(worldSize: size, nodes: emulateNodes)
+        let nodes = interleavedNodes ? (0..<size).map { $0 % emulateNodes } : try Mesh.nodes(worldSize: size, nodes: emulateNodes)
         return (nodes, LinkModel(nodeOfRank: nodes, interGbps: interNodeGbps, interLatency: interNodeLatencyUs * 1e-6))
     }
 
