@@ -33,6 +33,9 @@ struct BenchParallel: ParsableCommand {
     @Option(help: "Further --parallel configurations to time in the same run, against the same serial figures.")
     var also: [ParallelSpec] = []
 
+    @Flag(help: "Time only the parallel steps (no serial run, no speedup).")
+    var skipSerial = false
+
     @Option(help: "Timed steps; the table shows their median.")
     var runs: Int = 3
 
@@ -94,7 +97,7 @@ struct BenchParallel: ParsableCommand {
         let total = ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount
         let perRank = max(1, total / configs.map(\.worldSize).max()!)
         var serial: (same: Timing, all: Timing?)?
-        if !MPICommunicator.isLaunchedByMPI {
+        if !MPICommunicator.isLaunchedByMPI && !skipSerial {
             serial = (try timeSerial(model, inputs, threads: perRank, log: log),
                       perRank == total ? nil : try timeSerial(model, inputs, threads: total, log: log))
         }
@@ -162,9 +165,10 @@ struct BenchParallel: ParsableCommand {
 
     static func table(_ r: Report) -> ResultTable {
         func mb(_ b: Int) -> String { fmt(Double(b) / 1e6, digits: 2) }
-        let serial = r.serialSameThreads.map { "serial \(fmt($0.median, digits: 3)) s on 1 rank" } ?? "no serial run under mpirun"
+        let serial = r.serialSameThreads.map { "serial \(fmt($0.median, digits: 3)) s on 1 rank" } ?? "no serial run"
         let all = r.serialAllThreads.map { ", \(fmt($0.median, digits: 3)) s with all threads" } ?? ""
-        var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)",
+        let hosts = r.emulatedNodes.map { n in ", \(n) emulated hosts\(r.interleavedNodes == true ? " (interleaved)" : "") at \(r.interNodeGbps!) Gbit/s, \(r.interNodeLatencyUs!) µs" } ?? ""
+        var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)\(hosts)",
                             columns: ["parallel", "ranks × threads", "step s", "speedup", "ulysses MB/rank (formula)",
                                       "ring/torus MB/rank (formula)", "distrifusion MB/rank (formula)", "gather MB/rank",
                                       "inter-node MB/rank"])
