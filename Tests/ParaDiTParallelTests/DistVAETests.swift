@@ -21,13 +21,14 @@ struct DistVAECase: CustomStringConvertible, Sendable {
     var scaling: LatentScaling = .divide
     var description: String { name }
 
-    func load() throws -> (AutoencoderKL, Tensor) {
+    /// The VAE, the latents and, for the fixtures, diffusers' image of them.
+    func load() throws -> (vae: AutoencoderKL, latents: Tensor, diffusers: Tensor?) {
         let vae = try AutoencoderKL.load(directory: "\(diffusionFixtures)/\(folder)")
         guard let shape = randomShape else {
             let data = try SafeTensorsFile(path: "\(diffusionFixtures)/vae/\(name)/data.safetensors")
-            return (vae, try data.tensor("latents"))
+            return (vae, try data.tensor("latents"), try data.tensor("image"))
         }
-        return (vae, Tensor.randn([shape[0], vae.config.latentChannels, shape[1], shape[2]], seed: 11))
+        return (vae, Tensor.randn([shape[0], vae.config.latentChannels, shape[1], shape[2]], seed: 11), nil)
     }
 }
 
@@ -95,9 +96,10 @@ struct DistVAETests {
     /// The serial decode runs on one thread like each rank, so one rank must reproduce it bit for bit
     /// (the band code path is the serial arithmetic); more ranks differ only by float32 rounding
     /// (partial sums of the GroupNorm statistics, GEMMs of other sizes).
-    @Test("every rank's image equals the serial decode (relative L2 ≤ 1e-5; one rank: bit-exact) on 1 to 4 ranks", arguments: cases)
+    @Test("every rank's image equals the serial decode (relative L2 ≤ 1e-5; one rank: bit-exact), and diffusers', on 1 to 4 ranks",
+          arguments: cases)
     func parity(c: DistVAECase) throws {
-        let (vae, latents) = try c.load()
+        let (vae, latents, diffusers) = try c.load()
         let serial = try ThreadPool(threads: 1).withCurrent { try vae.decode(latents: latents, scaling: c.scaling) }
         var report: [String] = []
         for ranks in 1...4 {
@@ -109,6 +111,10 @@ struct DistVAETests {
             }
             let worst = errors.max()!
             #expect(worst <= (ranks == 1 ? 0 : 1e-5), "\(c) on \(ranks) ranks: relative L2 \(worst)")
+            if let diffusers {
+                let err = relativeL2(results[0].image, diffusers)
+                #expect(err <= 1e-5, "\(c) on \(ranks) ranks: relative L2 \(err) from diffusers' image")
+            }
             report.append("\(ranks) ranks \(balancedSplit(latents.size(2), parts: ranks).map(\.count)): \(worst)")
         }
         print("DistVAE \(c) \(latents.shape): max relative L2 vs serial — \(report.joined(separator: "; "))")
@@ -118,7 +124,7 @@ struct DistVAETests {
           arguments: [("sd-b2-6x8", 3), ("flux-b1-5x7", 2), ("flux-b1-5x7", 4)])
     func bytes(name: String, ranks: Int) throws {
         let c = Self.cases.first { $0.name == name }!
-        let (vae, latents) = try c.load()
+        let (vae, latents, _) = try c.load()
         let results = try parallelDecode(vae, latents, scaling: c.scaling, ranks: ranks)
         for (rank, r) in results.enumerated() {
             let expected = DistVAEVolume(config: vae.config, latentShape: latents.shape, ranks: ranks, rank: rank)
@@ -137,7 +143,7 @@ struct DistVAETests {
     /// attention) and stacking the images is far from the serial decode, so the parity test can fail.
     @Test("stacking bands decoded independently is far from the serial decode")
     func independentBands() throws {
-        let (vae, latents) = try Self.cases[0].load()
+        let (vae, latents, _) = try Self.cases[0].load()
         let serial = try vae.decode(latents: latents)
         let (batch, channels, h, w) = (latents.size(0), latents.size(1), latents.size(2), latents.size(3))
         let stacked = Tensor(uninitialized: serial.shape)
@@ -157,7 +163,7 @@ struct DistVAETests {
 
     @Test("more ranks than latent rows is refused on every rank, naming both counts")
     func tooManyRanks() throws {
-        let (vae, latents) = try Self.cases[0].load()
+        let (vae, latents, _) = try Self.cases[0].load()
         nonisolated(unsafe) let model = vae
         let messages = try LocalWorld.run(size: 7) { comm -> String? in
             do {
