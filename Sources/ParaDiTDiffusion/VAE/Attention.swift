@@ -8,13 +8,14 @@ import ParaDiTWeights
 /// diffusers renames those at load, and so does this.
 ///
 /// No transposes: q|k|v come from one GEMM reading the channel-major norm output transposed,
-/// and to_out writes channel-major straight onto the residual.
-struct Attention {
-    let groupNorm: GroupNorm
+/// and to_out writes channel-major straight onto the residual. The three stages (projections,
+/// attention, output) are separate so the patch-parallel decoder can gather K and V between them.
+package struct Attention {
+    package let groupNorm: GroupNorm
     /// to_q, to_k, to_v stacked: [3C, C] and [3C].
     let qkvWeight: Tensor, qkvBias: Tensor
     let outWeight: Tensor, outBias: Tensor
-    let channels: Int
+    package let channels: Int
 
     init(_ w: Weights, channels c: Int, groups: Int, eps: Float) throws {
         channels = c
@@ -34,11 +35,24 @@ struct Attention {
     /// x: [B, C, H, W] → [B, C, H, W].
     func callAsFunction(_ x: Tensor) -> Tensor {
         let (batch, c, n) = (x.size(0), channels, x.size(2) * x.size(3))
-        let normed = groupNorm(x)
-        let qkv = Tensor(uninitialized: [batch, n, 3 * c])
+        let qkv = projections(groupNorm(x))
         let attended = Tensor(uninitialized: [batch, n, c])
-        let out = Tensor(uninitialized: x.shape)
-        withExtendedLifetime((x, normed, self)) {
+        withExtendedLifetime(qkv) {
+            attention(batch: batch, heads: 1, lq: n, lk: n, headDim: c, q: qkv.data, ldq: 3 * c,
+                      k: qkv.data + c, ldk: 3 * c, v: qkv.data + 2 * c, ldv: 3 * c,
+                      out: attended.data, ldo: c, lse: nil, scale: scale)
+        }
+        return output(attended, residual: x)
+    }
+
+    /// softmax's scale 1/√C.
+    package var scale: Float { 1 / Float(channels).squareRoot() }
+
+    /// normed: [B, C, H, W] → token-major q|k|v [B, H·W, 3C].
+    package func projections(_ normed: Tensor) -> Tensor {
+        let (batch, c, n) = (normed.size(0), channels, normed.size(2) * normed.size(3))
+        let qkv = Tensor(uninitialized: [batch, n, 3 * c])
+        withExtendedLifetime((normed, self)) {
             for b in 0..<batch {
                 // qkv[n, 3C] = normedᵀ · Wᵀ + bias, normed being [C, n]: bias rows first, then accumulate.
                 let rows = qkv.data + b * n * 3 * c
@@ -46,9 +60,15 @@ struct Attention {
                 sgemm(transA: true, transB: true, m: n, n: 3 * c, k: c, alpha: 1, a: normed.data + b * c * n, lda: n,
                       b: qkvWeight.data, ldb: c, beta: 1, c: rows, ldc: 3 * c)
             }
-            attention(batch: batch, heads: 1, lq: n, lk: n, headDim: c, q: qkv.data, ldq: 3 * c,
-                      k: qkv.data + c, ldk: 3 * c, v: qkv.data + 2 * c, ldv: 3 * c,
-                      out: attended.data, ldo: c, lse: nil, scale: 1 / Float(c).squareRoot())
+        }
+        return qkv
+    }
+
+    /// x + to_out(attended): attended [B, H·W, C] token-major, x [B, C, H, W] → [B, C, H, W].
+    package func output(_ attended: Tensor, residual x: Tensor) -> Tensor {
+        let (batch, c, n) = (x.size(0), channels, x.size(2) * x.size(3))
+        let out = Tensor(uninitialized: x.shape)
+        withExtendedLifetime((x, attended, self)) {
             for b in 0..<batch {
                 // out[C, n] = x + bias, then += W_out · attendedᵀ.
                 let o = out.data + b * c * n

@@ -76,8 +76,8 @@ public enum LatentScaling: Sendable {
 /// other tensor the decoder does not use is still an error.
 public final class AutoencoderKL {
     public let config: AutoencoderKLConfig
-    let postQuantConv: Conv2d?
-    let decoder: Decoder
+    package let postQuantConv: Conv2d?
+    package let decoder: Decoder
 
     /// Key prefixes of the encoding half, present in real checkpoints and never needed to decode.
     static let encoderPrefixes = ["encoder.", "quant_conv."]
@@ -147,7 +147,7 @@ public final class AutoencoderKL {
         return out
     }
 
-    func checkLatents(_ x: Tensor, name: String) throws {
+    package func checkLatents(_ x: Tensor, name: String) throws {
         guard x.rank == 4, x.size(0) > 0, x.size(2) > 0, x.size(3) > 0 else {
             throw WeightsError.badInput(name: name, reason: "has shape \(x.shape), expected [B, \(config.latentChannels), h, w] with every size positive")
         }

@@ -4,12 +4,12 @@ import ParaDiTWeights
 /// diffusers `Decoder` (group norm variant): conv_in to the widest channels, the mid block, the up
 /// blocks from widest to narrowest (each but the last doubling the resolution), then
 /// GroupNorm, SiLU and conv_out to the image channels.
-struct Decoder {
-    let convIn: Conv2d
-    let midBlock: UNetMidBlock2D
-    let upBlocks: [UpDecoderBlock2D]
-    let convNormOut: GroupNorm
-    let convOut: Conv2d
+package struct Decoder {
+    package let convIn: Conv2d
+    package let midBlock: UNetMidBlock2D
+    package let upBlocks: [UpDecoderBlock2D]
+    package let convNormOut: GroupNorm
+    package let convOut: Conv2d
 
     /// The VAE's GroupNorm epsilon, fixed in diffusers' Decoder.
     static let eps: Float = 1e-6

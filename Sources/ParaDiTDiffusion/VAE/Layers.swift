@@ -5,26 +5,26 @@ import ParaDiTWeights
 
 /// `nn.Conv2d` with stride 1 and "same" padding (kernel 3 → padding 1, kernel 1 → none), the
 /// only kind the decoder uses: weight [out, in, k, k], bias [out].
-struct Conv2d {
-    let weight: Tensor
-    let bias: Tensor?
-    var outChannels: Int { weight.size(0) }
+package struct Conv2d {
+    package let weight: Tensor
+    package let bias: Tensor?
+    package var outChannels: Int { weight.size(0) }
 
     init(_ w: Weights, in inChannels: Int, out outChannels: Int, kernel: Int, bias: Bool = true) throws {
         weight = try w.tensor("weight", shape: [outChannels, inChannels, kernel, kernel])
         self.bias = bias ? try w.tensor("bias", shape: [outChannels]) : nil
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight: weight, bias: bias, padding: weight.size(2) / 2) }
+    package func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight: weight, bias: bias, padding: weight.size(2) / 2) }
 }
 
 /// `nn.GroupNorm` with affine weight and bias [channels]; `silu: true` applies the SiLU that
 /// follows every decoder norm in place, saving a tensor and a pass.
-struct GroupNorm {
-    let weight: Tensor
-    let bias: Tensor
-    let groups: Int
-    let eps: Float
+package struct GroupNorm {
+    package let weight: Tensor
+    package let bias: Tensor
+    package let groups: Int
+    package let eps: Float
 
     init(_ w: Weights, channels: Int, groups: Int, eps: Float) throws {
         weight = try w.tensor("weight", shape: [channels])

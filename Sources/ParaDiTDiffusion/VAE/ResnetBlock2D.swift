@@ -5,12 +5,12 @@ import ParaDiTWeights
 /// output scale 1 and dropout off, so
 ///   out = shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))))))
 /// where the shortcut is a 1×1 `conv_shortcut` when the width changes and the identity otherwise.
-struct ResnetBlock2D {
-    let norm1: GroupNorm
-    let conv1: Conv2d
-    let norm2: GroupNorm
-    let conv2: Conv2d
-    let convShortcut: Conv2d?
+package struct ResnetBlock2D {
+    package let norm1: GroupNorm
+    package let conv1: Conv2d
+    package let norm2: GroupNorm
+    package let conv2: Conv2d
+    package let convShortcut: Conv2d?
 
     init(_ w: Weights, inChannels: Int, outChannels: Int, groups: Int, eps: Float) throws {
         norm1 = try GroupNorm(w.scope("norm1"), channels: inChannels, groups: groups, eps: eps)

@@ -3,9 +3,9 @@ import ParaDiTWeights
 
 /// diffusers `UNetMidBlock2D` as the VAE builds it (one layer): resnet, attention (unless
 /// `mid_block_add_attention` is false), resnet, all at the same width.
-struct UNetMidBlock2D {
-    let resnets: [ResnetBlock2D]
-    let attention: Attention?
+package struct UNetMidBlock2D {
+    package let resnets: [ResnetBlock2D]
+    package let attention: Attention?
 
     init(_ w: Weights, channels: Int, addAttention: Bool, groups: Int, eps: Float) throws {
         resnets = try (0..<2).map { i in

@@ -2,8 +2,8 @@ import ParaDiTTensor
 import ParaDiTWeights
 
 /// diffusers `Upsample2D` with `use_conv=True`: nearest-neighbour ×2, then a 3×3 conv (key `conv`).
-struct Upsample2D {
-    let conv: Conv2d
+package struct Upsample2D {
+    package let conv: Conv2d
 
     init(_ w: Weights, channels: Int) throws {
         conv = try Conv2d(w.scope("conv"), in: channels, out: channels, kernel: 3)
@@ -14,9 +14,9 @@ struct Upsample2D {
 
 /// diffusers `UpDecoderBlock2D`: `layers` resnets (the first one changing the width from
 /// `inChannels` to `outChannels`), then an optional upsampler (`upsamplers.0`).
-struct UpDecoderBlock2D {
-    let resnets: [ResnetBlock2D]
-    let upsampler: Upsample2D?
+package struct UpDecoderBlock2D {
+    package let resnets: [ResnetBlock2D]
+    package let upsampler: Upsample2D?
 
     init(_ w: Weights, inChannels: Int, outChannels: Int, layers: Int, upsample: Bool, groups: Int, eps: Float) throws {
         resnets = try (0..<layers).map { i in
