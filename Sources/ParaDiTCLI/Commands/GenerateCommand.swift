@@ -80,7 +80,7 @@ struct Generate: ParsableCommand {
         try pipeline.validate(request, conditioning: conditioning)
         let loaded = Date()
         let (transformer, warmup) = (pipeline.transformer, ranks.warmupSteps)
-        let results = try ranks.launch { context -> (Tensor, [Double]) in
+        let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in
             let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmup)
             let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
             var seconds: [Double] = []
@@ -90,19 +90,26 @@ struct Generate: ParsableCommand {
             }
             progress.finish()
             try parallel.finish()
-            return (latents, seconds)
+            // Patch-parallel decode over every rank when the latent has a row for each (DistVAE).
+            let (z, scaling) = try pipeline.vaeInput(latents, request: request, conditioning: conditioning)
+            guard context.world.size > 1 && z.size(2) >= context.world.size else { return (latents, seconds, nil, 0) }
+            if context.world.rank == 0 { log.info("decoding on \(context.world.size) ranks") }
+            let start = Date()
+            let image = try pipeline.vae.decode(latents: z, scaling: scaling, comm: context.world)
+            return (latents, seconds, image, Date().timeIntervalSince(start))
         }
-        guard let (rank, (latents, seconds)) = results.first, rank == 0 else { return }
+        guard let (rank, (latents, seconds, parallelImage, parallelDecode)) = results.first, rank == 0 else { return }
         let denoised = Date()
-        log.info("decoding")
-        let images = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
+        if parallelImage == nil { log.info("decoding") }
+        let decoded = try parallelImage ?? pipeline.decode(latents, request: request, conditioning: conditioning)
+        let images = try VaeImageProcessor.postprocess(decoded)
         let paths = images.indices.map { images.count == 1 ? output : output.replacingOccurrences(of: ".png", with: "") + "_\($0 + 1).png" }
         for (image, path) in zip(images, paths) { try PNGWriter.write(image, to: path) }
         if let saveLatents { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }
         let summary = Summary(pipeline: pipeline.folder.className, model: model ?? GeneratePreset.name, parallel: ranks.parallel.description,
                               seed: seed, steps: request.steps, guidance: guidance, width: images[0].width, height: images[0].height,
                               stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
-                              decodeSeconds: Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
+                              decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), outputs: paths, randomWeights: model == nil)
         print(summary.text)
         if let json { try writeJSON(summary, to: json) }

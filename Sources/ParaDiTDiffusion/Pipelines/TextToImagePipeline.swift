@@ -101,8 +101,15 @@ public final class TextToImagePipeline {
 
     /// The VAE's images [B, 3, H, W] (nominally in [−1, 1]) of `denoise`'s latents.
     public func decode(_ latents: Tensor, request: GenerationRequest, conditioning: Conditioning?) throws -> Tensor {
+        let (z, scaling) = try vaeInput(latents, request: request, conditioning: conditioning)
+        return try vae.decode(latents: z, scaling: scaling)
+    }
+
+    /// What the VAE decodes for `denoise`'s latents (unpacked for Flux), and how to unscale it:
+    /// for a decoder split over ranks.
+    public func vaeInput(_ latents: Tensor, request: GenerationRequest, conditioning: Conditioning?) throws -> (Tensor, LatentScaling) {
         let recipe = try recipe(request, conditioning: conditioning)
-        return try vae.decode(latents: recipe.vaeLatents(latents), scaling: recipe.scaling)
+        return (recipe.vaeLatents(latents), recipe.scaling)
     }
 }
 
