@@ -95,6 +95,20 @@ struct AttentionTests {
         expectClose(first.lse!, full.lse!, tolerance: 1e-6, "merged lse, split \(split)")
     }
 
+    @Test("exp2NonPositive8 is within float noise of exp2 on [−127, 0], exactly 1 at 0 and 0 from −127 down")
+    func exp2OfShiftedScores() {
+        var worst = 0.0
+        for i in 0...127_000 {
+            let x = -Float(i) / 1000
+            let expected = Foundation.exp2(Double(x))
+            if i < 126_000 { worst = max(worst, abs(Double(exp2NonPositive8(F8(repeating: x))[0]) - expected) / expected) }
+        }
+        #expect(worst < 2.5e-7, "exp2NonPositive8 worst relative error \(worst)")
+        #expect(exp2NonPositive8(F8(repeating: 0))[0] == 1)
+        for x: Float in [-127, -200, -.infinity] { #expect(exp2NonPositive8(F8(repeating: x))[0] == 0) }
+        #expect(exp2NonPositive8(F8(repeating: .nan))[0].isNaN)
+    }
+
     @Test("tensor-level attention checks shapes and defaults the scale to 1/√d")
     func tensorLevel() {
         let q = Tensor.randn([1, 5, 2, 8], seed: 7), k = Tensor.randn([1, 6, 2, 8], seed: 8), v = Tensor.randn([1, 6, 2, 8], seed: 9)

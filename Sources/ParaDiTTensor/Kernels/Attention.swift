@@ -47,9 +47,12 @@ public func attention(
 ) {
     if lq == 0 || batch == 0 || heads == 0 || headDim == 0 { return }
     // Large query blocks amortise each K/V panel over more rows, but every thread needs work:
-    // shrink the block (in whole 6-row tiles) until there are two items per thread.
+    // shrink the block (in whole 6-row tiles) until there are two items per thread. Then split
+    // the rows evenly into blocks of whole tiles, so only a head's last block pads its last tile.
     var bq = max(1, blocking.queryBlock)
     while bq > 24 && batch * heads * ((lq + bq - 1) / bq) < 2 * pool.threadCount { bq = roundUp6(bq / 2) }
+    let blocks = (lq + bq - 1) / bq
+    bq = roundUp6((lq + blocks - 1) / blocks)
     let bk = roundUp16(max(16, min(blocking.keyBlock, lk)))
     let qBlocks = (lq + bq - 1) / bq
     let packedCount = (PackedKeysValues.count(batch: batch, heads: heads, lk: lk, headDim: headDim) + 15) / 16 * 16

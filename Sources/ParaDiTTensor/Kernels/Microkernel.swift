@@ -14,11 +14,14 @@ public let microTileCols = 16
 /// C[m×n] = alpha · A[m×k] · B[k×n] (+ C when `accumulate`), A and C row-major, n a multiple of 16,
 /// B in panels as described above.
 /// `rowPad` is scratch of at least 6·k floats, used to zero-pad a last partial row tile; it may be
-/// nil when m is a multiple of 6.
+/// nil when m is a multiple of 6. `laneMax`, if given, is m vectors that each take the lane-wise
+/// maximum of what is stored into their row (the caller reduces them), so that a softmax needs no
+/// separate pass for the row maximum.
 public func microGemm(
     m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, panelStride: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowPad: UnsafeMutablePointer<Float>?
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowPad: UnsafeMutablePointer<Float>?,
+    laneMax: UnsafeMutablePointer<F8>? = nil
 ) {
     check(n % microTileCols == 0, "microGemm needs n a multiple of \(microTileCols), got \(n)")
     let fullRows = m / microTileRows * microTileRows
@@ -27,7 +30,7 @@ public func microGemm(
         var i = 0
         while i < fullRows {
             microTile(k: k, a: a + i * lda, lda: lda, b: b + j / microTileCols * panelStride, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
-                      rows: microTileRows, alpha: alpha, accumulate: accumulate)
+                      rows: microTileRows, alpha: alpha, accumulate: accumulate, laneMax: laneMax.map { $0 + i })
             i += microTileRows
         }
         j += microTileCols
@@ -41,7 +44,7 @@ public func microGemm(
         j = 0
         while j < n {
             microTile(k: k, a: rowPad, lda: k, b: b + j / microTileCols * panelStride, ldb: ldb, c: c + fullRows * ldc + j, ldc: ldc,
-                      rows: rest, alpha: alpha, accumulate: accumulate)
+                      rows: rest, alpha: alpha, accumulate: accumulate, laneMax: laneMax.map { $0 + fullRows })
             j += microTileCols
         }
     }
@@ -50,7 +53,8 @@ public func microGemm(
 /// One 6×16 tile: acc = A[6×k] · B[k×16]; then C = alpha·acc (+ C) for the first `rows` rows.
 @inline(__always)
 func microTile(k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-               c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, alpha: Float, accumulate: Bool) {
+               c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, alpha: Float, accumulate: Bool,
+               laneMax: UnsafeMutablePointer<F8>?) {
     var c00 = F8(), c01 = F8(), c10 = F8(), c11 = F8(), c20 = F8(), c21 = F8()
     var c30 = F8(), c31 = F8(), c40 = F8(), c41 = F8(), c50 = F8(), c51 = F8()
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
@@ -78,6 +82,14 @@ func microTile(k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float
     if rows > 3 { storeTileRow(c + 3 * ldc, c30, c31, al, accumulate) }
     if rows > 4 { storeTileRow(c + 4 * ldc, c40, c41, al, accumulate) }
     if rows > 5 { storeTileRow(c + 5 * ldc, c50, c51, al, accumulate) }
+    if let laneMax {
+        laneMax[0] = vmax(laneMax[0], vmax(c00 * al, c01 * al))
+        if rows > 1 { laneMax[1] = vmax(laneMax[1], vmax(c10 * al, c11 * al)) }
+        if rows > 2 { laneMax[2] = vmax(laneMax[2], vmax(c20 * al, c21 * al)) }
+        if rows > 3 { laneMax[3] = vmax(laneMax[3], vmax(c30 * al, c31 * al)) }
+        if rows > 4 { laneMax[4] = vmax(laneMax[4], vmax(c40 * al, c41 * al)) }
+        if rows > 5 { laneMax[5] = vmax(laneMax[5], vmax(c50 * al, c51 * al)) }
+    }
 }
 
 @inline(__always)
