@@ -2,7 +2,8 @@ import ParaDiTDistributed
 
 /// The degrees of the parallel methods: cfg splits the cond/uncond batch; ulysses × ring (the
 /// sequence-parallel group, USP when both exceed 1) split the image tokens exactly; distrifusion
-/// splits them into patches that see each other's K/V one step late.
+/// splits them into patches that see each other's K/V one step late; pipefusion cuts the blocks
+/// into stages and the image into patches that flow through them, one step stale.
 public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
     public var cfg: Int
     public var ulysses: Int
@@ -10,12 +11,22 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
     public var distrifusion: Int
     /// Torus attention across this many nodes (in place of ring), Ulysses inside each.
     public var torus: Int
+    /// PipeFusion's pipeline stages.
+    public var pipefusion: Int
+    /// PipeFusion's patches per image (nil: one per stage).
+    public var patches: Int?
+    /// Blocks of each stage (nil: an even split).
+    public var stageBlocks: [Int]?
 
-    public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1, distrifusion: Int = 1, torus: Int = 1) {
+    public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1, distrifusion: Int = 1, torus: Int = 1,
+                pipefusion: Int = 1, patches: Int? = nil, stageBlocks: [Int]? = nil) {
         (self.cfg, self.ulysses, self.ring, self.distrifusion, self.torus) = (cfg, ulysses, ring, distrifusion, torus)
+        (self.pipefusion, self.patches, self.stageBlocks) = (pipefusion, patches, stageBlocks)
     }
 
-    public var worldSize: Int { cfg * sequenceDegree }
+    public var worldSize: Int { cfg * pipefusion * sequenceDegree }
+    /// PipeFusion's patch count.
+    public var patchCount: Int { patches ?? pipefusion }
     /// Ranks that share one sample's tokens.
     public var sequenceDegree: Int { ulysses * columns * distrifusion }
     /// The inter-node axis of sequence parallelism: ring or torus (one of them is 1).
@@ -23,14 +34,16 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
     public var isSerial: Bool { worldSize == 1 }
 
     public var description: String {
-        let parts = [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion)]
+        var parts = [("cfg", cfg), ("pipefusion", pipefusion), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion)]
             .filter { $0.1 > 1 }.map { "\($0.0)=\($0.1)" }
+        if pipefusion > 1 && patchCount != pipefusion { parts.append("patches=\(patchCount)") }
         return parts.isEmpty ? "serial" : parts.joined(separator: ",")
     }
 
     /// Torus and DistriFusion take the ring axis of the mesh (none of the three is combined).
     public func mesh(worldSize: Int, nodeOfRank: [Int]? = nil) throws -> Mesh {
-        try Mesh(degrees: [.cfg: cfg, .ulysses: ulysses, .ring: ring * torus * distrifusion], worldSize: worldSize, nodeOfRank: nodeOfRank)
+        try Mesh(degrees: [.cfg: cfg, .pipefusion: pipefusion, .ulysses: ulysses, .ring: ring * torus * distrifusion],
+                 worldSize: worldSize, nodeOfRank: nodeOfRank)
     }
 
     /// What a model and its inputs must allow; checked on every rank before any compute.
@@ -46,8 +59,12 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
 
     /// Refuses a configuration that cannot run, saying which degree to change.
     public func validate(_ p: Problem) throws {
-        for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion)] where d < 1 {
+        for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion),
+                          ("pipefusion", pipefusion), ("patches", patchCount)] where d < 1 {
             throw ParallelError.unsupported("\(name)=\(d): every degree must be at least 1")
+        }
+        if pipefusion > 1 && distrifusion * torus > 1 {
+            throw ParallelError.unsupported("pipefusion=\(pipefusion) combines with cfg, ulysses and ring, not with distrifusion or torus")
         }
         if distrifusion > 1 && ulysses * columns > 1 {
             throw ParallelError.unsupported("distrifusion=\(distrifusion) cannot be combined with ulysses, ring or torus; use one of them (with cfg)")

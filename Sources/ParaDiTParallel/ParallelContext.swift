@@ -17,7 +17,9 @@ public final class ParallelContext {
     /// DistriFusion's K/V exchange: the sequence group's members on a communicator of its own, so
     /// its asynchronous gathers never queue behind the output gathers (and are counted apart).
     public let patchGroup: Communicator?
-    public let cfgIndex: Int, ulyssesIndex: Int, ringIndex: Int
+    /// PipeFusion's stages: ranks with the same cfg and sequence position, in stage order.
+    public let pipelineGroup: Communicator?
+    public let cfgIndex: Int, ulyssesIndex: Int, ringIndex: Int, stageIndex: Int
     /// Spans of compute (attention, blocks) go here beside the transport's communication spans.
     public let tracer: Tracer?
     public let traceRank: Int
@@ -34,6 +36,7 @@ public final class ParallelContext {
         cfgIndex = mesh.coordinate(of: r, along: .cfg)
         ulyssesIndex = mesh.coordinate(of: r, along: .ulysses)
         ringIndex = mesh.coordinate(of: r, along: .ring)
+        stageIndex = mesh.coordinate(of: r, along: .pipefusion)
         func group(_ members: [Int]) throws -> Communicator? { members.count > 1 ? try world.subgroup(members) : nil }
         cfgGroup = try group(mesh.group(.cfg, containing: r))
         let base = r - (ringIndex * config.ulysses + ulyssesIndex)
@@ -41,6 +44,7 @@ public final class ParallelContext {
         ulyssesGroup = try group(mesh.group(.ulysses, containing: r))
         ringGroup = config.columns > 1 ? try group(mesh.group(.ring, containing: r)) : nil
         patchGroup = config.distrifusion > 1 ? try group(Array(base..<(base + config.sequenceDegree))) : nil
+        pipelineGroup = try group(mesh.group(.pipefusion, containing: r))
         self.tracer = tracer
         self.traceRank = traceRank ?? r
     }
@@ -50,7 +54,8 @@ public final class ParallelContext {
 
     /// The sub-group communicators in use, named by axis (for byte accounting).
     public var groups: [(axis: String, comm: Communicator)] {
-        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), (config.torus > 1 ? "torus" : "ring", ringGroup), ("distrifusion", patchGroup), ("sequence", sequenceGroup)]
+        [("cfg", cfgGroup), ("ulysses", ulyssesGroup), (config.torus > 1 ? "torus" : "ring", ringGroup), ("distrifusion", patchGroup), ("pipefusion", pipelineGroup),
+         ("sequence", sequenceGroup)]
             .compactMap { name, c in c.map { (name, $0) } }
     }
 

@@ -1,16 +1,4 @@
-/// `n` items in `parts` contiguous ranges whose sizes differ by at most one (the first n % parts
-/// ranges are one longer): how tokens and heads are split when they do not divide evenly.
-public func balancedSplit(_ n: Int, parts: Int) -> [Range<Int>] {
-    precondition(parts >= 1 && n >= 0)
-    let base = n / parts, extra = n % parts
-    var ranges: [Range<Int>] = [], start = 0
-    for i in 0..<parts {
-        let size = base + (i < extra ? 1 : 0)
-        ranges.append(start..<(start + size))
-        start += size
-    }
-    return ranges
-}
+import ParaDiTTensor
 
 /// Which tokens each rank of a sequence-parallel group holds, by rank in that group
 /// (ulysses fastest, then ring). Image tokens are always split; the text of a joint-attention

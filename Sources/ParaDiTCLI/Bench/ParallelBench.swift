@@ -122,7 +122,7 @@ struct BenchParallel: ParsableCommand {
     func timeParallel(_ spec: ParallelSpec, _ config: ParallelConfig, model: AnyTransformer, inputs: ModelInputs,
                  problem: ParallelConfig.Problem, log: Logger) throws -> Result? {
         log.info("timing \(config) on \(config.worldSize) rank(s)")
-        let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps)
+        let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps ?? 4)
         let results = try ranks.launch(spec) { context -> (Timing, [String: Int]) in
             let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
             var samples: [Double] = []

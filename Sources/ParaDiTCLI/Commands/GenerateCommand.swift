@@ -79,17 +79,15 @@ struct Generate: ParsableCommand {
             classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
         try pipeline.validate(request, conditioning: conditioning)
         let loaded = Date()
-        let (transformer, warmup) = (pipeline.transformer, ranks.warmupSteps)
+        let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in
-            let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmup)
             let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
             var seconds: [Double] = []
-            let latents = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try parallel.forward($0) }) { i, n, s in
+            let latents = try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup) { i, n, s in
                 seconds.append(s)
                 progress.update(step: i, of: n, seconds: seconds)
             }
             progress.finish()
-            try parallel.finish()
             // Patch-parallel decode over every rank when the latent has a row for each (DistVAE).
             let (z, scaling) = try pipeline.vaeInput(latents, request: request, conditioning: conditioning)
             guard context.world.size > 1 && z.size(2) >= context.world.size else { return (latents, seconds, nil, 0) }

@@ -65,13 +65,10 @@ struct Quality: ParsableCommand {
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
                                         classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
         try pipeline.validate(request, conditioning: conditioning)
-        let (transformer, warmup) = (pipeline.transformer, ranks.warmupSteps)
+        let (transformer, warmup) = (pipeline.transformer, try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps)
         log.info("generating with \(ranks.parallel)")
         let results = try ranks.launch { context -> Tensor in
-            let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmup)
-            let latents = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try parallel.forward($0) })
-            try parallel.finish()
-            return latents
+            try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup)
         }
         guard let (rank, latents) = results.first, rank == 0 else { return }
         log.info("generating serially")

@@ -10,12 +10,21 @@ struct RankOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Parallel degrees, e.g. cfg=2,ulysses=2,ring=2 (or 'serial').", discussion: """
         cfg splits the cond/uncond batch; ulysses and ring split the image tokens exactly (both: \
         USP); distrifusion splits them into patches that see the others' K/V one step late (after \
-        --warmup-steps exact steps). Their product is the number of ranks.
+        --warmup-steps exact steps); pipefusion splits the model's blocks into stages and the image \
+        into --patches patches that flow through them, also one step stale. Their product is the \
+        number of ranks.
         """))
     var parallel = ParallelSpec()
 
-    @Option(help: "Exact (synchronous) steps before a stale method (distrifusion) uses one-step-old K/V.")
-    var warmupSteps: Int = 4
+    @Option(help: "Exact (synchronous) steps before a stale method uses one-step-old K/V (default: 4 for distrifusion, 1 for pipefusion).")
+    var warmupSteps: Int?
+
+    @Option(help: "PipeFusion's patches per image, bands of token rows (default: one per stage).")
+    var patches: Int?
+
+    @Option(help: ArgumentHelp("PipeFusion's blocks per stage, e.g. 10,18 (default: an even split).",
+                               valueName: "counts"))
+    var stageBlocks: String?
 
     @Option(help: "Ranks as threads of this process (default: the product of the --parallel degrees). Under mpirun the world is MPI's.")
     var world: Int?
@@ -92,13 +101,21 @@ struct RankOptions: ParsableArguments {
     }
 
     func config(_ parallel: ParallelSpec) throws -> ParallelConfig {
-        for (method, d) in parallel.degrees where d > 1 && !["cfg", "ulysses", "ring", "torus", "distrifusion"].contains(method) {
-            throw ValidationError("--parallel \(method)=\(d): \(method) is not available in this build; use cfg, ulysses, ring, torus or distrifusion")
+        if let warmupSteps, warmupSteps < 0 { throw ValidationError("--warmup-steps cannot be negative") }
+        let pipefusion = parallel.degrees["pipefusion"] ?? 1
+        if pipefusion == 1 && (patches != nil || stageBlocks != nil) {
+            throw ValidationError("--patches and --stage-blocks are PipeFusion's; add pipefusion=N to --parallel")
         }
-        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps cannot be negative") }
+        if let patches, patches < 1 { throw ValidationError("--patches must be at least 1, got \(patches)") }
+        let blocks = try stageBlocks.map { text in
+            try text.split(separator: ",").map { part in
+                guard let n = Int(part), n >= 1 else { throw ValidationError("--stage-blocks \(text): give positive block counts separated by commas, e.g. 10,18") }
+                return n
+            }
+        }
         return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1,
                               ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1,
-                              torus: parallel.degrees["torus"] ?? 1)
+                              torus: parallel.degrees["torus"] ?? 1, pipefusion: pipefusion, patches: patches, stageBlocks: blocks)
     }
 
     /// Runs `body` on every rank of this process; returns the results of its ranks (all of them

@@ -20,6 +20,8 @@ struct SD3Recipe: DenoisingRecipe {
         noiseShape = [c.batch, model.config.inChannels, h, w]
     }
 
+    var tokenGrid: (rows: Int, columns: Int) { (noiseShape[2] / model.config.patchSize, noiseShape[3] / model.config.patchSize) }
+
     func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor { noise }
 
     func setTimesteps(_ scheduler: inout any Scheduler, steps: Int) throws {
@@ -64,6 +66,9 @@ struct FluxRecipe: DenoisingRecipe {
         imageIds = fluxImageIds(rows: h / 2, cols: w / 2)
         textIds = Tensor(zeros: [c.promptEmbeds.size(1), 3])
     }
+
+    /// One token per 2×2 patch of the latents.
+    var tokenGrid: (rows: Int, columns: Int) { (noiseShape[2] / 2, noiseShape[3] / 2) }
 
     func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor { packLatents(noise) }
 

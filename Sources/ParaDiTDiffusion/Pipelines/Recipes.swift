@@ -36,6 +36,8 @@ struct DiTRecipe: DenoisingRecipe {
         noiseShape = [labels.count, c.inChannels, h, w]
     }
 
+    var tokenGrid: (rows: Int, columns: Int) { (noiseShape[2] / model.config.patchSize, noiseShape[3] / model.config.patchSize) }
+
     func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor { guided ? catBatch([noise, noise]) : noise }
 
     func inputs(_ latents: Tensor, timestep t: Float) -> ModelInputs {
@@ -81,6 +83,8 @@ struct PixArtRecipe: DenoisingRecipe {
         resolution = model.config.additionalConditions ? Array((0..<rows).map { _ in [Float(height), Float(width)] }.joined()) : []
         aspectRatio = model.config.additionalConditions ? Array(repeating: Float(Double(height) / Double(width)), count: rows) : []
     }
+
+    var tokenGrid: (rows: Int, columns: Int) { (noiseShape[2] / model.config.patchSize, noiseShape[3] / model.config.patchSize) }
 
     /// prepare_latents scales the noise by the scheduler's init_noise_sigma.
     func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor { initNoiseSigma == 1 ? noise : scale(noise, by: initNoiseSigma) }

@@ -83,20 +83,13 @@ public final class TextToImagePipeline {
     /// (Flux: packed). `onStep(i, n, seconds)` follows each step.
     public func denoise(_ request: GenerationRequest, conditioning: Conditioning?, denoiser: Denoiser,
                         onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
-        let recipe = try recipe(request, conditioning: conditioning)
-        var scheduler = try makeScheduler(config: schedulerConfig)
-        try recipe.setTimesteps(&scheduler, steps: request.steps)
-        var generator = TorchGenerator(seed: request.seed)
-        var latents = recipe.initialLatents(try generator.randn(recipe.noiseShape), initNoiseSigma: scheduler.initNoiseSigma)
-        let timesteps = scheduler.timesteps
-        for (i, t) in timesteps.enumerated() {
+        let sampler = try sampler(request, conditioning: conditioning)
+        for i in sampler.timesteps.indices {
             let start = DispatchTime.now().uptimeNanoseconds
-            let output = try denoiser(recipe.inputs(scheduler.scaleModelInput(latents, timestep: t), timestep: t))
-            latents = try scheduler.step(modelOutput: recipe.modelOutput(output), timestep: t, sample: latents,
-                                         noise: { shape in try generator.randn(shape) })
-            onStep(i + 1, timesteps.count, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            try sampler.stepAll(step: i, output: denoiser(sampler.inputs(step: i)))
+            onStep(i + 1, sampler.timesteps.count, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-        return recipe.finalLatents(latents)
+        return sampler.finalLatents
     }
 
     /// The VAE's images [B, 3, H, W] (nominally in [−1, 1]) of `denoise`'s latents.
@@ -124,6 +117,8 @@ protocol DenoisingRecipe {
     func setTimesteps(_ scheduler: inout any Scheduler, steps: Int) throws
     /// The transformer's inputs at timestep t (the cond/uncond batch under guidance).
     func inputs(_ latents: Tensor, timestep t: Float) -> ModelInputs
+    /// The transformer's token grid (rows, columns) for these latents.
+    var tokenGrid: (rows: Int, columns: Int) { get }
     /// What the scheduler steps with: guided, without the learned variance channels.
     func modelOutput(_ output: Tensor) -> Tensor
     /// Latents as output_type="latent" returns them, and as the VAE takes them.

@@ -85,3 +85,17 @@ public func permuteHeads(_ x: Tensor) -> Tensor {
     }
     return out
 }
+
+/// `n` items in `parts` contiguous ranges whose sizes differ by at most one (the first n % parts
+/// ranges are one longer): how tokens and heads are split when they do not divide evenly.
+public func balancedSplit(_ n: Int, parts: Int) -> [Range<Int>] {
+    precondition(parts >= 1 && n >= 0)
+    let base = n / parts, extra = n % parts
+    var ranges: [Range<Int>] = [], start = 0
+    for i in 0..<parts {
+        let size = base + (i < extra ? 1 : 0)
+        ranges.append(start..<(start + size))
+        start += size
+    }
+    return ranges
+}

@@ -1,0 +1,203 @@
+import Foundation
+import ParaDiTDiffusion
+import ParaDiTDistributed
+import ParaDiTModels
+import ParaDiTTensor
+
+/// PipeFusion (xDiT): the model's blocks split into stages, one per rank of the pipeline group,
+/// and the latent image into patches (bands of token rows) that flow through the stages one after
+/// another. Each stage attends with `PipeFusionAttention` (the patch's fresh K/V, the others' from
+/// the last time they passed), the last stage steps the scheduler per patch and sends the new patch
+/// latents back to stage 0, which starts the next step's first patch while the last stage is
+/// still on this step's last: consecutive steps overlap and no stage idles once the pipe is full.
+/// The first `warmupSteps` steps (at least one, which fills the K/V buffers) pass the whole image
+/// through the stages synchronously and equal serial.
+///
+/// Every receive (a patch's activations, a patch's new latents) is posted one message ahead, so
+/// it lands while the stage computes.
+public final class PipeFusion {
+    public let model: AnyTransformer
+    public let context: ParallelContext
+    public let warmupSteps: Int
+    let stages: [Range<Int>]
+    static let activationTag = 7201, latentTag = 7202
+
+    /// One pass through the stages: step i's whole image (patch nil) or its patch m.
+    struct Item { var step: Int, patch: Int? }
+
+    public init(model: AnyTransformer, context: ParallelContext, warmupSteps: Int = 1) throws {
+        let c = context.config
+        guard c.pipefusion > 1, context.pipelineGroup != nil else { throw ParallelError.unsupported("PipeFusion needs pipefusion ≥ 2") }
+        guard c.sequenceDegree == 1 else {
+            throw ParallelError.unsupported("pipefusion=\(c.pipefusion) with ulysses or ring is not available yet; use pipefusion with cfg, or ulysses/ring alone")
+        }
+        (self.model, self.context, self.warmupSteps) = (model, context, max(1, warmupSteps))
+        stages = try stageBlocks(blockCount: model.blockCount, stages: c.pipefusion, explicit: c.stageBlocks)
+    }
+
+    var stage: PipelineStage { PipelineStage(model: model, blocks: stages[context.stageIndex]) }
+    var isFirst: Bool { context.stageIndex == 0 }
+    var isLast: Bool { context.stageIndex == stages.count - 1 }
+
+    /// Parameters of the blocks this stage runs over those of all blocks (the stage's share of
+    /// the model's block weights).
+    public var stageWeightFraction: Double {
+        Double(stages[context.stageIndex].count) / Double(model.blockCount)
+    }
+
+    /// Runs the denoising loop of `sampler`; afterwards every rank's sampler holds the final
+    /// latents. `onStep(i, n, seconds)` follows each step on this rank.
+    public func run(_ sampler: PatchSampler, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws {
+        let first = sampler.inputs(step: 0)
+        let problem = try ParallelTransformer(model: model, context: context).problem(first)
+        try context.config.validate(problem)
+        let n = sampler.timesteps.count
+        let items = (0..<n).flatMap { i in i < warmupSteps ? [Item(step: i, patch: nil)] : sampler.bands.indices.map { Item(step: i, patch: $0) } }
+        let text = balancedSplit(problem.textTokens, parts: sampler.bands.count)
+        if problem.textTokens > 0 && problem.textTokens < sampler.bands.count {
+            throw ParallelError.unsupported("\(sampler.bands.count) patches split the \(problem.textTokens) text tokens; use at most \(problem.textTokens) patches")
+        }
+        let pass = Pass(runner: self, sampler: sampler, items: items, text: text, problem: problem)
+        var last = DispatchTime.now().uptimeNanoseconds
+        for (k, item) in items.enumerated() {
+            try context.span(item.patch.map { "step \(item.step) patch \($0)" } ?? "step \(item.step)") { try pass.run(k) }
+            if k + 1 == items.count || items[k + 1].step != item.step {
+                let now = DispatchTime.now().uptimeNanoseconds
+                onStep(item.step + 1, n, Double(now - last) / 1e9)
+                last = now
+            }
+        }
+        try pass.finish()
+    }
+}
+
+/// One run's state on one rank: the messages in flight and the K/V buffers.
+final class Pass {
+    let runner: PipeFusion
+    let sampler: PatchSampler
+    let items: [PipeFusion.Item]
+    let text: [Range<Int>]
+    let problem: ParallelConfig.Problem
+    let attention: PipeFusionAttention
+    let pipe: Communicator
+    /// Stage > 0: activations from the previous stage, one message per item.
+    var activations: Inbox?
+    /// Stage 0: new latents from the last stage, one message per item of every step but the last.
+    var latents: Inbox?
+    var latentItems: [Int] = []
+    var consumed = 0
+    var sends: [(CommRequest, [Tensor])] = []
+
+    init(runner: PipeFusion, sampler: PatchSampler, items: [PipeFusion.Item], text: [Range<Int>], problem: ParallelConfig.Problem) {
+        (self.runner, self.sampler, self.items, self.text, self.problem) = (runner, sampler, items, text, problem)
+        attention = PipeFusionAttention(textTokens: problem.textTokens, imageTokens: problem.imageTokens)
+        pipe = runner.context.pipelineGroup!
+        let s = runner.context.stageIndex, batch = problem.batch / runner.context.config.cfg
+        if s > 0 {
+            let next = runner.stages[s].lowerBound
+            activations = Inbox(comm: pipe, peer: s - 1, tag: PipeFusion.activationTag, context: runner.context, name: "activations",
+                                shapes: items.map { item in
+                                    PipelineStage.handOffShapes(next: next, model: runner.model, batch: batch,
+                                                                image: tokens(item).count, text: textRange(item).count)
+                                })
+        }
+        if runner.isFirst {
+            latentItems = items.indices.filter { items[$0].step < items.last!.step }
+            latents = Inbox(comm: pipe, peer: pipe.size - 1, tag: PipeFusion.latentTag, context: runner.context, name: "latents",
+                            shapes: latentItems.map { [latentShape(items[$0])] })
+        }
+    }
+
+    func tokens(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { sampler.tokens(ofBand: $0) } ?? 0..<problem.imageTokens }
+    func textRange(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { text[$0] } ?? 0..<problem.textTokens }
+    func latentShape(_ item: PipeFusion.Item) -> [Int] { item.patch.map { sampler.latentBand($0).shape } ?? sampler.latents.shape }
+
+    /// Item k on this rank's stage.
+    func run(_ k: Int) throws {
+        let item = items[k], context = runner.context, stage = runner.stage
+        if runner.isFirst { try receiveLatents(before: item) }
+        let cfg = context.config.cfg, all = sampler.inputs(step: item.step), per = all.batch / cfg
+        let inputs = cfg > 1 ? all.samples((context.cfgIndex * per)..<((context.cfgIndex + 1) * per)) : all
+        let image = tokens(item), text = textRange(item)
+        let layout = TokenLayout(gridHeight: sampler.gridRows, gridWidth: sampler.gridColumns, tokens: image,
+                                 text: problem.textTokens > 0 ? text : nil)
+        var acts = try stage.embed(inputs, layout: layout)
+        if let activations { acts = PipelineStage.receive(acts, try activations.take()) }
+        attention.begin(image: image, text: text)
+        try stage.run(&acts, runtime: attention) { name, body in try context.span(name, body) }
+        if !runner.isLast {
+            try send(PipelineStage.handOff(acts, next: stage.blocks.upperBound, model: runner.model), to: context.stageIndex + 1,
+                     tag: PipeFusion.activationTag)
+            return
+        }
+        let rows = item.patch.map { sampler.bands[$0].count } ?? sampler.gridRows
+        var output = stage.output(acts, rows: rows, columns: sampler.gridColumns)
+        if let group = context.cfgGroup {
+            let all = Tensor(uninitialized: [output.size(0) * cfg] + output.shape.dropFirst())
+            try withExtendedLifetime(output) { try group.allGather(output.data, count: output.count, into: all.data, counts: nil) }
+            output = all
+        }
+        if let m = item.patch { try sampler.step(band: m, step: item.step, output: output) } else { try sampler.stepAll(step: item.step, output: output) }
+        if item.step < items.last!.step {
+            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: PipeFusion.latentTag)
+        }
+    }
+
+    /// Stage 0: takes in the new latents up to those of the previous step's pass over `item`'s region.
+    func receiveLatents(before item: PipeFusion.Item) throws {
+        guard item.step > 0, let latents else { return }
+        let needed = latentItems.lastIndex { i in
+            items[i].step == item.step - 1 && (items[i].patch == nil || item.patch == nil || items[i].patch == item.patch)
+        }!
+        while consumed <= needed {
+            let band = try latents.take()[0]
+            if let m = items[latentItems[consumed]].patch { sampler.setLatentBand(m, band) } else { sampler.setLatents(band) }
+            consumed += 1
+        }
+    }
+
+    func send(_ tensors: [Tensor], to peer: Int, tag: Int) throws {
+        // Earlier sends have had a whole patch of compute to complete.
+        for (request, _) in sends { try request.wait() }
+        sends = try tensors.map { t in (try withExtendedLifetime(t) { try pipe.isend(t.data, count: t.count, to: peer, tag: tag) }, [t]) }
+    }
+
+    /// Completes the sends and hands the last stage's final latents to every stage.
+    func finish() throws {
+        for (request, _) in sends { try request.wait() }
+        sends = []
+        let final = runner.isLast ? sampler.latents : Tensor(uninitialized: sampler.latents.shape)
+        try withExtendedLifetime(final) { try pipe.broadcast(final.data, count: final.count, root: pipe.size - 1) }
+        if !runner.isLast { sampler.setLatents(final) }
+    }
+}
+
+/// Messages from one peer on one tag, taken in order, each received into fresh tensors of known
+/// shapes; the next message's receive is always posted before the current one is handed out.
+final class Inbox {
+    let comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String
+    let shapes: [[[Int]]]
+    var next = 0
+    var pending: [(tensors: [Tensor], requests: [CommRequest], posted: Double?)] = []
+
+    init(comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String, shapes: [[[Int]]]) {
+        (self.comm, self.peer, self.tag, self.context, self.name, self.shapes) = (comm, peer, tag, context, name, shapes)
+        post()
+    }
+
+    func post() {
+        guard next < shapes.count else { return }
+        let tensors = shapes[next].map { Tensor(uninitialized: $0) }
+        let posted = context.tracer?.now()
+        pending.append((tensors, tensors.map { comm.irecv($0.data, count: $0.count, from: peer, tag: tag) }, posted))
+        next += 1
+    }
+
+    func take() throws -> [Tensor] {
+        if pending.isEmpty { post() }
+        let (tensors, requests, posted) = pending.removeFirst()
+        post()
+        for (t, r) in zip(tensors, requests) { try context.wait(r, name, posted: posted, bytes: 4 * t.count) }
+        return tensors
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import ParaDiTDiffusion
+import ParaDiTDistributed
+import ParaDiTModels
+import ParaDiTParallel
+import ParaDiTTensor
+import Testing
+
+@Suite("PipeFusion: patch-wise sampling, exact while warming up, measurably stale after")
+struct PipeFusionTests {
+    /// Serial final latents, and every rank's under `config` with `warmup` synchronous steps.
+    func generate(_ name: String, _ config: ParallelConfig, warmup: Int) throws -> (ranks: [Tensor], serial: Tensor, sent: [[String: Int]]) {
+        let (pipeline, request, conditioning) = try fixtureRequest(name)
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let box = UncheckedBox((pipeline, request, conditioning))
+        let ranks = try LocalWorld.run(size: config.worldSize, timeout: 60) { comm in
+            let (pipeline, request, conditioning) = box.value
+            let context = try ParallelContext(config: config, world: comm)
+            let latents = try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup)
+            let sent = Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent) })
+            return UncheckedBox((latents, sent))
+        }
+        return (ranks.map { $0.value.0 }, serial, ranks.map { $0.value.1 })
+    }
+
+    @Test("stepping the latents band by band, each band with its own scheduler, is the serial loop bit for bit",
+          arguments: ["dit", "pixart", "sd3", "flux"])
+    func bands(name: String) throws {
+        let (pipeline, request, conditioning) = try fixtureRequest(name)
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let sampler = try pipeline.sampler(request, conditioning: conditioning, patches: 2)
+        for i in sampler.timesteps.indices {
+            try sampler.stepAll(step: i, output: pipeline.transformer.forward(sampler.inputs(step: i)))
+        }
+        #expect(sampler.finalLatents.scalars == serial.scalars)
+    }
+
+    @Test("more patches than token rows are refused")
+    func tooManyPatches() throws {
+        let (pipeline, request, conditioning) = try fixtureRequest("sd3")
+        #expect(throws: (any Error).self) { try pipeline.sampler(request, conditioning: conditioning, patches: 3) }
+    }
+
+    @Test("with warm-up ≥ steps every rank's latents equal serial", arguments: ["dit", "pixart", "sd3", "flux"])
+    func warm(name: String) throws {
+        let (ranks, serial, _) = try generate(name, .init(pipefusion: 2), warmup: 10)
+        for latents in ranks { #expect(relativeL2(latents, serial) <= 1e-5, "\(name)") }
+    }
+
+    @Test("with one warm-up step the latents differ from serial by a small, measured amount", arguments: ["dit", "pixart", "sd3", "flux"])
+    func stale(name: String) throws {
+        let (ranks, serial, _) = try generate(name, .init(pipefusion: 2), warmup: 1)
+        let err = relativeL2(ranks[0], serial)
+        #expect(err > 1e-6 && err < 0.5, "\(name): relative L2 \(err)")
+        #expect(ranks[1].scalars == ranks[0].scalars)
+    }
+
+    @Test("hybrid with CFG and uneven stages: exact while warming up")
+    func cfgHybrid() throws {
+        let (ranks, serial, _) = try generate("pixart", .init(cfg: 2, pipefusion: 2, patches: 3, stageBlocks: [1, 1]), warmup: 10)
+        for latents in ranks { #expect(relativeL2(latents, serial) <= 1e-5) }
+        let stale = try generate("dit", .init(cfg: 2, pipefusion: 2, patches: 4), warmup: 1)
+        #expect(relativeL2(stale.ranks[0], stale.serial) > 1e-6)
+    }
+
+    @Test("bytes per step: every stage but the last sends its patches' activations once, p·hs per sample")
+    func bytes() throws {
+        let (pipeline, request, conditioning) = try fixtureRequest("pixart")
+        let (ranks, _, sent) = try generate("pixart", .init(pipefusion: 2), warmup: 1)
+        let inputs = try pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)
+        guard case let .pixart(m) = pipeline.transformer, case let .pixart(i) = inputs else { Issue.record("not PixArt"); return }
+        let tokens = (i.hiddenStates.size(2) / m.config.patchSize) * (i.hiddenStates.size(3) / m.config.patchSize)
+        let perStep = 4 * i.hiddenStates.size(0) * tokens * m.config.innerDim
+        #expect(sent[0]["pipefusion"] == request.steps * perStep)
+        // The last stage sends back each step's new latents but the last one's, which it broadcasts.
+        #expect(sent[1]["pipefusion"] == request.steps * 4 * ranks[0].count)
+    }
+
+    @Test("a configuration PipeFusion cannot run is refused with what to change")
+    func refused() throws {
+        let (pipeline, request, conditioning) = try fixtureRequest("dit")
+        let box = UncheckedBox((pipeline, request, conditioning))
+        #expect(throws: (any Error).self) {
+            _ = try LocalWorld.run(size: 3, timeout: 30) { comm in
+                let (pipeline, request, conditioning) = box.value
+                let context = try ParallelContext(config: .init(pipefusion: 3), world: comm)
+                return UncheckedBox(try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: 1))
+            }
+        }
+        #expect(throws: ParallelError.self) { try ParallelConfig(distrifusion: 2, pipefusion: 2).validate(.init(batch: 2, heads: 4, imageTokens: 16)) }
+    }
+}
