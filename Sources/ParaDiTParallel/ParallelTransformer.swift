@@ -121,21 +121,24 @@ public final class ParallelTransformer {
     /// [B, this shard's tokens, W] → [B, all tokens, W] in token order, over the sequence group.
     func gatherTokens(_ x: Tensor, _ shards: SequenceShards) throws -> Tensor {
         guard let group = context.sequenceGroup else { return x }
-        let (b, w) = (x.size(0), x.size(2)), total = shards.image.last!.upperBound
-        let counts = shards.image.map { b * $0.count * w }
-        let blocks = Tensor(uninitialized: [b * total * w])
-        try withExtendedLifetime(x) { try group.allGather(x.data, count: x.count, into: blocks.data, counts: counts) }
-        guard b > 1 else { return blocks.reshaped([1, total, w]) }
-        // Blocks are [rank][sample][tokens][W]; the output is [sample][token][W].
-        let out = Tensor(uninitialized: [b, total, w])
-        var src = 0
-        for range in shards.image {
-            for i in 0..<b {
-                (out.data + (i * total + range.lowerBound) * w).update(from: blocks.data + src + i * range.count * w, count: range.count * w)
-            }
-            src += b * range.count * w
-        }
-        withExtendedLifetime(blocks) {}
-        return out
+        return try gatherSequence(x, tokens: shards.image.map(\.count), over: group)
     }
+}
+
+/// [B, tokens[rank], W] on each rank of `group` → [B, Σ tokens, W], ranks' tokens in rank order.
+func gatherSequence(_ x: Tensor, tokens: [Int], over group: Communicator) throws -> Tensor {
+    let (b, w) = (x.size(0), x.size(2)), total = tokens.reduce(0, +)
+    let blocks = Tensor(uninitialized: [b * total * w])
+    try withExtendedLifetime(x) { try group.allGather(x.data, count: x.count, into: blocks.data, counts: tokens.map { b * $0 * w }) }
+    guard b > 1 else { return blocks.reshaped([1, total, w]) }
+    // Blocks are [rank][sample][tokens][W]; the output is [sample][token][W].
+    let out = Tensor(uninitialized: [b, total, w])
+    var src = 0, at = 0
+    for n in tokens {
+        for i in 0..<b { (out.data + (i * total + at) * w).update(from: blocks.data + src + i * n * w, count: n * w) }
+        src += b * n * w
+        at += n
+    }
+    withExtendedLifetime(blocks) {}
+    return out
 }

@@ -28,9 +28,6 @@ public final class PipeFusion {
     public init(model: AnyTransformer, context: ParallelContext, warmupSteps: Int = 1) throws {
         let c = context.config
         guard c.pipefusion > 1, context.pipelineGroup != nil else { throw ParallelError.unsupported("PipeFusion needs pipefusion ≥ 2") }
-        guard c.sequenceDegree == 1 else {
-            throw ParallelError.unsupported("pipefusion=\(c.pipefusion) with ulysses or ring is not available yet; use pipefusion with cfg, or ulysses/ring alone")
-        }
         (self.model, self.context, self.warmupSteps) = (model, context, max(1, warmupSteps))
         stages = try stageBlocks(blockCount: model.blockCount, stages: c.pipefusion, explicit: c.stageBlocks)
     }
@@ -54,8 +51,12 @@ public final class PipeFusion {
         let n = sampler.timesteps.count
         let items = (0..<n).flatMap { i in i < warmupSteps ? [Item(step: i, patch: nil)] : sampler.bands.indices.map { Item(step: i, patch: $0) } }
         let text = balancedSplit(problem.textTokens, parts: sampler.bands.count)
-        if problem.textTokens > 0 && problem.textTokens < sampler.bands.count {
-            throw ParallelError.unsupported("\(sampler.bands.count) patches split the \(problem.textTokens) text tokens; use at most \(problem.textTokens) patches")
+        let sp = context.config.sequenceDegree, patches = sampler.bands.count
+        if problem.textTokens > 0 && problem.textTokens < patches * sp {
+            throw ParallelError.unsupported("\(patches) patches × \(sp) sequence-parallel ranks split the \(problem.textTokens) text tokens; lower --patches, ulysses or ring")
+        }
+        if let smallest = sampler.bands.indices.map({ sampler.tokens(ofBand: $0).count }).min(), smallest < sp {
+            throw ParallelError.unsupported("a patch of \(smallest) tokens cannot be split over \(sp) sequence-parallel ranks; lower --patches, ulysses or ring")
         }
         let pass = Pass(runner: self, sampler: sampler, items: items, text: text, problem: problem)
         var last = DispatchTime.now().uptimeNanoseconds
@@ -90,15 +91,16 @@ final class Pass {
 
     init(runner: PipeFusion, sampler: PatchSampler, items: [PipeFusion.Item], text: [Range<Int>], problem: ParallelConfig.Problem) {
         (self.runner, self.sampler, self.items, self.text, self.problem) = (runner, sampler, items, text, problem)
-        attention = PipeFusionAttention(textTokens: problem.textTokens, imageTokens: problem.imageTokens)
+        attention = PipeFusionAttention(context: runner.context, textTokens: problem.textTokens, imageTokens: problem.imageTokens)
         pipe = runner.context.pipelineGroup!
         let s = runner.context.stageIndex, batch = problem.batch / runner.context.config.cfg
         if s > 0 {
             let next = runner.stages[s].lowerBound
             activations = Inbox(comm: pipe, peer: s - 1, tag: PipeFusion.activationTag, context: runner.context, name: "activations",
                                 shapes: items.map { item in
-                                    PipelineStage.handOffShapes(next: next, model: runner.model, batch: batch,
-                                                                image: tokens(item).count, text: textRange(item).count)
+                                    let mine = shards(item), r = runner.context.sequenceIndex
+                                    return PipelineStage.handOffShapes(next: next, model: runner.model, batch: batch,
+                                                                       image: mine.image[r].count, text: mine.text[r].count)
                                 })
         }
         if runner.isFirst {
@@ -110,6 +112,9 @@ final class Pass {
 
     func tokens(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { sampler.tokens(ofBand: $0) } ?? 0..<problem.imageTokens }
     func textRange(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { text[$0] } ?? 0..<problem.textTokens }
+    func shards(_ item: PipeFusion.Item) -> PatchShards {
+        PatchShards(image: tokens(item), text: textRange(item), degree: runner.context.config.sequenceDegree)
+    }
     func latentShape(_ item: PipeFusion.Item) -> [Int] { item.patch.map { sampler.latentBand($0).shape } ?? sampler.latents.shape }
 
     /// Item k on this rank's stage.
@@ -118,12 +123,12 @@ final class Pass {
         if runner.isFirst { try receiveLatents(before: item) }
         let cfg = context.config.cfg, all = sampler.inputs(step: item.step), per = all.batch / cfg
         let inputs = cfg > 1 ? all.samples((context.cfgIndex * per)..<((context.cfgIndex + 1) * per)) : all
-        let image = tokens(item), text = textRange(item)
-        let layout = TokenLayout(gridHeight: sampler.gridRows, gridWidth: sampler.gridColumns, tokens: image,
-                                 text: problem.textTokens > 0 ? text : nil)
+        let patch = shards(item), r = context.sequenceIndex
+        let layout = TokenLayout(gridHeight: sampler.gridRows, gridWidth: sampler.gridColumns, tokens: patch.image[r],
+                                 text: problem.textTokens > 0 ? patch.text[r] : nil)
         var acts = try stage.embed(inputs, layout: layout)
         if let activations { acts = PipelineStage.receive(acts, try activations.take()) }
-        attention.begin(image: image, text: text)
+        attention.begin(patch)
         try stage.run(&acts, runtime: attention) { name, body in try context.span(name, body) }
         if !runner.isLast {
             try send(PipelineStage.handOff(acts, next: stage.blocks.upperBound, model: runner.model), to: context.stageIndex + 1,
@@ -131,7 +136,9 @@ final class Pass {
             return
         }
         let rows = item.patch.map { sampler.bands[$0].count } ?? sampler.gridRows
-        var output = stage.output(acts, rows: rows, columns: sampler.gridColumns)
+        var tokens = stage.headTokens(acts)
+        if let group = context.sequenceGroup { tokens = try gatherSequence(tokens, tokens: patch.image.map(\.count), over: group) }
+        var output = stage.band(tokens, rows: rows, columns: sampler.gridColumns)
         if let group = context.cfgGroup {
             let all = Tensor(uninitialized: [output.size(0) * cfg] + output.shape.dropFirst())
             try withExtendedLifetime(output) { try group.allGather(output.data, count: output.count, into: all.data, counts: nil) }

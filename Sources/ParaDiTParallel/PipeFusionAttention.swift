@@ -1,65 +1,156 @@
 import ParaDiTModels
 import ParaDiTTensor
 
+/// Where the tokens of the patch in flight lie in the whole sequence, for each rank of the
+/// stage's sequence-parallel group (one entry without sequence parallelism).
+public struct PatchShards: Equatable, Sendable {
+    public var image: [Range<Int>]
+    public var text: [Range<Int>]
+
+    /// The patch's image and text tokens split evenly over `degree` ranks.
+    public init(image: Range<Int>, text: Range<Int>, degree: Int) {
+        self.image = balancedSplit(image.count, parts: degree).map { ($0.lowerBound + image.lowerBound)..<($0.upperBound + image.lowerBound) }
+        self.text = balancedSplit(text.count, parts: degree).map { ($0.lowerBound + text.lowerBound)..<($0.upperBound + text.lowerBound) }
+    }
+
+    /// Rows rank r holds in an attention call (joint calls include its text).
+    func rows(_ r: Int, joint: Bool) -> Int { image[r].count + (joint ? text[r].count : 0) }
+}
+
 /// PipeFusion's attention in one pipeline stage: every self-attention layer of the stage keeps a
-/// K/V buffer of the whole sequence ([text; image] tokens). A patch's pass writes its fresh K/V
-/// into its slice of the buffer and attends to the whole buffer, whose other slices hold what the
-/// other patches left there: this step's for patches already through the stage, the previous
-/// step's for the rest. A pass of the whole image refreshes every slice, so synchronous (warm-up)
-/// steps equal serial. Needs no communication: stale K/V stay where they were computed.
+/// K/V buffer of the whole sequence ([text; image] tokens, this rank's heads). A patch's pass
+/// writes its fresh K/V into its slice of the buffer and attends to the whole buffer, whose other
+/// slices hold what the other patches left there: this step's for patches already through the
+/// stage, the previous step's for the rest. A pass of the whole image refreshes every slice, so
+/// synchronous (warm-up) steps equal serial. Stale K/V stay where they were computed.
+///
+/// Inside a stage the patch's tokens may be split over a sequence-parallel group (xDiT's hybrid):
+/// Ulysses turns [local tokens, all heads] into [the ulysses group's tokens, this rank's heads],
+/// and the ring group all-gathers those K/V, so that every rank writes the fresh K/V of all its
+/// peers' tokens, for its heads, into its buffer.
 public final class PipeFusionAttention: AttentionRuntime {
+    let context: ParallelContext
     /// Text tokens and image tokens of the whole sequence.
     let textTokens: Int, imageTokens: Int
-    /// The tokens of the patch in flight: image and text ranges of the whole sequence.
-    var image: Range<Int> = 0..<0, text: Range<Int> = 0..<0
+    var patch = PatchShards(image: 0..<0, text: 0..<0, degree: 1)
     var layer = 0
     /// One buffer per attention layer: [batch, text + image tokens, 2·width] (K then V per token).
     var buffers: [Tensor] = []
 
-    public init(textTokens: Int, imageTokens: Int) {
-        (self.textTokens, self.imageTokens) = (textTokens, imageTokens)
+    public init(context: ParallelContext, textTokens: Int, imageTokens: Int) {
+        (self.context, self.textTokens, self.imageTokens) = (context, textTokens, imageTokens)
     }
 
     /// Called before a patch's pass through the stage's blocks.
-    public func begin(image: Range<Int>, text: Range<Int>) {
-        (self.image, self.text, layer) = (image, text, 0)
+    public func begin(_ patch: PatchShards) {
+        (self.patch, layer) = (patch, 0)
     }
 
-    /// Floats held in K/V buffers (reported as the stage's activation memory).
+    /// Floats held in K/V buffers.
     public var bufferedFloats: Int { buffers.reduce(0) { $0 + $1.count } }
+
+    /// q, k, v rows of one call after the Ulysses exchange (or the call's own without one).
+    struct Operands {
+        var q, k, v: UnsafePointer<Float>, ldq, ldk, ldv: Int, rows: Int, heads: Int
+    }
 
     public func attention(_ c: AttentionCall) throws {
         precondition(c.queryTokens == c.keyTokens && c.keyMask == nil, "PipeFusion attention is self-attention without a key mask")
         // Joint calls carry the patch's text tokens; image-only calls (SD3.5's second attention) do not.
-        let local = c.textTokens ?? 0..<0, textHere = c.textTokens == nil ? 0..<0 : text
-        let textTotal = c.textTokens == nil ? 0 : textTokens
-        guard local.count == textHere.count, c.queryTokens == image.count + textHere.count else {
-            throw ParallelError.unsupported("a patch pass of \(c.queryTokens) tokens (\(local.count) text), but the patch has \(image.count) image and \(textHere.count) text tokens")
+        let joint = c.textTokens != nil, me = context.sequenceIndex
+        let counts = patch.image.indices.map { patch.rows($0, joint: joint) }
+        guard c.queryTokens == counts[me], (c.textTokens?.count ?? 0) == (joint ? patch.text[me].count : 0) else {
+            throw ParallelError.unsupported("a patch pass of \(c.queryTokens) tokens, but the patch gives this rank \(counts[me])")
         }
-        let (b, width) = (c.batch, c.heads * c.headDim), total = textTotal + imageTokens
-        if layer == buffers.count {
-            // A layer's first pass is of the whole sequence (the first step is synchronous).
-            guard image.count == imageTokens else { throw ParallelError.unsupported("PipeFusion's first step must be a synchronous pass of the whole image") }
-            buffers.append(Tensor(uninitialized: [b, total, 2 * width]))
+        var exchange: UlyssesExchange?, gathered: Tensor?
+        var ops = Operands(q: c.q, k: c.k, v: c.v, ldq: c.ldq, ldk: c.ldk, ldv: c.ldv, rows: c.queryTokens, heads: c.heads)
+        if let group = context.ulyssesGroup {
+            let u = context.config.ulysses, ring = context.ringIndex
+            let x = UlyssesExchange(comm: group, context: context, call: c, replicated: 0..<0, shardRows: 0..<c.queryTokens,
+                                    heads: balancedSplit(c.heads, parts: u), peerCounts: Array(counts[(ring * u)..<((ring + 1) * u)]))
+            let g = try x.scatterHeads()
+            ops = Operands(q: g.data, k: g.data + x.width, v: g.data + 2 * x.width, ldq: 3 * x.width, ldk: 3 * x.width, ldv: 3 * x.width,
+                           rows: x.rows, heads: x.myHeads.count)
+            (exchange, gathered) = (x, g)
         }
-        let keys = buffers[layer]
-        layer += 1
-        guard keys.shape == [b, total, 2 * width] else {
-            throw ParallelError.unsupported("attention layer \(layer - 1) changed shape between patches: \(keys.shape) vs \([b, total, 2 * width])")
-        }
-        let imageRows = local.isEmpty ? 0..<c.queryTokens : local.lowerBound == 0 ? local.upperBound..<c.queryTokens : 0..<local.lowerBound
-        for i in 0..<b {
-            let base = keys.data + i * total * 2 * width
-            for (rows, at) in [(local, textHere.lowerBound), (imageRows, textTotal + image.lowerBound)] where !rows.isEmpty {
-                let src = i * c.queryTokens + rows.lowerBound, dst = base + at * 2 * width
-                copy2D(rows: rows.count, cols: width, src: c.k + src * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
-                copy2D(rows: rows.count, cols: width, src: c.v + src * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
+        let keys = try buffer(batch: c.batch, width: ops.heads * c.headDim, joint: joint)
+        try withExtendedLifetime(gathered) {
+            try refresh(keys, ops, batch: c.batch, counts: counts, joint: joint, textFirst: c.textTokens?.lowerBound == 0)
+            let width = ops.heads * c.headDim, out = exchange.map { _ in Tensor(uninitialized: [c.batch * ops.rows * width]) }
+            withExtendedLifetime(keys) {
+                context.span("attention") {
+                    ParaDiTTensor.attention(batch: c.batch, heads: ops.heads, lq: ops.rows, lk: keys.size(1), headDim: c.headDim,
+                                            q: ops.q, ldq: ops.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
+                                            out: out?.data ?? c.out, ldo: out == nil ? c.ldo : width, lse: nil, scale: c.scale)
+                }
             }
+            if let exchange, let out { try exchange.gatherHeads(out) }
         }
-        withExtendedLifetime(keys) {
-            ParaDiTTensor.attention(batch: b, heads: c.heads, lq: c.queryTokens, lk: total, headDim: c.headDim,
-                                    q: c.q, ldq: c.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
-                                    out: c.out, ldo: c.ldo, lse: nil, scale: c.scale)
+    }
+
+    /// This layer's buffer: [batch, (joint ? text : 0) + image, 2·width], made at the layer's
+    /// first pass, which must be of the whole image.
+    func buffer(batch b: Int, width: Int, joint: Bool) throws -> Tensor {
+        let shape = [b, (joint ? textTokens : 0) + imageTokens, 2 * width]
+        if layer == buffers.count {
+            guard patch.image.reduce(0, { $0 + $1.count }) == imageTokens else {
+                throw ParallelError.unsupported("PipeFusion's first step must be a synchronous pass of the whole image")
+            }
+            buffers.append(Tensor(uninitialized: shape))
+        }
+        layer += 1
+        guard buffers[layer - 1].shape == shape else {
+            throw ParallelError.unsupported("attention layer \(layer - 1) changed shape between patches: \(buffers[layer - 1].shape) vs \(shape)")
+        }
+        return buffers[layer - 1]
+    }
+
+    /// Writes the fresh K/V of every rank of the sequence group into the buffer: this ring
+    /// position's rows are in `ops`; the other ring positions' arrive by an all-gather.
+    func refresh(_ keys: Tensor, _ ops: Operands, batch b: Int, counts: [Int], joint: Bool, textFirst: Bool) throws {
+        let u = context.config.ulysses, width = keys.size(2) / 2
+        let columns = counts.count / u
+        let ringRows = (0..<columns).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
+        var blocks: [(k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldk: Int, ldv: Int)] = []
+        var gathered: Tensor?
+        if let ring = context.ringGroup {
+            let local = Tensor(uninitialized: [b * ops.rows * 2 * width])
+            for i in 0..<b {
+                let dst = local.data + i * ops.rows * 2 * width
+                copy2D(rows: ops.rows, cols: width, src: ops.k + i * ops.rows * ops.ldk, lds: ops.ldk, dst: dst, ldd: 2 * width)
+                copy2D(rows: ops.rows, cols: width, src: ops.v + i * ops.rows * ops.ldv, lds: ops.ldv, dst: dst + width, ldd: 2 * width)
+            }
+            let all = Tensor(uninitialized: [b * ringRows.reduce(0, +) * 2 * width])
+            try withExtendedLifetime(local) {
+                try ring.allGather(local.data, count: local.count, into: all.data, counts: ringRows.map { b * $0 * 2 * width })
+            }
+            var at = 0
+            for r in 0..<columns {
+                blocks.append((UnsafePointer(all.data + at), UnsafePointer(all.data + at + width), 2 * width, 2 * width))
+                at += b * ringRows[r] * 2 * width
+            }
+            gathered = all
+        } else {
+            blocks = [(ops.k, ops.v, ops.ldk, ops.ldv)]
+        }
+        withExtendedLifetime(gathered) {
+            for (column, block) in blocks.enumerated() {
+                var row = 0
+                for r in (column * u)..<((column + 1) * u) {
+                    let text = joint ? patch.text[r] : 0..<0, image = patch.image[r]
+                    // Each rank's rows are its text and image tokens in the model's order.
+                    let parts = textFirst ? [(text.count, text.lowerBound), (image.count, keys.size(1) - imageTokens + image.lowerBound)]
+                                          : [(image.count, keys.size(1) - imageTokens + image.lowerBound), (text.count, text.lowerBound)]
+                    for (n, at) in parts where n > 0 {
+                        for i in 0..<b {
+                            let src = i * ringRows[column] + row, dst = keys.data + (i * keys.size(1) + at) * 2 * width
+                            copy2D(rows: n, cols: width, src: block.k + src * block.ldk, lds: block.ldk, dst: dst, ldd: 2 * width)
+                            copy2D(rows: n, cols: width, src: block.v + src * block.ldv, lds: block.ldv, dst: dst + width, ldd: 2 * width)
+                        }
+                        row += n
+                    }
+                }
+            }
         }
     }
 }

@@ -85,20 +85,26 @@ struct PipelineStage {
         }
     }
 
-    /// The head on a patch of whole token rows: [B, Cout, rows·patch, W] (Flux: [B, tokens, C]).
-    func output(_ a: PatchActivations, rows: Int, columns: Int) -> Tensor {
+    /// The head on this rank's tokens: [B, tokens, patch²·Cout] (Flux: [B, image tokens, C]).
+    func headTokens(_ a: PatchActivations) -> Tensor {
         switch (model, a) {
-        case let (.dit(m), .dit(x, i)):
-            return unpatchify(m.headPatches(x, inputs: i), layout: TokenLayout(gridHeight: rows, gridWidth: columns),
-                              patchSize: m.config.patchSize, channels: m.config.outputChannels)
-        case let (.pixart(m), .pixart(x, c)):
-            return unpatchify(m.headPatches(x, c), layout: TokenLayout(gridHeight: rows, gridWidth: columns),
-                              patchSize: m.config.patchSize, channels: m.config.outputChannels)
-        case let (.sd3(m), .sd3(s)):
-            return unpatchify(m.headPatches(s), layout: TokenLayout(gridHeight: rows, gridWidth: columns),
-                              patchSize: m.config.patchSize, channels: m.config.outputChannels)
+        case let (.dit(m), .dit(x, i)): return m.headPatches(x, inputs: i)
+        case let (.pixart(m), .pixart(x, c)): return m.headPatches(x, c)
+        case let (.sd3(m), .sd3(s)): return m.headPatches(s)
         case let (.flux(m), .flux(s)): return m.head(s)
         default: preconditionFailure("activations of another model")
+        }
+    }
+
+    /// The head's tokens of a patch of whole token rows as the output band [B, Cout, rows·patch, W]
+    /// (Flux's output stays packed: [B, tokens, C]).
+    func band(_ tokens: Tensor, rows: Int, columns: Int) -> Tensor {
+        let grid = TokenLayout(gridHeight: rows, gridWidth: columns)
+        switch model {
+        case let .dit(m): return unpatchify(tokens, layout: grid, patchSize: m.config.patchSize, channels: m.config.outputChannels)
+        case let .pixart(m): return unpatchify(tokens, layout: grid, patchSize: m.config.patchSize, channels: m.config.outputChannels)
+        case let .sd3(m): return unpatchify(tokens, layout: grid, patchSize: m.config.patchSize, channels: m.config.outputChannels)
+        case .flux: return tokens
         }
     }
 }

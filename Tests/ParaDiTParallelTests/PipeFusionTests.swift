@@ -63,6 +63,27 @@ struct PipeFusionTests {
         #expect(relativeL2(stale.ranks[0], stale.serial) > 1e-6)
     }
 
+    @Test("hybrid with Ulysses or Ring inside each stage: exact while warming up", arguments: ["dit", "pixart", "sd3", "flux"])
+    func sequenceHybrid(name: String) throws {
+        for config in [ParallelConfig(ulysses: 2, pipefusion: 2), ParallelConfig(ring: 2, pipefusion: 2)] {
+            let (ranks, serial, _) = try generate(name, config, warmup: 10)
+            for latents in ranks { #expect(relativeL2(latents, serial) <= 1e-5, "\(name) \(config)") }
+        }
+    }
+
+    @Test("hybrid of all three (cfg·pipefusion·ulysses): exact warm, stale and identical on every rank after")
+    func fullHybrid() throws {
+        let config = ParallelConfig(cfg: 2, ulysses: 2, pipefusion: 2)
+        let (warm, serial, _) = try generate("pixart", config, warmup: 10)
+        for latents in warm { #expect(relativeL2(latents, serial) <= 1e-5) }
+        let (stale, _, _) = try generate("pixart", config, warmup: 1)
+        #expect(relativeL2(stale[0], serial) > 1e-6)
+        for latents in stale { #expect(latents.scalars == stale[0].scalars) }
+        // CFG and Ulysses are exact, so the hybrid is as stale as PipeFusion alone.
+        let (alone, _, _) = try generate("pixart", .init(pipefusion: 2), warmup: 1)
+        #expect(relativeL2(stale[0], alone[0]) <= 1e-5)
+    }
+
     @Test("bytes per step: every stage but the last sends its patches' activations once, p·hs per sample")
     func bytes() throws {
         let (pipeline, request, conditioning) = try fixtureRequest("pixart")
