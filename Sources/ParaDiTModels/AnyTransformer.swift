@@ -12,11 +12,44 @@ public enum AnyTransformer {
 
     /// Opens a diffusers model folder strictly (see `ModelLoader`).
     public static func load(directory: String) throws -> AnyTransformer {
+        try load(directory: directory, keepingBlocks: nil).model
+    }
+
+    /// Transformer blocks of the model a config describes (Flux: double- plus single-stream).
+    public static func blockCount(config file: ConfigFile) throws -> Int {
+        switch file.className {
+        case "DiTTransformer2DModel": return try file.decode(DiTConfig.self).numLayers
+        case "PixArtTransformer2DModel": return try file.decode(PixArtConfig.self).numLayers
+        case "SD3Transformer2DModel": return try file.decode(SD3Config.self).numLayers
+        case "FluxTransformer2DModel":
+            let c = try file.decode(FluxConfig.self)
+            return c.numLayers + c.numSingleLayers
+        default:
+            throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not supported (supported: \(ModelLoader.supportedClasses.joined(separator: ", ")))")
+        }
+    }
+
+    /// Opens a model folder reading only the weights of the transformer blocks `keep` (all when
+    /// nil; blocks numbered in forward order, Flux's single-stream ones after its double-stream
+    /// ones): a pipeline stage's share. The other blocks' weights are checked against the config but
+    /// stand in as placeholders, so only blocks in `keep` may run. Also returns the parameters
+    /// read and the model's total.
+    public static func load(directory: String, keepingBlocks keep: Range<Int>?) throws -> (model: AnyTransformer, read: Int, total: Int) {
         let file = try ConfigFile(directory: directory)
-        let weights = Weights(checkpoint: try Checkpoint(directory: directory))
+        let doubleBlocks = file.className == "FluxTransformer2DModel" ? try file.decode(FluxConfig.self).numLayers : 0
+        let weights = Weights(checkpoint: try Checkpoint(directory: directory)) { key in
+            guard let keep else { return false }
+            let parts = key.split(separator: ".")
+            guard parts.count > 2, let i = Int(parts[1]) else { return false }
+            switch parts[0] {
+            case "transformer_blocks": return !keep.contains(i)
+            case "single_transformer_blocks": return !keep.contains(doubleBlocks + i)
+            default: return false
+            }
+        }
         let model = try build(className: file.className, config: file, weights: weights)
         try weights.checkAllUsed()
-        return model
+        return (model, weights.parameterCount - weights.skippedCount, weights.parameterCount)
     }
 
     /// Builds `className` from a config and weights (a checkpoint, or random weights for benchmarks).

@@ -29,7 +29,7 @@ public final class PipeFusion {
         let c = context.config
         guard c.pipefusion > 1, context.pipelineGroup != nil else { throw ParallelError.unsupported("PipeFusion needs pipefusion ≥ 2") }
         (self.model, self.context, self.warmupSteps) = (model, context, max(1, warmupSteps))
-        stages = try stageBlocks(blockCount: model.blockCount, stages: c.pipefusion, explicit: c.stageBlocks)
+        stages = try c.stageBlockRanges(blockCount: model.blockCount)
     }
 
     var stage: PipelineStage { PipelineStage(model: model, blocks: stages[context.stageIndex]) }

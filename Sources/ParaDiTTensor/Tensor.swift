@@ -175,6 +175,16 @@ public struct Tensor: @unchecked Sendable {
 
     // MARK: Copies
 
+    /// A stand-in of `shape` that owns no memory: the weights of blocks a pipeline stage never
+    /// runs. Its elements must never be read.
+    public static func placeholder(_ shape: [Int]) -> Tensor {
+        Tensor(shape: shape, storage: placeholderStorage, offset: 0)
+    }
+
+    public var isPlaceholder: Bool { storage === Self.placeholderStorage }
+
+    private static let placeholderStorage = TensorStorage(count: 1)
+
     /// A deep copy with its own storage.
     public func copy() -> Tensor {
         let out = Tensor(uninitialized: shape)

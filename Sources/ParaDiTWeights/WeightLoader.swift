@@ -11,19 +11,24 @@ public struct Weights {
         let seed: UInt64
         let std: Float
         var used: Set<String> = []
-        var elements = 0
-        init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02) {
+        var elements = 0, skippedElements = 0
+        /// Tensors not to read (placeholders instead): weights a pipeline stage never uses.
+        let skip: (String) -> Bool
+        init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02, skip: @escaping (String) -> Bool = { _ in false }) {
             self.checkpoint = checkpoint
             self.seed = seed
             self.std = std
+            self.skip = skip
         }
     }
 
     let ledger: Ledger
     public let prefix: String
 
-    public init(checkpoint: Checkpoint) {
-        ledger = Ledger(checkpoint: checkpoint)
+    /// Reads `checkpoint`; tensors whose key `skipping` accepts are checked but not read, and
+    /// stand in as placeholders that own no memory.
+    public init(checkpoint: Checkpoint, skipping: @escaping (String) -> Bool = { _ in false }) {
+        ledger = Ledger(checkpoint: checkpoint, skip: skipping)
         prefix = ""
     }
 
@@ -51,6 +56,8 @@ public struct Weights {
 
     /// Elements of every tensor handed out so far: the model's parameter count once it is built.
     public var parameterCount: Int { ledger.elements }
+    /// Elements of the tensors skipped (placeholders) among them.
+    public var skippedCount: Int { ledger.skippedElements }
 
     /// The tensor `name` in this scope, which must have `shape`.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
@@ -67,6 +74,10 @@ public struct Weights {
         }
         guard entry.shape == shape else { throw WeightsError.wrongShape(key: full, expected: shape, found: entry.shape) }
         ledger.used.insert(full)
+        if ledger.skip(full) {
+            ledger.skippedElements += entry.count
+            return .placeholder(shape)
+        }
         return try checkpoint.tensor(full)
     }
 

@@ -97,6 +97,30 @@ struct PipeFusionTests {
         #expect(sent[1]["pipefusion"] == request.steps * 4 * ranks[0].count)
     }
 
+    @Test("each stage can load only its blocks' weights and still gives the serial latents", arguments: ["pixart", "flux"])
+    func stageWeights(name: String) throws {
+        let (pipeline, request, conditioning) = try fixtureRequest(name)
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let directory = "\(pipelineFixtures)/\(name)/pipeline", config = ParallelConfig(pipefusion: 2)
+        let box = UncheckedBox((request, conditioning))
+        let ranks = try LocalWorld.run(size: 2, timeout: 60) { comm in
+            let context = try ParallelContext(config: config, world: comm)
+            let blocks = try config.stageBlockRanges(blockCount: pipeline.transformer.blockCount)[context.stageIndex]
+            let stage = try TextToImagePipeline.load(directory: directory, keepingBlocks: blocks)
+            let latents = try stage.denoise(box.value.0, conditioning: box.value.1, context: context, warmupSteps: 10)
+            return UncheckedBox((latents, stage.transformerParameters))
+        }
+        for rank in ranks {
+            #expect(relativeL2(rank.value.0, serial) <= 1e-5)
+            let (held, total) = rank.value.1
+            #expect(held < total && held > 0, "\(name): \(held) of \(total)")
+        }
+        #expect(ranks[0].value.1.total == pipeline.transformerParameters.total)
+        // Blocks are split between the stages; the embeddings and the head are on both.
+        let (held, total) = (ranks[0].value.1.held + ranks[1].value.1.held, ranks[0].value.1.total)
+        #expect(held > total && held < 2 * total)
+    }
+
     @Test("a configuration PipeFusion cannot run is refused with what to change")
     func refused() throws {
         let (pipeline, request, conditioning) = try fixtureRequest("dit")

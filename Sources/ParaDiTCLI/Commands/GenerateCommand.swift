@@ -72,7 +72,8 @@ struct Generate: ParsableCommand {
         let log = Logger(label: "paradit.generate")
         let start = Date()
         log.info("loading \(model ?? GeneratePreset.name)")
-        let pipeline = try model.map { try TextToImagePipeline.load(directory: $0) } ?? GeneratePreset.ditXL()
+        let pipeline = try model.map { try TextToImagePipeline.load(directory: $0, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: $0)) }
+            ?? GeneratePreset.ditXL()
         let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(
             seed: seed, steps: steps ?? (model == nil ? 8 : 20), guidanceScale: guidance, height: size?.height, width: size?.width,
@@ -108,7 +109,8 @@ struct Generate: ParsableCommand {
                               seed: seed, steps: request.steps, guidance: guidance, width: images[0].width, height: images[0].height,
                               stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
-                              peakMemoryBytes: peakMemoryBytes(), outputs: paths, randomWeights: model == nil)
+                              peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
+                              transformerParametersTotal: pipeline.transformerParameters.total, outputs: paths, randomWeights: model == nil)
         print(summary.text)
         if let json { try writeJSON(summary, to: json) }
     }
@@ -122,6 +124,8 @@ struct Generate: ParsableCommand {
         var stepSeconds: [Double]
         var medianStepSeconds, loadSeconds, decodeSeconds, totalSeconds: Double
         var peakMemoryBytes: Int
+        /// Transformer parameters this process held (a PipeFusion stage under mpirun holds its blocks').
+        var transformerParameters, transformerParametersTotal: Int
         var outputs: [String]
         var randomWeights: Bool
 
@@ -131,6 +135,9 @@ struct Generate: ParsableCommand {
                 + "\(steps) steps, \(fmt(medianStepSeconds, digits: 2)) s/step (median), total \(fmt(totalSeconds, digits: 1)) s "
                 + "(load \(fmt(loadSeconds, digits: 1)) s, decode \(fmt(decodeSeconds, digits: 1)) s), "
                 + "peak memory \(fmt(Double(peakMemoryBytes) / 1_073_741_824, digits: 2)) GiB, \(parallel)"
+                + (transformerParameters < transformerParametersTotal
+                   ? "\nthis stage holds \(fmt(Double(transformerParameters) / 1e6, digits: 1)) M of the transformer's \(fmt(Double(transformerParametersTotal) / 1e6, digits: 1)) M parameters"
+                   : "")
         }
     }
 }

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import ParaDiTDistributed
+import ParaDiTModels
 import ParaDiTParallel
 import ParaDiTTensor
+import ParaDiTWeights
 
 /// Options of every command that runs on ranks, and the launch on either transport: ranks as
 /// threads of this process (the default), or, under mpirun, one rank per MPI process.
@@ -116,6 +118,17 @@ struct RankOptions: ParsableArguments {
         return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1,
                               ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1,
                               torus: parallel.degrees["torus"] ?? 1, pipefusion: pipefusion, patches: patches, stageBlocks: blocks)
+    }
+
+    /// Under mpirun with pipefusion, the blocks this process's stage runs: it loads only those
+    /// weights. nil otherwise (ranks that are threads share one whole model).
+    func stageBlocksOfThisProcess(pipelineDirectory: String) throws -> Range<Int>? {
+        let config = try config(parallel)
+        guard MPICommunicator.isLaunchedByMPI, config.pipefusion > 1 else { return nil }
+        let blocks = try AnyTransformer.blockCount(config: ConfigFile(directory: (pipelineDirectory as NSString).appendingPathComponent("transformer")))
+        let world = try MPICommunicator.world()
+        let stage = try config.mesh(worldSize: world.size).coordinate(of: world.rank, along: .pipefusion)
+        return try config.stageBlockRanges(blockCount: blocks)[stage]
     }
 
     /// Runs `body` on every rank of this process; returns the results of its ranks (all of them

@@ -32,11 +32,18 @@ public final class TextToImagePipeline {
     public let vae: AutoencoderKL
     public let schedulerConfig: ConfigFile
 
-    public static func load(directory: String) throws -> TextToImagePipeline {
+    /// Transformer parameters held in memory, and the model's total (fewer on a pipeline stage).
+    public private(set) var transformerParameters = (held: 0, total: 0)
+
+    /// Loads a pipeline folder; with `keepingBlocks`, only those transformer blocks' weights
+    /// (a PipeFusion stage's).
+    public static func load(directory: String, keepingBlocks: Range<Int>? = nil) throws -> TextToImagePipeline {
         let folder = try PipelineFolder(directory: directory)
-        return try TextToImagePipeline(folder: folder, transformer: AnyTransformer.load(directory: folder.path("transformer")),
-                                       vae: AutoencoderKL.load(directory: folder.path("vae")),
-                                       schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
+        let (transformer, held, total) = try AnyTransformer.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks)
+        let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: AutoencoderKL.load(directory: folder.path("vae")),
+                                               schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
+        pipeline.transformerParameters = (held, total)
+        return pipeline
     }
 
     public init(folder: PipelineFolder, transformer: AnyTransformer, vae: AutoencoderKL, schedulerConfig: ConfigFile) throws {

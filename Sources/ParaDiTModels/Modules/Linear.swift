@@ -22,6 +22,9 @@ public struct Linear {
     /// computes q, k and v together.
     public static func fused(_ parts: [Linear]) -> Linear {
         let rows = parts.reduce(0) { $0 + $1.outFeatures }, cols = parts[0].inFeatures
+        if parts.allSatisfy({ $0.weight.isPlaceholder }) {
+            return Linear(weight: .placeholder([rows, cols]), bias: parts.allSatisfy { $0.bias != nil } ? .placeholder([rows]) : nil)
+        }
         let weight = Tensor(uninitialized: [rows, cols])
         let bias = parts.allSatisfy { $0.bias != nil } ? Tensor(uninitialized: [rows]) : nil
         var at = 0
