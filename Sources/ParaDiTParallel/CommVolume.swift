@@ -9,11 +9,16 @@ import ParaDiTModels
 /// - DistriFusion: each rank's K and V go to the N−1 others once per step: 2·(N−1)/N · p·hs.
 /// - Torus across T nodes: a node's p/T rows cross once, q, k, v out and the output back, for the
 ///   (T−1)/T of its hs/U heads that others own: 4·(T−1)/T · (p/T)·hs/U (Ring: 2·(T−1)·(p/T)·hs/U).
+/// - PipeFusion, per step and not per layer: a stage (not the last) hands every patch's hidden
+///   states on once, its 1/S share under sequence parallelism S: p·hs/S (received as much: 2·p·hs
+///   through each rank in total); the last stage returns the latents instead.
 public struct CommVolume: Sendable, Equatable {
     public var ulyssesBytes: Int
     public var ringBytes: Int
     public var distrifusionBytes: Int
     public var torusBytes: Int
+    /// Per step (all layers), by a stage other than the last.
+    public var pipefusionBytes: Int
 
     public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int) {
         let (u, r, n) = (config.ulysses, config.ring, config.sequenceDegree)
@@ -24,6 +29,7 @@ public struct CommVolume: Sendable, Equatable {
         distrifusionBytes = perSample * 2 * (d - 1) * p * hs / d
         let t = config.torus
         torusBytes = perSample * 4 * (t - 1) * p * hs / (t * t * u)
+        pipefusionBytes = config.pipefusion > 1 ? batch / config.cfg * 4 * p * hs / n : 0
     }
 }
 

@@ -4,6 +4,26 @@ import ParaDiTDistributed
 import ParaDiTModels
 import ParaDiTTensor
 
+/// What PipeFusion steps: the latent image cut into bands of token rows, each stepped by its own
+/// scheduler as soon as its output exists. `PatchSampler` is the real loop; benchmarks drive the
+/// same pipeline with fixed inputs.
+public protocol PatchLoop: AnyObject {
+    var timesteps: [Float] { get }
+    var bands: [Range<Int>] { get }
+    var gridRows: Int { get }
+    var gridColumns: Int { get }
+    var latents: Tensor { get }
+    func tokens(ofBand m: Int) -> Range<Int>
+    func inputs(step i: Int) -> ModelInputs
+    func step(band m: Int, step i: Int, output: Tensor) throws
+    func stepAll(step i: Int, output: Tensor) throws
+    func latentBand(_ m: Int) -> Tensor
+    func setLatentBand(_ m: Int, _ band: Tensor)
+    func setLatents(_ x: Tensor)
+}
+
+extension PatchSampler: PatchLoop {}
+
 /// PipeFusion (xDiT): the model's blocks split into stages, one per rank of the pipeline group,
 /// and the latent image into patches (bands of token rows) that flow through the stages one after
 /// another. Each stage attends with `PipeFusionAttention` (the patch's fresh K/V, the others' from
@@ -44,7 +64,7 @@ public final class PipeFusion {
 
     /// Runs the denoising loop of `sampler`; afterwards every rank's sampler holds the final
     /// latents. `onStep(i, n, seconds)` follows each step on this rank.
-    public func run(_ sampler: PatchSampler, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws {
+    public func run(_ sampler: PatchLoop, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws {
         let first = sampler.inputs(step: 0)
         let problem = try ParallelTransformer(model: model, context: context).problem(first)
         try context.config.validate(problem)
@@ -75,7 +95,7 @@ public final class PipeFusion {
 /// One run's state on one rank: the messages in flight and the K/V buffers.
 final class Pass {
     let runner: PipeFusion
-    let sampler: PatchSampler
+    let sampler: PatchLoop
     let items: [PipeFusion.Item]
     let text: [Range<Int>]
     let problem: ParallelConfig.Problem
@@ -89,7 +109,7 @@ final class Pass {
     var consumed = 0
     var sends: [(CommRequest, [Tensor])] = []
 
-    init(runner: PipeFusion, sampler: PatchSampler, items: [PipeFusion.Item], text: [Range<Int>], problem: ParallelConfig.Problem) {
+    init(runner: PipeFusion, sampler: PatchLoop, items: [PipeFusion.Item], text: [Range<Int>], problem: ParallelConfig.Problem) {
         (self.runner, self.sampler, self.items, self.text, self.problem) = (runner, sampler, items, text, problem)
         attention = PipeFusionAttention(context: runner.context, textTokens: problem.textTokens, imageTokens: problem.imageTokens)
         pipe = runner.context.pipelineGroup!

@@ -91,7 +91,9 @@ struct PipeFusionTests {
         let inputs = try pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)
         guard case let .pixart(m) = pipeline.transformer, case let .pixart(i) = inputs else { Issue.record("not PixArt"); return }
         let tokens = (i.hiddenStates.size(2) / m.config.patchSize) * (i.hiddenStates.size(3) / m.config.patchSize)
-        let perStep = 4 * i.hiddenStates.size(0) * tokens * m.config.innerDim
+        let perStep = CommVolume(config: .init(pipefusion: 2), batch: i.hiddenStates.size(0), tokens: tokens, hidden: m.config.innerDim,
+                                 layers: m.config.numLayers).pipefusionBytes
+        #expect(perStep == 4 * i.hiddenStates.size(0) * tokens * m.config.innerDim)
         #expect(sent[0]["pipefusion"] == request.steps * perStep)
         // The last stage sends back each step's new latents but the last one's, which it broadcasts.
         #expect(sent[1]["pipefusion"] == request.steps * 4 * ranks[0].count)

@@ -68,6 +68,8 @@ struct BenchParallel: ParsableCommand {
         var ulyssesBytesPerRank: Int, ulyssesFormula: Int
         var ringBytesPerRank: Int, ringFormula: Int
         var distrifusionBytesPerRank: Int, distrifusionFormula: Int
+        /// What stage 0 sends per step (PipeFusion).
+        var pipefusionBytesPerRank: Int, pipefusionFormula: Int
         var gatherBytesPerRank: Int
         /// Bytes one rank received over emulated inter-node links per step.
         var interNodeBytesPerRank: Int
@@ -122,17 +124,26 @@ struct BenchParallel: ParsableCommand {
     func timeParallel(_ spec: ParallelSpec, _ config: ParallelConfig, model: AnyTransformer, inputs: ModelInputs,
                  problem: ParallelConfig.Problem, log: Logger) throws -> Result? {
         log.info("timing \(config) on \(config.worldSize) rank(s)")
-        let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps ?? 4)
+        let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps ?? config.defaultWarmupSteps)
         let results = try ranks.launch(spec) { context -> (Timing, [String: Int]) in
-            let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
             var samples: [Double] = []
-            for step in 0..<steps {
-                try context.world.barrier()
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = try transformer.forward(inputs)
-                if step >= warmup { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            if config.pipefusion > 1 {
+                // The pipeline overlaps steps: time each step as stage 0 sees it, the synchronous ones untimed.
+                let loop = try FixedPatchLoop(inputs: inputs, model: model, steps: max(warmup, stale) + runs, patches: config.patchCount)
+                try PipeFusion(model: model, context: context, warmupSteps: stale).run(loop) { i, _, s in
+                    if i > max(warmup, stale) { samples.append(s) }
+                }
+            } else {
+                let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
+                for step in 0..<steps {
+                    try context.world.barrier()
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = try transformer.forward(inputs)
+                    if step >= warmup { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+                }
+                try transformer.finish()
             }
-            try transformer.finish()
+            let steps = config.pipefusion > 1 ? max(warmup, stale) + runs : steps
             var bytes = Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) })
             bytes["inter-node"] = context.groups.reduce(0) { $0 + $1.comm.stats.interNodeBytesReceived } / steps
             return (timing(samples), bytes)
@@ -145,10 +156,11 @@ struct BenchParallel: ParsableCommand {
         return Result(
             parallel: config.description, ranks: config.worldSize,
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
-            warmupSteps: config.distrifusion > 1 ? stale : nil, parallelStep: step, speedup: nil,
+            warmupSteps: config.distrifusion * config.pipefusion > 1 ? stale : nil, parallelStep: step, speedup: nil,
             ulyssesBytesPerRank: bytes["ulysses"] ?? 0, ulyssesFormula: formula.ulyssesBytes,
             ringBytesPerRank: (bytes["ring"] ?? 0) + (bytes["torus"] ?? 0), ringFormula: formula.ringBytes + formula.torusBytes,
             distrifusionBytesPerRank: bytes["distrifusion"] ?? 0, distrifusionFormula: formula.distrifusionBytes,
+            pipefusionBytesPerRank: bytes["pipefusion"] ?? 0, pipefusionFormula: formula.pipefusionBytes,
             gatherBytesPerRank: (bytes["sequence"] ?? 0) + (bytes["cfg"] ?? 0), interNodeBytesPerRank: bytes["inter-node"] ?? 0)
     }
 
@@ -170,13 +182,15 @@ struct BenchParallel: ParsableCommand {
         let hosts = r.emulatedNodes.map { n in ", \(n) emulated hosts\(r.interleavedNodes == true ? " (interleaved)" : "") at \(r.interNodeGbps!) Gbit/s, \(r.interNodeLatencyUs!) µs" } ?? ""
         var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)\(hosts)",
                             columns: ["parallel", "ranks × threads", "step s", "speedup", "ulysses MB/rank (formula)",
-                                      "ring/torus MB/rank (formula)", "distrifusion MB/rank (formula)", "gather MB/rank",
+                                      "ring/torus MB/rank (formula)", "distrifusion MB/rank (formula)",
+                                      "pipefusion MB/stage (formula)", "gather MB/rank",
                                       "inter-node MB/rank"])
         for x in r.results {
             t.add([x.parallel + (x.warmupSteps.map { " (warm-up \($0))" } ?? ""), "\(x.ranks) × \(x.threadsPerRank)",
                    fmt(x.parallelStep.median, digits: 3), x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
                    "\(mb(x.ulyssesBytesPerRank)) (\(mb(x.ulyssesFormula)))", "\(mb(x.ringBytesPerRank)) (\(mb(x.ringFormula)))",
-                   "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))", mb(x.gatherBytesPerRank),
+                   "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))",
+                   "\(mb(x.pipefusionBytesPerRank)) (\(mb(x.pipefusionFormula)))", mb(x.gatherBytesPerRank),
                    r.emulatedNodes == nil ? "—" : mb(x.interNodeBytesPerRank)])
         }
         return t

@@ -117,19 +117,6 @@ public final class PatchSampler {
     }
 }
 
-/// Elements `range` of `x` along `axis`, as a new tensor.
-func slice(_ x: Tensor, axis: Int, _ range: Range<Int>) -> Tensor {
-    let full = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *), outer = x.count / (full * inner)
-    var shape = x.shape
-    shape[axis] = range.count
-    let out = Tensor(uninitialized: shape)
-    withExtendedLifetime(x) {
-        copy2D(rows: outer, cols: range.count * inner, src: x.data + range.lowerBound * inner, lds: full * inner,
-               dst: out.data, ldd: range.count * inner)
-    }
-    return out
-}
-
 extension TextToImagePipeline {
     /// A sampler for `request` whose latent image is cut into `patches` bands of token rows.
     public func sampler(_ request: GenerationRequest, conditioning: Conditioning?, patches: Int = 1) throws -> PatchSampler {

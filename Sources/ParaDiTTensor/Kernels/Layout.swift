@@ -99,3 +99,16 @@ public func balancedSplit(_ n: Int, parts: Int) -> [Range<Int>] {
     }
     return ranges
 }
+
+/// Elements `range` of `x` along `axis`, as a new tensor.
+public func slice(_ x: Tensor, axis: Int, _ range: Range<Int>) -> Tensor {
+    let full = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *), outer = x.count / (full * inner)
+    var shape = x.shape
+    shape[axis] = range.count
+    let out = Tensor(uninitialized: shape)
+    withExtendedLifetime(x) {
+        copy2D(rows: outer, cols: range.count * inner, src: x.data + range.lowerBound * inner, lds: full * inner,
+               dst: out.data, ldd: range.count * inner)
+    }
+    return out
+}
