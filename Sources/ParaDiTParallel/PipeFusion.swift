@@ -56,12 +56,6 @@ public final class PipeFusion {
     var isFirst: Bool { context.stageIndex == 0 }
     var isLast: Bool { context.stageIndex == stages.count - 1 }
 
-    /// Parameters of the blocks this stage runs over those of all blocks (the stage's share of
-    /// the model's block weights).
-    public var stageWeightFraction: Double {
-        Double(stages[context.stageIndex].count) / Double(model.blockCount)
-    }
-
     /// Runs the denoising loop of `sampler`; afterwards every rank's sampler holds the final
     /// latents. `onStep(i, n, seconds)` follows each step on this rank.
     public func run(_ sampler: PatchLoop, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws {
@@ -78,7 +72,7 @@ public final class PipeFusion {
         if let smallest = sampler.bands.indices.map({ sampler.tokens(ofBand: $0).count }).min(), smallest < sp {
             throw ParallelError.unsupported("a patch of \(smallest) tokens cannot be split over \(sp) sequence-parallel ranks; lower --patches, ulysses or ring")
         }
-        let pass = Pass(runner: self, sampler: sampler, items: items, text: text, problem: problem)
+        let pass = PipeFusionPass(runner: self, sampler: sampler, items: items, text: text, problem: problem)
         var last = DispatchTime.now().uptimeNanoseconds
         for (k, item) in items.enumerated() {
             try context.span(item.patch.map { "step \(item.step) patch \($0)" } ?? "step \(item.step)") { try pass.run(k) }
@@ -93,7 +87,7 @@ public final class PipeFusion {
 }
 
 /// One run's state on one rank: the messages in flight and the K/V buffers.
-final class Pass {
+final class PipeFusionPass {
     let runner: PipeFusion
     let sampler: PatchLoop
     let items: [PipeFusion.Item]

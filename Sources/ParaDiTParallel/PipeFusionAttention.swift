@@ -46,9 +46,6 @@ public final class PipeFusionAttention: AttentionRuntime {
         (self.patch, layer) = (patch, 0)
     }
 
-    /// Floats held in K/V buffers.
-    public var bufferedFloats: Int { buffers.reduce(0) { $0 + $1.count } }
-
     /// q, k, v rows of one call after the Ulysses exchange (or the call's own without one).
     struct Operands {
         var q, k, v: UnsafePointer<Float>, ldq, ldk, ldv: Int, rows: Int, heads: Int

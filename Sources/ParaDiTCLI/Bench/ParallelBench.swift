@@ -39,7 +39,7 @@ struct BenchParallel: ParsableCommand {
     @Option(help: "Timed steps; the table shows their median.")
     var runs: Int = 3
 
-    @Option(help: "Untimed warm-up steps.")
+    @Option(help: "Untimed warm-up steps (stale methods also leave their synchronous steps untimed, and PipeFusion the first stale one, which fills its pipe).")
     var warmup: Int = 1
 
     @Option(help: "Also write the results as JSON to this file.")
@@ -82,17 +82,18 @@ struct BenchParallel: ParsableCommand {
         guard runs >= 1, warmup >= 0 else { throw ValidationError("--runs must be at least 1, --warmup at least 0") }
     }
 
-    func run() throws {
+    mutating func run() throws {
         let log = Logger(label: "paradit.bench")
         let p = ForwardPreset.all.first { $0.name == preset }!
-        let specs = [ranks.parallel] + also
-        let configs = try specs.map { try ranks.config($0) }
         log.info("building \(p.name) with random weights")
         let (model, _) = try p.build()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try p.inputs(path: path)
         let inputs = try ModelInputs(model: model, file: SafeTensorsFile(path: path))
+        ranks = try ranks.planned(ParallelTransformer.stepShape(model: model, inputs: inputs))
+        let specs = [ranks.parallel] + also
+        let configs = try specs.map { try ranks.config($0) }
         let problem = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
             .problem(inputs)
         for config in configs { try config.validate(problem) }
@@ -124,14 +125,17 @@ struct BenchParallel: ParsableCommand {
     func timeParallel(_ spec: ParallelSpec, _ config: ParallelConfig, model: AnyTransformer, inputs: ModelInputs,
                  problem: ParallelConfig.Problem, log: Logger) throws -> Result? {
         log.info("timing \(config) on \(config.worldSize) rank(s)")
-        let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps ?? config.defaultWarmupSteps)
+        // Stale methods are timed on stale steps: after their synchronous ones and, for PipeFusion,
+        // after the first stale step, in which the pipe fills.
+        let stale = ranks.warmupSteps ?? config.defaultWarmupSteps
+        let untimed = config.distrifusion * config.pipefusion > 1 ? max(warmup, stale + (config.pipefusion > 1 ? 1 : 0)) : warmup
+        let steps = untimed + runs
         let results = try ranks.launch(spec) { context -> (Timing, [String: Int]) in
             var samples: [Double] = []
             if config.pipefusion > 1 {
-                // The pipeline overlaps steps: time each step as stage 0 sees it, the synchronous ones untimed.
-                let loop = try FixedPatchLoop(inputs: inputs, model: model, steps: max(warmup, stale) + runs, patches: config.patchCount)
+                let loop = try FixedPatchLoop(inputs: inputs, model: model, steps: steps, patches: config.patchCount)
                 try PipeFusion(model: model, context: context, warmupSteps: stale).run(loop) { i, _, s in
-                    if i > max(warmup, stale) { samples.append(s) }
+                    if i > untimed { samples.append(s) }
                 }
             } else {
                 let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
@@ -139,11 +143,10 @@ struct BenchParallel: ParsableCommand {
                     try context.world.barrier()
                     let start = DispatchTime.now().uptimeNanoseconds
                     _ = try transformer.forward(inputs)
-                    if step >= warmup { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+                    if step >= untimed { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
                 }
                 try transformer.finish()
             }
-            let steps = config.pipefusion > 1 ? max(warmup, stale) + runs : steps
             var bytes = Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) })
             bytes["inter-node"] = context.groups.reduce(0) { $0 + $1.comm.stats.interNodeBytesReceived } / steps
             return (timing(samples), bytes)

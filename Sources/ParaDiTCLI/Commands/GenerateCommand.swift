@@ -68,7 +68,7 @@ struct Generate: ParsableCommand {
         if model == nil && promptEmbeds != nil { throw ValidationError("--prompt-embeds needs --model (the demo is DiT: use --class)") }
     }
 
-    func run() throws {
+    mutating func run() throws {
         let log = Logger(label: "paradit.generate")
         let start = Date()
         log.info("loading \(model ?? GeneratePreset.name)")
@@ -79,6 +79,8 @@ struct Generate: ParsableCommand {
             seed: seed, steps: steps ?? (model == nil ? 8 : 20), guidanceScale: guidance, height: size?.height, width: size?.width,
             classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
         try pipeline.validate(request, conditioning: conditioning)
+        ranks = try ranks.planned(ParallelTransformer.stepShape(model: pipeline.transformer,
+                                                                inputs: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)))
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in

@@ -58,13 +58,15 @@ struct Quality: ParsableCommand {
         var maxPixelError: Int
     }
 
-    func run() throws {
+    mutating func run() throws {
         let log = Logger(label: "paradit.quality")
         let pipeline = try model.map { try TextToImagePipeline.load(directory: $0) } ?? GeneratePreset.ditXL()
         let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
                                         classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
         try pipeline.validate(request, conditioning: conditioning)
+        ranks = try ranks.planned(ParallelTransformer.stepShape(model: pipeline.transformer,
+                                                                inputs: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)))
         let (transformer, warmup) = (pipeline.transformer, try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps)
         log.info("generating with \(ranks.parallel)")
         let results = try ranks.launch { context -> Tensor in
