@@ -97,6 +97,14 @@ struct PipeFusionTests {
         #expect(sent[0]["pipefusion"] == request.steps * perStep)
         // The last stage sends back each step's new latents but the last one's, which it broadcasts.
         #expect(sent[1]["pipefusion"] == request.steps * 4 * ranks[0].count)
+        // Inside a stage, Ulysses moves the USP volume of the stage's own layers.
+        let hybrid = ParallelConfig(ulysses: 2, pipefusion: 2)
+        let (_, _, hybridSent) = try generate("pixart", hybrid, warmup: 1)
+        let stageLayers = try hybrid.stageBlockRanges(blockCount: m.blockCount)[0].count
+        let ulysses = CommVolume(config: hybrid, batch: i.hiddenStates.size(0), tokens: tokens, hidden: m.config.innerDim,
+                                 layers: stageLayers).ulyssesBytes
+        #expect(ulysses > 0 && hybridSent[0]["ulysses"] == request.steps * ulysses)
+        #expect(hybridSent[0]["pipefusion"] == request.steps * perStep / 2)
     }
 
     @Test("each stage can load only its blocks' weights and still gives the serial latents", arguments: ["pixart", "flux"])

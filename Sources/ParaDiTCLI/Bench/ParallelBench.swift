@@ -155,7 +155,10 @@ struct BenchParallel: ParsableCommand {
         let (layers, hidden) = model.attentionLayers
         let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.textTokens, degree: config.sequenceDegree,
                                     splitText: config.distrifusion == 1)
-        let formula = CommVolume(config: config, batch: inputs.batch, tokens: shards.exchangedTokens, hidden: hidden, layers: layers)
+        // Rank 0 is on PipeFusion's first stage, which runs only its blocks' attention layers.
+        let stage = try config.pipefusion > 1 ? config.stageBlockRanges(blockCount: model.blockCount)[0].count : model.blockCount
+        let formula = CommVolume(config: config, batch: inputs.batch, tokens: shards.exchangedTokens, hidden: hidden,
+                                 layers: layers * stage / model.blockCount)
         return Result(
             parallel: config.description, ranks: config.worldSize,
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
