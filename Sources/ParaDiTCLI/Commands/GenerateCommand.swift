@@ -138,7 +138,8 @@ struct Generate: ParsableCommand {
                 + "(load \(fmt(loadSeconds, digits: 1)) s, decode \(fmt(decodeSeconds, digits: 1)) s), "
                 + "peak memory \(fmt(Double(peakMemoryBytes) / 1_073_741_824, digits: 2)) GiB, \(parallel)"
                 + (transformerParameters < transformerParametersTotal
-                   ? "\nthis stage holds \(fmt(Double(transformerParameters) / 1e6, digits: 1)) M of the transformer's \(fmt(Double(transformerParametersTotal) / 1e6, digits: 1)) M parameters"
+                   ? "\nthis stage holds \(transformerParameters) of the transformer's \(transformerParametersTotal) parameters "
+                     + "(\(fmt(100 * Double(transformerParameters) / Double(transformerParametersTotal), digits: 1)) %)"
                    : "")
         }
     }
