@@ -10,9 +10,9 @@ import Foundation
 // Memory ordering: a put is MPI_Put, then MPI_Win_flush(target), which returns only when the data
 // is complete in the target's memory; only then is the counter incremented (MPI_Accumulate,
 // MPI_SUM, atomic with respect to other accumulates) and flushed. The owner reads its counters
-// with MPI_Fetch_and_op (adding 0: an atomic read, which also drives the progress of components
-// that apply remote operations in software), then calls MPI_Win_sync before it touches the data,
-// so its loads see the public copy as of the notification. A rank notifies "free" only after
+// with MPI_Win_sync and plain loads (the unified memory model's polling idiom; MPI_Fetch_and_op on
+// itself deadlocks Open MPI 4.1's osc/ucx against concurrent accumulates), and the data after a
+// final MPI_Win_sync, so its loads see the public copy as of the notification. A rank notifies "free" only after
 // MPI_Win_sync, so its loads and stores of a region complete before a peer may write it again.
 
 extension MPICommunicator {
@@ -100,13 +100,18 @@ final class MPINotifiedWindow: NotifiedWindow {
         try check(MPI_Win_flush(t, win), "MPI_Win_flush")
     }
 
-    /// Atomic read of this rank's header word at `displacement`.
+    /// This rank's header word at `displacement`, as of now. The MPI-3 unified memory model lets
+    /// the owner poll its window memory with plain loads after MPI_Win_sync (remote accumulates
+    /// write whole aligned words); MPI_Win_sync is opaque to the compiler, so every poll reloads.
     func read(_ displacement: Int) throws -> Int {
-        var zero: Int64 = 0, value: Int64 = 0
-        let me = Int32(comm.rank)
-        try check(MPI_Fetch_and_op(&zero, &value, paradit_mpi_int64(), me, MPI_Aint(displacement), paradit_mpi_sum(), win), "MPI_Fetch_and_op")
-        try check(MPI_Win_flush(me, win), "MPI_Win_flush")
-        return Int(value)
+        try check(MPI_Win_sync(win), "MPI_Win_sync")
+        return Int((base + displacement).assumingMemoryBound(to: Int64.self).pointee)
+    }
+
+    /// Lets components that apply remote operations in software (osc/pt2pt) make progress.
+    func progress() {
+        var flag: Int32 = 0
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm.comm, &flag, paradit_mpi_status_ignore())
     }
 
     func waitNotify(_ slot: Int, reaching value: Int, from peer: Int, floats: Int) throws {
@@ -120,6 +125,7 @@ final class MPINotifiedWindow: NotifiedWindow {
                 throw CommError.timedOut(rank: comm.worldRank, operation: "waitNotify (slot \(slot), notification \(value) from rank \(peer))",
                                          seconds: comm.timeout, waitingFor: [peer >= 0 && peer < comm.size ? comm.worldRanks[peer] : peer])
             }
+            progress()
             Thread.sleep(forTimeInterval: pause)
             pause = min(2 * pause, 100e-6)
         }
