@@ -53,7 +53,12 @@ struct NotifiedWindowTests {
         #expect(Date().timeIntervalSince(start) < 5, "the consumer must not wait for the timeout")
         let seen = try LocalWorld.run(size: 2, timeout: 30) { comm -> String in
             let w = try comm.notifiedWindow(count: 4, slots: 1)
-            if comm.rank == 1 { comm.world.fail(rank: 1, reason: "out of memory"); return "" }
+            if comm.rank == 1 {
+                // Late enough that rank 0 is waiting (not still leaving the window's creation).
+                Thread.sleep(forTimeInterval: 0.2)
+                comm.world.fail(rank: 1, reason: "out of memory")
+                return ""
+            }
             do { try w.waitNotify(0, reaching: 1, from: 1, floats: 4); return "passed" } catch { return "\(error)" }
         }
         #expect(seen[0].contains("rank 1 failed (out of memory)") && seen[0].contains("waitNotify"), "\(seen[0])")

@@ -64,6 +64,8 @@ struct BenchParallel: ParsableCommand {
         /// Synchronous steps of a stale method (nil for the exact ones).
         var warmupSteps: Int?
         var parallelStep: Timing
+        /// Seconds rank 0 spent per timed step blocked in attention exchanges (the trace's "wait" spans).
+        var waitPerStep: Double?
         var speedup: Double?
         var ulyssesBytesPerRank: Int, ulyssesFormula: Int
         var ringBytesPerRank: Int, ringFormula: Int
@@ -123,10 +125,11 @@ struct BenchParallel: ParsableCommand {
                  problem: ParallelConfig.Problem, log: Logger) throws -> Result? {
         log.info("timing \(config) on \(config.worldSize) rank(s)")
         let (steps, warmup, stale) = (warmup + runs, warmup, ranks.warmupSteps)
-        let results = try ranks.launch(spec) { context -> (Timing, [String: Int]) in
+        let results = try ranks.launch(spec) { context -> (Timing, Double, [String: Int]) in
             let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
-            var samples: [Double] = []
+            var samples: [Double] = [], waitBefore = 0.0
             for step in 0..<steps {
+                if step == warmup { waitBefore = context.waitSeconds }
                 try context.world.barrier()
                 let start = DispatchTime.now().uptimeNanoseconds
                 _ = try transformer.forward(inputs)
@@ -135,9 +138,9 @@ struct BenchParallel: ParsableCommand {
             try transformer.finish()
             var bytes = Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) })
             bytes["inter-node"] = context.groups.reduce(0) { $0 + $1.comm.stats.interNodeBytesReceived } / steps
-            return (timing(samples), bytes)
+            return (timing(samples), (context.waitSeconds - waitBefore) / Double(steps - warmup), bytes)
         }
-        guard let (rank, (step, bytes)) = results.first, rank == 0 else { return nil }
+        guard let (rank, (step, wait, bytes)) = results.first, rank == 0 else { return nil }
         let (layers, hidden) = model.attentionLayers
         let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.textTokens, degree: config.sequenceDegree,
                                     splitText: config.distrifusion == 1)
@@ -145,7 +148,7 @@ struct BenchParallel: ParsableCommand {
         return Result(
             parallel: config.description, ranks: config.worldSize,
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
-            warmupSteps: config.distrifusion > 1 ? stale : nil, parallelStep: step, speedup: nil,
+            warmupSteps: config.distrifusion > 1 ? stale : nil, parallelStep: step, waitPerStep: wait, speedup: nil,
             ulyssesBytesPerRank: bytes["ulysses"] ?? 0, ulyssesFormula: formula.ulyssesBytes,
             ringBytesPerRank: (bytes["ring"] ?? 0) + (bytes["torus"] ?? 0), ringFormula: formula.ringBytes + formula.torusBytes,
             distrifusionBytesPerRank: bytes["distrifusion"] ?? 0, distrifusionFormula: formula.distrifusionBytes,
@@ -169,12 +172,12 @@ struct BenchParallel: ParsableCommand {
         let all = r.serialAllThreads.map { ", \(fmt($0.median, digits: 3)) s with all threads" } ?? ""
         let hosts = r.emulatedNodes.map { n in ", \(n) emulated hosts\(r.interleavedNodes == true ? " (interleaved)" : "") at \(r.interNodeGbps!) Gbit/s, \(r.interNodeLatencyUs!) µs" } ?? ""
         var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)\(hosts)",
-                            columns: ["parallel", "ranks × threads", "step s", "speedup", "ulysses MB/rank (formula)",
+                            columns: ["parallel", "ranks × threads", "step s", "wait s (rank 0)", "speedup", "ulysses MB/rank (formula)",
                                       "ring/torus MB/rank (formula)", "distrifusion MB/rank (formula)", "gather MB/rank",
                                       "inter-node MB/rank"])
         for x in r.results {
             t.add([x.parallel + (x.warmupSteps.map { " (warm-up \($0))" } ?? ""), "\(x.ranks) × \(x.threadsPerRank)",
-                   fmt(x.parallelStep.median, digits: 3), x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
+                   fmt(x.parallelStep.median, digits: 3), x.waitPerStep.map { fmt($0, digits: 3) } ?? "—", x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
                    "\(mb(x.ulyssesBytesPerRank)) (\(mb(x.ulyssesFormula)))", "\(mb(x.ringBytesPerRank)) (\(mb(x.ringFormula)))",
                    "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))", mb(x.gatherBytesPerRank),
                    r.emulatedNodes == nil ? "—" : mb(x.interNodeBytesPerRank)])
