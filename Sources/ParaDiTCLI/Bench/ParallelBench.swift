@@ -105,9 +105,10 @@ struct BenchParallel: ParsableCommand {
         }
         var results: [Result] = []
         for (spec, config) in zip(specs, configs) {
-            guard let r = try timeParallel(spec, config, model: model, inputs: inputs, problem: problem, log: log) else { return }
-            results.append(r)
+            // Only rank 0 gets figures; the other MPI ranks go on to the next configuration.
+            if let r = try timeParallel(spec, config, model: model, inputs: inputs, problem: problem, log: log) { results.append(r) }
         }
+        guard !results.isEmpty else { return }
         results = results.map { r in var r = r; r.speedup = serial.map { $0.same.median / r.parallelStep.median }; return r }
         let emulated = ranks.emulateNodes > 1
         let report = Report(preset: p.name, machine: .current(threads: total),
