@@ -34,6 +34,9 @@ public protocol Communicator: AnyObject {
     func iallToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws -> CommRequest
     /// Registers `buffer` of every rank (collective) for one-sided put and get.
     func window(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CommWindow
+    /// Allocates `count` floats of memory on every rank (collective; counts may differ by rank)
+    /// that peers write with notified puts, and `slots` notification counters per rank.
+    func notifiedWindow(count: Int, slots: Int) throws -> NotifiedWindow
     /// The communicator of a subset of this group (ranks numbered as here); every member calls it
     /// with the same list, and its ranks are numbered in list order.
     func subgroup(_ members: [Int]) throws -> Communicator

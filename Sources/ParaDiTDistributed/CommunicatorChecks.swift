@@ -8,6 +8,7 @@ public enum CommunicatorChecks {
             ("allReduce", allReduce), ("reduceScatter", reduceScatter), ("broadcast", broadcast),
             ("ring send/recv and isend/irecv", ring), ("subgroups of even and odd ranks", subgroups),
             ("non-blocking allGather and allToAll", nonBlocking), ("one-sided put and get", oneSided),
+            ("notified puts around the ring, regions reused after a notification back", notifiedPut),
         ]
         return checks.map { name, check in
             do { return (name, try check(comm)) } catch { return (name, "\(error)") }
@@ -137,6 +138,38 @@ public enum CommunicatorChecks {
         var expected = (0..<p).map { v(r, 100 + $0) }
         expected[left] = v(left, 0)
         return buffer == expected && read == v(left, 100) ? nil : "window \(buffer.prefix(6))…, read \(read)"
+    }
+
+    static func notifiedPut(_ c: Communicator) throws -> String? {
+        let p = c.size, r = c.rank
+        let right = (r + 1) % p, left = (r + p - 1) % p
+        // Window sizes differ by rank; floats 0..<4 are written by the left neighbour, counter 0
+        // says "data", counter 1 "your region is free again".
+        let w = try c.notifiedWindow(count: 4 + r, slots: 2)
+        let sentBefore = c.stats.byOperation["put"]?.bytesSent ?? 0
+        var probe: Float = 0
+        do {
+            try w.put(&probe, count: 1, to: right, offset: 4 + right, notify: nil)
+            return "a put past the end of rank \(right)'s window was accepted"
+        } catch CommError.badArgument {}
+        for round in 0..<3 {
+            if round > 0 { try w.waitNotify(1, reaching: round, from: right, floats: 0) }
+            let data = (0..<4).map { v(r, 10 * round + $0) }
+            try data.withUnsafeBufferPointer { d in
+                try w.put(d.baseAddress!, count: 2, to: right, offset: 0, notify: nil)
+                try w.put(d.baseAddress! + 2, count: 2, to: right, offset: 2, notify: 0)
+            }
+            try w.waitNotify(0, reaching: round + 1, from: left, floats: 4)
+            let got = Array(UnsafeBufferPointer(start: w.buffer, count: 4))
+            if got != (0..<4).map({ v(left, 10 * round + $0) }) { return "round \(round): got \(got)" }
+            try w.notify(left, slot: 1)
+        }
+        let sent = (c.stats.byOperation["put"]?.bytesSent ?? 0) - sentBefore
+        guard sent == (p > 1 ? 3 * 4 * 4 : 0), w.count == 4 + r, w.notifications(0) == 3 else {
+            return "put counted \(sent) bytes, window of \(w.count) floats, \(w.notifications(0)) notifications"
+        }
+        try w.free()
+        return nil
     }
 
     static func subgroups(_ c: Communicator) throws -> String? {

@@ -72,6 +72,8 @@ public final class LocalWorld: @unchecked Sendable {
     var mailboxes: [MailboxKey: [(data: [Float], sent: Double)]] = [:]
 
     struct MailboxKey: Hashable { var from, to, tag: Int }
+    /// An object being handed to every rank by a collective creation, and how many have taken it.
+    private var staged: (object: AnyObject, taken: Int)?
 
     public init(size: Int, timeout: Double = 120, tracer: Tracer? = nil, links: LinkModel? = nil) {
         check(size >= 1, "a world needs at least one rank")
@@ -105,6 +107,18 @@ public final class LocalWorld: @unchecked Sendable {
         if let f = w.failure { g.failure = f }
         w.children[members] = g
         return g
+    }
+
+    /// The one object all ranks of a collective creation share: the first rank to ask makes it,
+    /// the last to take it clears the slot. Called once by every rank between a collective's two
+    /// rendezvous, so two creations never overlap.
+    func shared<T: AnyObject>(_ make: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        let object = (staged?.object as? T) ?? make()
+        let taken = (staged?.taken ?? 0) + 1
+        staged = taken == size ? nil : (object, taken)
+        return object
     }
 
     /// Marks world rank `rank` as failed: every rank of every group, waiting now or later, gets an

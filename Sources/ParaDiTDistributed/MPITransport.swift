@@ -15,6 +15,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// An emulated network over the real one (set on the world before taking subgroups): each
     /// operation then also takes the time its traffic needs on the modelled links.
     public var links: LinkModel?
+    /// How long a wait on a notified window polls before it reports a hang (MPI's own calls block;
+    /// a failing rank ends the job with MPI_Abort instead).
+    public var timeout: Double = 120
     /// Rank in MPI_COMM_WORLD (trace track).
     public let worldRank: Int
     /// The MPI_COMM_WORLD rank of each rank of this communicator (for the link model).
@@ -256,6 +259,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         let child = MPICommunicator(comm: sub!, worldRanks: members.map { worldRanks[$0] })
         child.tracer = tracer
         child.links = links
+        child.timeout = timeout
         return child
     }
 }

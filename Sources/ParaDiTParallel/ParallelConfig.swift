@@ -17,6 +17,9 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
     public var patches: Int?
     /// Blocks of each stage (nil: an even split).
     public var stageBlocks: [Int]?
+    /// Ring and torus pass K/V by one-sided notified puts into the peers' windows instead of
+    /// matched send/recv (`--one-sided`).
+    public var oneSided = false
 
     public init(cfg: Int = 1, ulysses: Int = 1, ring: Int = 1, distrifusion: Int = 1, torus: Int = 1,
                 pipefusion: Int = 1, patches: Int? = nil, stageBlocks: [Int]? = nil) {
@@ -37,7 +40,7 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
         var parts = [("cfg", cfg), ("pipefusion", pipefusion), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion)]
             .filter { $0.1 > 1 }.map { "\($0.0)=\($0.1)" }
         if pipefusion > 1 && patchCount != pipefusion { parts.append("patches=\(patchCount)") }
-        return parts.isEmpty ? "serial" : parts.joined(separator: ",")
+        return parts.isEmpty ? "serial" : parts.joined(separator: ",") + (oneSided ? ",one-sided" : "")
     }
 
     /// Torus and DistriFusion take the ring axis of the mesh (none of the three is combined).
@@ -68,6 +71,9 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
         }
         if distrifusion > 1 && ulysses * columns > 1 {
             throw ParallelError.unsupported("distrifusion=\(distrifusion) cannot be combined with ulysses, ring or torus; use one of them (with cfg)")
+        }
+        if oneSided && columns == 1 {
+            throw ParallelError.unsupported("one-sided communication serves ring and torus; this configuration has neither")
         }
         if torus > 1 && ring > 1 {
             throw ParallelError.unsupported("torus=\(torus) replaces ring across nodes; use one of them")

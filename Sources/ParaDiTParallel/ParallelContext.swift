@@ -1,3 +1,4 @@
+import Foundation
 import ParaDiTDistributed
 
 /// One rank's place in a parallel run: its communicator along each axis of the mesh (nil where
@@ -23,6 +24,12 @@ public final class ParallelContext {
     /// Spans of compute (attention, blocks) go here beside the transport's communication spans.
     public let tracer: Tracer?
     public let traceRank: Int
+    /// Seconds this rank has spent blocked in the waits of the attention exchanges (the spans the
+    /// trace names "wait …"), traced or not.
+    public private(set) var waitSeconds = 0.0
+    /// One-sided windows with their protocol state, kept across calls (allocation is collective
+    /// and, under MPI, slow), by a key every rank of the group computes alike.
+    var channels: [(key: [Int], channel: OneSidedChannel)] = []
 
     public init(config: ParallelConfig, world: Communicator, nodeOfRank: [Int]? = nil, tracer: Tracer? = nil, traceRank: Int? = nil) throws {
         guard config.worldSize == world.size else {
@@ -65,10 +72,35 @@ public final class ParallelContext {
     /// Waits for `request`, tracing the wait on this rank's track and the transfer, from `posted`
     /// (a `tracer.now()`), on its in-flight track.
     func wait(_ request: CommRequest, _ name: String, posted: Double?, bytes: Int) throws {
-        guard let tracer, let posted else { return try request.wait() }
-        try tracer.span("wait \(name)", category: "comm", rank: traceRank) { try request.wait() }
+        try wait(name, posted: posted, bytes: bytes) { try request.wait() }
+    }
+
+    /// Runs the blocking `body` as a wait: timed into `waitSeconds`, traced as "wait `name`" on this
+    /// rank's track, and (with `posted`) the transfer from `posted` to now on its in-flight track.
+    func wait(_ name: String, posted: Double?, bytes: Int, _ body: () throws -> Void) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        guard let tracer else { return try body() }
+        try tracer.span("wait \(name)", category: "comm", rank: traceRank, body)
+        guard let posted else { return }
         tracer.record(.init(name: name, category: "transfer", rank: Tracer.transferTrack(traceRank), start: posted,
                             duration: tracer.now() - posted, bytes: bytes))
+    }
+
+    /// The channel of `key` on `comm`, created (collectively) at its first use with `count` floats
+    /// on this rank and `slots` counters.
+    func channel(_ key: [Int], comm: Communicator, count: Int, slots: Int) throws -> OneSidedChannel {
+        if let c = channels.first(where: { $0.key == key }) { return c.channel }
+        let c = OneSidedChannel(window: try comm.notifiedWindow(count: count, slots: slots))
+        channels.append((key, c))
+        return c
+    }
+
+    /// Frees the one-sided windows (collective: every rank of the run calls it at the same point,
+    /// after its last forward pass; needed under MPI before the job ends).
+    public func releaseWindows() throws {
+        for c in channels { try c.channel.window.free() }
+        channels = []
     }
 
     /// Times `body` as a compute span on this rank's trace track.

@@ -19,6 +19,11 @@ struct RingAttention {
                         q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
                         shardRows: Range<Int>, shardCounts: [Int],
                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
+        if context.config.oneSided {
+            return try OneSidedRingAttention(comm: comm, context: context)(
+                batch: b, heads: heads, headDim: d, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
+                shardRows: shardRows, shardCounts: shardCounts, out: out, ldo: ldo, scale: scale)
+        }
         let (n, me, width) = (comm.size, comm.rank, heads * d)
         precondition(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
         let next = (me + 1) % n, prev = (me + n - 1) % n

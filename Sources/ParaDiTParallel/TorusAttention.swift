@@ -22,6 +22,11 @@ struct TorusAttention {
                         q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
                         shardRows: Range<Int>, shardCounts: [Int],
                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
+        if context.config.oneSided {
+            return try OneSidedTorusAttention(comm: comm, context: context)(
+                batch: b, heads: heads, headDim: d, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
+                shardRows: shardRows, shardCounts: shardCounts, out: out, ldo: ldo, scale: scale)
+        }
         let plan = TorusPlan(m: comm.size, me: comm.rank, heads: heads, headDim: d, rows: rows, shardRows: shardRows, shardCounts: shardCounts)
         let z = Tensor(uninitialized: [b * plan.total * 3 * plan.width])
         plan.fillLocal(batch: b, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, into: z.data)
@@ -73,6 +78,12 @@ struct TorusAttention {
         try context.span("torus outputs back") { for r in requests { try r.wait() } }
         for j in 0..<m where j != me { plan.writeShard(batch: b, fromNode: j, block: incoming[j].data, out: out, ldo: ldo) }
         withExtendedLifetime((incoming, outgoing)) {}
+        try gatherText(plan: plan, batch: b, o: o, out: out, ldo: ldo)
+    }
+
+    /// All-gathers the replicated text rows' output heads (none when the text is split).
+    func gatherText(plan: TorusPlan, batch b: Int, o: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, ldo: Int) throws {
+        let m = plan.m
         guard plan.textRows.count > 0 else { return }
         let mine = plan.packText(batch: b, o: o)
         let counts = (0..<m).map { b * plan.textRows.count * plan.headWidth($0) }

@@ -39,7 +39,7 @@ struct MPITests {
     func selftest(ranks: Int) throws {
         let (status, output, _) = try mpirun(ranks, ["selftest", "comm"])
         #expect(status == 0, "\(output)")
-        #expect(output.contains("MPI transport, \(ranks) ranks: \(9 * ranks) passed, 0 failed"), "\(output)")
+        #expect(output.contains("MPI transport, \(ranks) ranks: \(10 * ranks) passed, 0 failed"), "\(output)")
     }
 
     @Test("bench comm runs under mpirun and reports from rank 0")

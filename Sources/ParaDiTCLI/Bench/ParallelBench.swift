@@ -64,6 +64,8 @@ struct BenchParallel: ParsableCommand {
         /// Synchronous steps of a stale method (nil for the exact ones).
         var warmupSteps: Int?
         var parallelStep: Timing
+        /// Seconds rank 0 spent per timed step blocked in attention exchanges (the trace's "wait" spans).
+        var waitPerStep: Double?
         var speedup: Double?
         var ulyssesBytesPerRank: Int, ulyssesFormula: Int
         var ringBytesPerRank: Int, ringFormula: Int
@@ -106,9 +108,10 @@ struct BenchParallel: ParsableCommand {
         }
         var results: [Result] = []
         for (spec, config) in zip(specs, configs) {
-            guard let r = try timeParallel(spec, config, model: model, inputs: inputs, problem: problem, log: log) else { return }
-            results.append(r)
+            // Only rank 0 gets figures; the other MPI ranks go on to the next configuration.
+            if let r = try timeParallel(spec, config, model: model, inputs: inputs, problem: problem, log: log) { results.append(r) }
         }
+        guard !results.isEmpty else { return }
         results = results.map { r in var r = r; r.speedup = serial.map { $0.same.median / r.parallelStep.median }; return r }
         let emulated = ranks.emulateNodes > 1
         let report = Report(preset: p.name, machine: .current(threads: total),
@@ -130,16 +133,18 @@ struct BenchParallel: ParsableCommand {
         let stale = ranks.warmupSteps ?? config.defaultWarmupSteps
         let untimed = config.distrifusion * config.pipefusion > 1 ? max(warmup, stale + (config.pipefusion > 1 ? 1 : 0)) : warmup
         let steps = untimed + runs
-        let results = try ranks.launch(spec) { context -> (Timing, [String: Int]) in
-            var samples: [Double] = []
+        let results = try ranks.launch(spec) { context -> (Timing, Double, [String: Int]) in
+            var samples: [Double] = [], waitBefore = 0.0
             if config.pipefusion > 1 {
                 let loop = try FixedPatchLoop(inputs: inputs, model: model, steps: steps, patches: config.patchCount)
                 try PipeFusion(model: model, context: context, warmupSteps: stale).run(loop) { i, _, s in
+                    if i == untimed { waitBefore = context.waitSeconds }
                     if i > untimed { samples.append(s) }
                 }
             } else {
                 let transformer = ParallelTransformer(model: model, context: context, warmupSteps: stale)
                 for step in 0..<steps {
+                    if step == untimed { waitBefore = context.waitSeconds }
                     try context.world.barrier()
                     let start = DispatchTime.now().uptimeNanoseconds
                     _ = try transformer.forward(inputs)
@@ -149,9 +154,9 @@ struct BenchParallel: ParsableCommand {
             }
             var bytes = Dictionary(uniqueKeysWithValues: context.groups.map { ($0.axis, $0.comm.stats.totalSent / steps) })
             bytes["inter-node"] = context.groups.reduce(0) { $0 + $1.comm.stats.interNodeBytesReceived } / steps
-            return (timing(samples), bytes)
+            return (timing(samples), (context.waitSeconds - waitBefore) / Double(runs), bytes)
         }
-        guard let (rank, (step, bytes)) = results.first, rank == 0 else { return nil }
+        guard let (rank, (step, wait, bytes)) = results.first, rank == 0 else { return nil }
         let (layers, hidden) = model.attentionLayers
         let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.textTokens, degree: config.sequenceDegree,
                                     splitText: config.distrifusion == 1)
@@ -162,7 +167,7 @@ struct BenchParallel: ParsableCommand {
         return Result(
             parallel: config.description, ranks: config.worldSize,
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
-            warmupSteps: config.distrifusion * config.pipefusion > 1 ? stale : nil, parallelStep: step, speedup: nil,
+            warmupSteps: config.distrifusion * config.pipefusion > 1 ? stale : nil, parallelStep: step, waitPerStep: wait, speedup: nil,
             ulyssesBytesPerRank: bytes["ulysses"] ?? 0, ulyssesFormula: formula.ulyssesBytes,
             ringBytesPerRank: (bytes["ring"] ?? 0) + (bytes["torus"] ?? 0), ringFormula: formula.ringBytes + formula.torusBytes,
             distrifusionBytesPerRank: bytes["distrifusion"] ?? 0, distrifusionFormula: formula.distrifusionBytes,
@@ -187,13 +192,13 @@ struct BenchParallel: ParsableCommand {
         let all = r.serialAllThreads.map { ", \(fmt($0.median, digits: 3)) s with all threads" } ?? ""
         let hosts = r.emulatedNodes.map { n in ", \(n) emulated hosts\(r.interleavedNodes == true ? " (interleaved)" : "") at \(r.interNodeGbps!) Gbit/s, \(r.interNodeLatencyUs!) µs" } ?? ""
         var t = ResultTable(title: "One step (\(serial) with the threads of one parallel rank\(all)), median of \(r.results.first?.parallelStep.runs ?? 0)\(hosts)",
-                            columns: ["parallel", "ranks × threads", "step s", "speedup", "ulysses MB/rank (formula)",
+                            columns: ["parallel", "ranks × threads", "step s", "wait s (rank 0)", "speedup", "ulysses MB/rank (formula)",
                                       "ring/torus MB/rank (formula)", "distrifusion MB/rank (formula)",
                                       "pipefusion MB/stage (formula)", "gather MB/rank",
                                       "inter-node MB/rank"])
         for x in r.results {
             t.add([x.parallel + (x.warmupSteps.map { " (warm-up \($0))" } ?? ""), "\(x.ranks) × \(x.threadsPerRank)",
-                   fmt(x.parallelStep.median, digits: 3), x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
+                   fmt(x.parallelStep.median, digits: 3), x.waitPerStep.map { fmt($0, digits: 3) } ?? "—", x.speedup.map { fmt($0, digits: 2) + "×" } ?? "—",
                    "\(mb(x.ulyssesBytesPerRank)) (\(mb(x.ulyssesFormula)))", "\(mb(x.ringBytesPerRank)) (\(mb(x.ringFormula)))",
                    "\(mb(x.distrifusionBytesPerRank)) (\(mb(x.distrifusionFormula)))",
                    "\(mb(x.pipefusionBytesPerRank)) (\(mb(x.pipefusionFormula)))", mb(x.gatherBytesPerRank),

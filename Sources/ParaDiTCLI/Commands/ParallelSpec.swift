@@ -6,6 +6,8 @@ struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     var degrees: [String: Int] = [:]
     /// `--parallel auto`: the planner picks the degrees for the world and the model.
     var auto = false
+    /// `ring=2,one-sided`: ring or torus by one-sided puts (like `--one-sided`, for one spec of several).
+    var oneSided = false
 
     init() {}
 
@@ -15,6 +17,7 @@ struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
         if argument == "serial" { return }
         if argument == "auto" { auto = true; return }
         for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
+            if part == "one-sided" { oneSided = true; continue }
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2, Self.methods.contains(kv[0]), let d = Int(kv[1]), d >= 1, degrees[kv[0]] == nil else { return nil }
             degrees[kv[0]] = d
@@ -26,6 +29,7 @@ struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     var isSerial: Bool { degrees.values.allSatisfy { $0 == 1 } }
     var worldSize: Int { degrees.values.reduce(1, *) }
     var description: String {
-        auto ? "auto" : isSerial ? "serial" : degrees.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        auto ? "auto" : isSerial ? "serial"
+            : degrees.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") + (oneSided ? ",one-sided" : "")
     }
 }

@@ -18,6 +18,9 @@ struct RankOptions: ParsableArguments {
         """))
     var parallel = ParallelSpec()
 
+    @Flag(help: "Ring and torus write K/V straight into the peers' windows (one-sided puts, MPI-3 RMA under mpirun) instead of send/recv; per configuration: ring=2,one-sided.")
+    var oneSided = false
+
     @Option(help: "Exact (synchronous) steps before a stale method uses one-step-old K/V (default: 4 for distrifusion, 1 for pipefusion).")
     var warmupSteps: Int?
 
@@ -99,6 +102,7 @@ struct RankOptions: ParsableArguments {
         let c = best.config
         copy.parallel = ParallelSpec(degrees: ["cfg": c.cfg, "ulysses": c.ulysses, "ring": c.ring, "torus": c.torus].filter { $0.value > 1 })
         copy.world = nil
+        copy.oneSided = oneSided && c.columns > 1
         return copy
     }
 
@@ -115,9 +119,14 @@ struct RankOptions: ParsableArguments {
                 return n
             }
         }
-        return ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1,
-                              ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1,
-                              torus: parallel.degrees["torus"] ?? 1, pipefusion: pipefusion, patches: patches, stageBlocks: blocks)
+        var config = ParallelConfig(cfg: parallel.degrees["cfg"] ?? 1, ulysses: parallel.degrees["ulysses"] ?? 1,
+                                    ring: parallel.degrees["ring"] ?? 1, distrifusion: parallel.degrees["distrifusion"] ?? 1,
+                                    torus: parallel.degrees["torus"] ?? 1, pipefusion: pipefusion, patches: patches, stageBlocks: blocks)
+        config.oneSided = oneSided || parallel.oneSided
+        if config.oneSided && config.columns == 1 {
+            throw ValidationError("--one-sided serves ring and torus; --parallel \(parallel) has neither")
+        }
+        return config
     }
 
     /// Under mpirun with pipefusion, the blocks this process's stage runs: it loads only those
@@ -148,6 +157,7 @@ struct RankOptions: ParsableArguments {
                 comm.links = emulated?.links
                 let context = try ParallelContext(config: config, world: comm, nodeOfRank: emulated?.nodes ?? nodes, tracer: tracer)
                 let value = try pool.withCurrent { try body(context) }
+                try context.releaseWindows()
                 results = [(comm.rank, value, context.groups.map { ($0.axis, $0.comm.stats.totalSent) })]
             } catch {
                 comm.abort("\(error)")
@@ -161,6 +171,7 @@ struct RankOptions: ParsableArguments {
             results = try LocalWorld.run(size: size, threadsPerRank: perRank, tracer: tracer, links: emulated?.links) { comm in
                 let context = try ParallelContext(config: config, world: comm, nodeOfRank: emulated?.nodes, tracer: tracer)
                 let value = try box.body(context)
+                try context.releaseWindows()
                 return BodyBox.Result(value: (comm.rank, value, context.groups.map { ($0.axis, $0.comm.stats.totalSent) }))
             }.map(\.value)
             if let trace, let tracer { try tracer.write(to: trace) }

@@ -1,0 +1,121 @@
+import ParaDiTDistributed
+import ParaDiTTensor
+
+/// Torus attention with one-sided transfers (`--one-sided`): the rounds of `TorusAttention`, but a
+/// node writes its rows' q, k, v for node t's heads straight into t's working buffer Z (t's window)
+/// at the rows that block occupies there, so nothing is unpacked on arrival; the outputs go back
+/// into a region of the origin's window the same way.
+///
+/// Counters of node t (m nodes): j "Z block from node j is in place", m + j "outputs from node j
+/// are in place", 2m + j "node j has finished its previous call: its window may be written". A
+/// node notifies every other node once it has read its Z and its returned outputs; a node writes
+/// into t's window in call c only after t's c-th such notification. One notification per kind,
+/// node and call, so the counts to wait for are the call number.
+struct OneSidedTorusAttention {
+    let comm: Communicator
+    let context: ParallelContext
+
+    func callAsFunction(batch b: Int, heads: Int, headDim d: Int, rows: Int,
+                        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
+                        shardRows: Range<Int>, shardCounts: [Int],
+                        out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
+        let plan = TorusPlan(m: comm.size, me: comm.rank, heads: heads, headDim: d, rows: rows, shardRows: shardRows, shardCounts: shardCounts)
+        let layout = TorusWindowLayout(plan: plan, batch: b)
+        let (m, me) = (plan.m, plan.me)
+        let channel = try context.channel([1, b, heads, d, plan.textRows.count] + shardCounts, comm: comm,
+                                          count: layout.size(me), slots: 3 * m)
+        let (w, call) = (channel.window, channel.calls)
+        plan.fillLocal(batch: b, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, into: w.buffer)
+        let o = Tensor(uninitialized: [b * plan.total * plan.width])
+        let lse = (0..<m).map { Tensor(uninitialized: [b * plan.myHeads * plan.blockRows($0)]) }
+        try withExtendedLifetime((o, lse)) {
+            var posted: Double?
+            for s in 0..<m {
+                if s > 0 {
+                    let from = plan.origin(s), floats = b * plan.blockRows(s) * 3 * plan.width
+                    try context.wait("torus block of node \(from)", posted: posted, bytes: 4 * floats) {
+                        try w.waitNotify(from, reaching: call + 1, from: from, floats: floats)
+                    }
+                }
+                if s + 1 < m {
+                    try putRound(s + 1, plan: plan, layout: layout, channel: channel, batch: b, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv)
+                    posted = context.tracer?.now()
+                }
+                context.span("torus attention round \(s)") {
+                    plan.attendRound(s, batch: b, scale: scale, z: w.buffer, o: o.data, lse: lse.map(\.data))
+                }
+            }
+            try sendBack(plan: plan, layout: layout, channel: channel, batch: b, o: o.data, out: out, ldo: ldo)
+        }
+        for j in 0..<m where j != me { try w.notify(j, slot: 2 * m + me) }
+        channel.calls += 1
+        try TorusAttention(comm: comm, context: context).gatherText(plan: plan, batch: b, o: o.data, out: out, ldo: ldo)
+        withExtendedLifetime(o) {}
+    }
+
+    /// Round s: this rank's rows for node me + s's heads, into block s of that node's Z.
+    func putRound(_ s: Int, plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, batch b: Int,
+                  q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int) throws {
+        let (m, me, w) = (plan.m, plan.me, channel.window)
+        let to = (me + s) % m
+        try context.wait("torus window of node \(to) free", posted: nil, bytes: 0) {
+            try w.waitNotify(2 * m + to, reaching: channel.calls, from: to, floats: 0)
+        }
+        let block = plan.pack(batch: b, forNode: to, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv)
+        let perSample = plan.shardRows.count * 3 * plan.headWidth(to)
+        try withExtendedLifetime(block) {
+            for i in 0..<b {
+                try w.put(block.data + i * perSample, count: perSample, to: to, offset: layout.zOffset(node: to, block: s, sample: i),
+                          notify: i == b - 1 ? me : nil)
+            }
+        }
+    }
+
+    /// Every received block's outputs into its origin's window; then this rank's rows, all heads.
+    func sendBack(plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, batch b: Int, o: UnsafeMutablePointer<Float>,
+                  out: UnsafeMutablePointer<Float>, ldo: Int) throws {
+        let (m, me, w, call) = (plan.m, plan.me, channel.window, channel.calls)
+        for s in 1..<m {
+            let origin = plan.origin(s), count = plan.blockRows(s) * plan.width
+            for i in 0..<b {
+                try w.put(o + (i * plan.total + plan.starts[s]) * plan.width, count: count, to: origin,
+                          offset: layout.backOffset(node: origin, from: me) + i * count, notify: i == b - 1 ? m + me : nil)
+            }
+        }
+        plan.writeLocal(batch: b, o: o, out: out, ldo: ldo)
+        for j in 0..<m where j != me {
+            let floats = b * plan.shardRows.count * plan.headWidth(j)
+            try context.wait("torus outputs of node \(j)", posted: nil, bytes: 4 * floats) {
+                try w.waitNotify(m + j, reaching: call + 1, from: j, floats: floats)
+            }
+            plan.writeShard(batch: b, fromNode: j, block: w.buffer + layout.backOffset(node: me, from: j), out: out, ldo: ldo)
+        }
+    }
+}
+
+/// Where everything lies in every node's torus window: Z [batch, total, 3·width(t)] as
+/// `TorusPlan` lays it out for node t, then the outputs returned by each other node j in node
+/// order, [batch, t's rows, width(j)] each.
+struct TorusWindowLayout {
+    let plan: TorusPlan
+    let batch: Int
+
+    func zFloats(_ t: Int) -> Int { batch * plan.total * 3 * plan.headWidth(t) }
+
+    func size(_ t: Int) -> Int {
+        zFloats(t) + batch * plan.shardCounts[t] * (0..<plan.m).filter { $0 != t }.reduce(0) { $0 + plan.headWidth($1) }
+    }
+
+    /// Sample i of block s in node t's Z: the rows of node t − s, after t's text and own rows and
+    /// the blocks of rounds 1..<s.
+    func zOffset(node t: Int, block s: Int, sample i: Int) -> Int {
+        let m = plan.m
+        let start = plan.textRows.count + plan.shardCounts[t] + (1..<max(s, 1)).reduce(0) { $0 + plan.shardCounts[(t - $1 + m) % m] }
+        return (i * plan.total + start) * 3 * plan.headWidth(t)
+    }
+
+    /// Where node j's outputs for node t's rows start in t's window.
+    func backOffset(node t: Int, from j: Int) -> Int {
+        zFloats(t) + batch * plan.shardCounts[t] * (0..<j).filter { $0 != t }.reduce(0) { $0 + plan.headWidth($1) }
+    }
+}
