@@ -40,9 +40,13 @@ public enum AutoPlanner {
         public var interNodeBytes: Double
     }
 
-    /// Every exact configuration of the world that the model allows, cheapest first.
+    /// Every exact configuration of the world that the model allows, cheapest first; among equally
+    /// exposed ones (all hidden, say), the one putting fewer bytes on the slow links, which leaves
+    /// them to everything else and is the safer bet when compute turns out faster than modelled.
     public static func rank(_ shape: StepShape, _ cluster: ClusterModel) -> [Estimate] {
-        candidates(shape, cluster).map { estimate($0, shape, cluster) }.sorted { $0.exposedSeconds < $1.exposedSeconds }
+        candidates(shape, cluster).map { estimate($0, shape, cluster) }.sorted {
+            ($0.exposedSeconds, $0.interNodeBytes) < ($1.exposedSeconds, $1.interNodeBytes)
+        }
     }
 
     static func candidates(_ s: StepShape, _ c: ClusterModel) -> [ParallelConfig] {

@@ -30,4 +30,23 @@ struct AutoPlannerTests {
                                        ClusterModel(worldSize: 4, nodes: 1, interGbps: 1, interLatency: 50e-6))
         #expect(oneHost.allSatisfy { $0.interNodeBytes == 0 })
     }
+
+    /// docs/PERFORMANCE.md's emulated table for pixart-512 (2 hosts × 2 ranks, 50 µs): measured step
+    /// seconds of the exact placements, per link speed.
+    static let measuredPixArt: [Double: [(ParallelConfig, Double)]] = [
+        10: [(.init(ulysses: 2, ring: 2), 18.074), (.init(ulysses: 4), 18.663), (.init(ring: 4), 19.057),
+             (.init(ulysses: 2, torus: 2), 17.729), (.init(cfg: 2, ring: 2), 16.340)],
+        1: [(.init(ulysses: 2, ring: 2), 19.969), (.init(ulysses: 4), 20.963), (.init(ring: 4), 19.711),
+            (.init(ulysses: 2, torus: 2), 19.841), (.init(cfg: 2, ring: 2), 19.003)],
+    ]
+
+    @Test("on both measured links the cost model's pick is the fastest configuration measured", arguments: [10.0, 1.0])
+    func matchesMeasurement(gbps: Double) {
+        let ranking = AutoPlanner.rank(pixart, ClusterModel(worldSize: 4, nodes: 2, interGbps: gbps, interLatency: 50e-6))
+        let measured = Self.measuredPixArt[gbps]!
+        let fastest = measured.min { $0.1 < $1.1 }!.0
+        #expect(ranking[0].config == fastest, "planner \(ranking[0].config), measured \(fastest)")
+        // Every measured configuration is among the candidates the planner ranked.
+        #expect(measured.allSatisfy { m in ranking.contains { $0.config == m.0 } })
+    }
 }
