@@ -28,17 +28,7 @@ struct OneSidedParityTests {
            ParityCase(className: "DiTTransformer2DModel", grid: (5, 5), config: ParallelConfig(ring: 3).oneSidedCopy)]
 
     @Test("forward output equals serial (relative L2 ≤ 1e-5) on every rank", arguments: cases)
-    func parity(_ c: ParityCase) throws {
-        let model = try TestModels.model(c.className, heads: c.heads)
-        let grid = c.className == "DiTTransformer2DModel" && c.grid == (3, 5) ? (4, 4) : c.grid
-        let inputs = try TestModels.inputs(model, batch: 2, grid: grid, text: c.text)
-        let (serial, ranks, _) = try TestModels.run(model, inputs, c.config)
-        for (rank, out) in ranks.enumerated() {
-            #expect(out.shape == serial.shape)
-            let err = relativeL2(out, serial)
-            #expect(err <= 1e-5, "\(c) rank \(rank): relative L2 \(err)")
-        }
-    }
+    func parity(_ c: ParityCase) throws { try expectParity(c) }
 
     /// Several forward passes on one context: the windows and their counts carry over between
     /// passes (and layers), with no collective point in between, and stay exact. Windows (one per

@@ -4,6 +4,7 @@ import ParaDiTModels
 import ParaDiTParallel
 import ParaDiTTensor
 import ParaDiTWeights
+import Testing
 
 /// Tiny random-weight models of the four classes (weights of std 0.2, so attention is far from
 /// uniform and a wrong key set shows) and random inputs for them, written as diffusers names them.
@@ -100,4 +101,17 @@ func relativeL2(_ a: Tensor, _ b: Tensor) -> Double {
         den += Double(b.data[i]) * Double(b.data[i])
     }
     return (num / den).squareRoot()
+}
+
+/// Runs `c` and expects every rank's forward output to equal serial within relative L2 1e-5.
+func expectParity(_ c: ParityCase) throws {
+    let model = try TestModels.model(c.className, heads: c.heads)
+    let grid = c.className == "DiTTransformer2DModel" && c.grid == (3, 5) ? (4, 4) : c.grid  // DiT grids are square
+    let inputs = try TestModels.inputs(model, batch: 2, grid: grid, text: c.text)
+    let (serial, ranks, _) = try TestModels.run(model, inputs, c.config)
+    for (rank, out) in ranks.enumerated() {
+        #expect(out.shape == serial.shape)
+        let err = relativeL2(out, serial)
+        #expect(err <= 1e-5, "\(c) rank \(rank): relative L2 \(err)")
+    }
 }

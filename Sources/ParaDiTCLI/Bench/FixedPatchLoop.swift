@@ -1,3 +1,4 @@
+import ParaDiTDiffusion
 import ParaDiTModels
 import ParaDiTParallel
 import ParaDiTTensor
@@ -46,9 +47,8 @@ final class FixedPatchLoop: PatchLoop {
     func stepAll(step i: Int, output: Tensor) throws {}
 
     func latentBand(_ m: Int) -> Tensor {
-        if latents.rank == 3 { return slice(latents, axis: 1, tokens(ofBand: m)) }
-        let rows = latents.size(2) / gridRows
-        return slice(latents, axis: 2, (bands[m].lowerBound * rows)..<(bands[m].upperBound * rows))
+        let (axis, range) = PatchSampler.bandAxis(of: latents, tokenRows: bands[m], gridRows: gridRows, gridColumns: gridColumns)
+        return slice(latents, axis: axis, range)
     }
 
     func setLatentBand(_ m: Int, _ band: Tensor) {}

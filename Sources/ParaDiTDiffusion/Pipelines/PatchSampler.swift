@@ -62,7 +62,7 @@ public final class PatchSampler {
 
     /// Steps every band at step i from the whole output.
     public func stepAll(step i: Int, output: Tensor) throws {
-        for m in bands.indices { try step(band: m, step: i, output: bands.count == 1 ? output : outputBand(output, m)) }
+        for m in bands.indices { try step(band: m, step: i, output: latentBand(output, m)) }
     }
 
     /// The latents of band m, to hand to another rank.
@@ -92,22 +92,23 @@ public final class PatchSampler {
 
     // MARK: Bands of tensors
 
-    /// Which axis of the latents (and of the model output) a band cuts, and its range there.
-    func latentAxis(_ m: Int) -> (axis: Int, range: Range<Int>) {
-        if latents.rank == 3 { return (1, tokens(ofBand: m)) }
-        let rowsPerToken = latents.size(2) / gridRows
-        return (2, (bands[m].lowerBound * rowsPerToken)..<(bands[m].upperBound * rowsPerToken))
+    /// The axis a band of `tokenRows` cuts in a tensor laid out like the latents (or the model
+    /// output: any channel count) on a `gridRows` × `gridColumns` token grid, and its range there:
+    /// packed tokens [B, tokens, C] along the tokens, [B, C, H, W] along the latent rows.
+    public static func bandAxis(of x: Tensor, tokenRows: Range<Int>, gridRows: Int, gridColumns: Int) -> (axis: Int, range: Range<Int>) {
+        if x.rank == 3 { return (1, (tokenRows.lowerBound * gridColumns)..<(tokenRows.upperBound * gridColumns)) }
+        let rowsPerToken = x.size(2) / gridRows
+        return (2, (tokenRows.lowerBound * rowsPerToken)..<(tokenRows.upperBound * rowsPerToken))
     }
 
+    func latentAxis(_ m: Int) -> (axis: Int, range: Range<Int>) {
+        Self.bandAxis(of: latents, tokenRows: bands[m], gridRows: gridRows, gridColumns: gridColumns)
+    }
+
+    /// Band m of `x` (the latents, the noise or a whole model output); with one band, `x` itself.
     func latentBand(_ x: Tensor, _ m: Int) -> Tensor {
         guard bands.count > 1 else { return x }
-        let (axis, range) = latentAxis(m)
-        return slice(x, axis: axis, range)
-    }
-
-    /// Band m of a whole model output (same spatial layout as the latents, any channel count).
-    func outputBand(_ x: Tensor, _ m: Int) -> Tensor {
-        let (axis, range) = latentAxis(m)
+        let (axis, range) = Self.bandAxis(of: x, tokenRows: bands[m], gridRows: gridRows, gridColumns: gridColumns)
         return slice(x, axis: axis, range)
     }
 
