@@ -70,35 +70,60 @@ public enum AutoPlanner {
     public static func estimate(_ p: ParallelConfig, _ s: StepShape, _ c: ClusterModel) -> Estimate {
         let b = Double(s.batch / p.cfg), (tokens, hs) = (Double(s.tokens), Double(s.hidden))
         let (u, cols) = (Double(p.ulysses), Double(p.columns)), n = u * cols
-        // Ranks are consecutive on hosts and ulysses is innermost: which axes cross hosts.
-        let g = c.ranksPerNode
-        let ulyssesCrosses = p.ulysses > g, columnsCross = p.ulysses * p.columns > g
-        func link(_ crosses: Bool) -> (Double, Double) {
-            crosses ? (c.interBytesPerSecond, c.interLatency) : (c.intraBytesPerSecond, c.intraLatency)
-        }
         var exposed = 0.0, inter = 0.0
         if p.ulysses > 1 {
+            // Each of the u − 1 peers gets an equal share; the shares to other hosts and to this
+            // host's ranks travel at once, each on its own link.
             let bytes = 4 * b * 4 * (u - 1) / u * tokens * hs / n
-            let (bw, lat) = link(ulyssesCrosses)
-            exposed += 2 * lat + bytes / bw
-            if ulyssesCrosses { inter += bytes }
+            let remote = Double(remotePeers(size: p.ulysses, stride: 1, c)) / (u - 1) * bytes
+            exposed += 2 * (remote > 0 ? c.interLatency : c.intraLatency)
+                + max(remote / c.interBytesPerSecond, (bytes - remote) / c.intraBytesPerSecond)
+            inter += remote
         }
         if p.columns > 1 {
-            let (bw, lat) = link(columnsCross)
-            // Attention of this rank's queries against one column's keys, per round.
-            let roundCompute = 4 * b * (tokens / n) * (tokens / cols) * hs / u / c.attentionFlops
-            if p.torus > 1 {
-                let qkv = 4 * b * 3 * (tokens / cols) * hs / (u * cols), back = 4 * b * (cols - 1) * (tokens / cols) * hs / (u * cols)
-                exposed += (cols - 1) * max(0, lat + qkv / bw - roundCompute) + lat + back / bw
-                if columnsCross { inter += (cols - 1) * qkv + back }
-            } else {
-                let kv = 4 * b * 2 * (tokens / cols) * hs / u
-                exposed += (cols - 1) * max(0, lat + kv / bw - roundCompute)
-                if columnsCross { inter += (cols - 1) * kv }
-            }
+            // After Ulysses a rank holds tokens/cols query rows at width hs/u; attention of those
+            // rows against one column's keys is what a ring round hides behind.
+            let blockAttention = 4 * b * (tokens / cols) * (tokens / cols) * hs / u / c.attentionFlops
+            let remote = remotePeers(size: p.columns, stride: p.ulysses, c)
+            let cost = p.torus > 1 ? torus(p, b: b, tokens: tokens, hs: hs, remoteRounds: remote, blockAttention, c)
+                : ring(p, b: b, tokens: tokens, hs: hs, crosses: remote > 0, blockAttention, c)
+            exposed += cost.exposed
+            inter += cost.inter
         }
         let layers = Double(s.layers)
         return Estimate(config: p, exposedSeconds: exposed * layers, interNodeBytes: inter * layers)
+    }
+
+    /// Of a rank's `size − 1` peers along an axis whose members are `stride` ranks apart, how many
+    /// are on other hosts (ranks are consecutive on hosts).
+    static func remotePeers(size: Int, stride: Int, _ c: ClusterModel) -> Int {
+        size - max(1, min(size, c.ranksPerNode / stride))
+    }
+
+    /// Ring: the K/V relay moves in lockstep, so one hop across hosts sets every round's pace;
+    /// each round's transfer hides behind attention on the block already present.
+    static func ring(_ p: ParallelConfig, b: Double, tokens: Double, hs: Double, crosses: Bool,
+                     _ blockAttention: Double, _ c: ClusterModel) -> (exposed: Double, inter: Double) {
+        let (bw, lat) = crosses ? (c.interBytesPerSecond, c.interLatency) : (c.intraBytesPerSecond, c.intraLatency)
+        let rounds = Double(p.columns - 1), kv = 4 * b * 2 * (tokens / Double(p.columns)) * hs / Double(p.ulysses)
+        return (rounds * max(0, lat + kv / bw - blockAttention), crosses ? rounds * kv : 0)
+    }
+
+    /// Torus: the heads are split once more over the columns, so a block's attention is 1/cols of
+    /// a ring block's. Round s's q/k/v (s = 1…cols−1) are in flight while the rank merges block
+    /// s−1 both ways, 2s−1 block-attentions (a quarter of the work at 2 columns, where Ring's one
+    /// round hides behind half); the rounds go at the pace of the slowest pair, and the outputs'
+    /// return, `remoteRounds` of its blocks across hosts, hides behind nothing.
+    static func torus(_ p: ParallelConfig, b: Double, tokens: Double, hs: Double, remoteRounds: Int,
+                      _ blockAttention: Double, _ c: ClusterModel) -> (exposed: Double, inter: Double) {
+        let (u, cols) = (Double(p.ulysses), Double(p.columns))
+        let block = 4 * b * (tokens / cols) * hs / (u * cols), qkv = 3 * block
+        let (bw, lat) = remoteRounds > 0 ? (c.interBytesPerSecond, c.interLatency) : (c.intraBytesPerSecond, c.intraLatency)
+        let unit = blockAttention / cols
+        let hidden = (1..<p.columns).reduce(0.0) { $0 + max(0, lat + qkv / bw - Double(2 * $1 - 1) * unit) }
+        let (remote, local) = (Double(remoteRounds), cols - 1 - Double(remoteRounds))
+        let back = lat + max(remote * block / c.interBytesPerSecond, local * block / c.intraBytesPerSecond)
+        return (hidden + back, remote * (qkv + block))
     }
 
     /// A table of the ranking, for `--parallel auto` to print why it chose.
