@@ -1,4 +1,5 @@
 import Foundation
+import ParaDiTModels
 
 /// What the planner knows of the cluster: how many ranks on how many hosts, and the two link
 /// classes (measured with `paradit bench comm`, or declared); `attentionFlops` is one rank's
@@ -24,6 +25,11 @@ public struct StepShape: Sendable {
     public var batch: Int, tokens: Int, hidden: Int, heads: Int, layers: Int
     public init(batch: Int, tokens: Int, hidden: Int, heads: Int, layers: Int) {
         (self.batch, self.tokens, self.hidden, self.heads, self.layers) = (batch, tokens, hidden, heads, layers)
+    }
+
+    /// The step of a forward pass: every image and joint text token takes part in attention.
+    public init(_ p: TransformerProblem) {
+        self.init(batch: p.batch, tokens: p.imageTokens + p.jointTextTokens, hidden: p.hidden, heads: p.heads, layers: p.attentionLayers)
     }
 }
 

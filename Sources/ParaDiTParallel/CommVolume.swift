@@ -34,14 +34,12 @@ public struct CommVolume: Sendable, Equatable {
     }
 }
 
-extension AnyTransformer {
-    /// Self- or joint-attention layers of one forward pass, and their width (heads · head dim).
-    public var attentionLayers: (count: Int, hidden: Int) {
-        switch self {
-        case let .dit(m): return (m.config.numLayers, m.config.innerDim)
-        case let .pixart(m): return (m.config.numLayers, m.config.innerDim)
-        case let .sd3(m): return (m.config.numLayers + m.config.dualAttentionLayers.count, m.config.innerDim)
-        case let .flux(m): return (m.config.numLayers + m.config.numSingleLayers, m.config.innerDim)
-        }
+extension CommVolume {
+    /// The volumes of one forward pass of `problem` run by a rank holding `layers` of its
+    /// attention layers (all of them unless it is a PipeFusion stage).
+    public init(config: ParallelConfig, problem p: TransformerProblem, layers: Int? = nil) {
+        let shards = SequenceShards(imageTokens: p.imageTokens, textTokens: p.jointTextTokens, degree: config.sequenceDegree,
+                                    splitText: config.distrifusion == 1)
+        self.init(config: config, batch: p.batch, tokens: shards.exchangedTokens, hidden: p.hidden, layers: layers ?? p.attentionLayers)
     }
 }

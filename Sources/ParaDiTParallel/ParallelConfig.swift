@@ -1,4 +1,5 @@
 import ParaDiTDistributed
+import ParaDiTModels
 
 /// The degrees of the parallel methods: cfg splits the cond/uncond batch; ulysses × ring (the
 /// sequence-parallel group, USP when both exceed 1) split the image tokens exactly; distrifusion
@@ -49,19 +50,8 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
                  worldSize: worldSize, nodeOfRank: nodeOfRank)
     }
 
-    /// What a model and its inputs must allow; checked on every rank before any compute.
-    public struct Problem: Sendable {
-        public var batch: Int
-        public var heads: Int
-        public var imageTokens: Int
-        public var textTokens: Int
-        public init(batch: Int, heads: Int, imageTokens: Int, textTokens: Int = 0) {
-            (self.batch, self.heads, self.imageTokens, self.textTokens) = (batch, heads, imageTokens, textTokens)
-        }
-    }
-
     /// Refuses a configuration that cannot run, saying which degree to change.
-    public func validate(_ p: Problem) throws {
+    public func validate(_ p: TransformerProblem) throws {
         for (name, d) in [("cfg", cfg), ("ulysses", ulysses), ("ring", ring), ("torus", torus), ("distrifusion", distrifusion),
                           ("pipefusion", pipefusion), ("patches", patchCount)] where d < 1 {
             throw ParallelError.unsupported("\(name)=\(d): every degree must be at least 1")

@@ -9,13 +9,13 @@ import ParaDiTTensor
 /// group and the samples once over the cfg group, so every rank returns the whole output.
 /// One instance serves the successive steps of a generation (DistriFusion keeps K/V between them).
 public final class ParallelTransformer {
-    public let model: AnyTransformer
+    public let model: any DiffusionTransformer
     public let context: ParallelContext
     /// Synchronous steps before DistriFusion uses stale K/V.
     public let warmupSteps: Int
     var distrifusion: DistriFusionAttention?
 
-    public init(model: AnyTransformer, context: ParallelContext, warmupSteps: Int = 4) {
+    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 4) {
         self.model = model
         self.context = context
         self.warmupSteps = warmupSteps
@@ -24,54 +24,24 @@ public final class ParallelTransformer {
     /// Completes communication still in flight (DistriFusion's last gathers); call after the last step.
     public func finish() throws { try distrifusion?.finish() }
 
-    /// What the configuration must fit: batch, heads, image and joint text tokens.
-    public func problem(_ inputs: ModelInputs) throws -> ParallelConfig.Problem {
-        let heads: Int, tokens: Int
-        switch (model, inputs) {
-        case let (.dit(m), .dit(i)):
-            heads = m.config.numAttentionHeads
-            tokens = try m.layout(latentHeight: i.hiddenStates.size(2), latentWidth: i.hiddenStates.size(3)).totalTokens
-        case let (.pixart(m), .pixart(i)):
-            heads = m.config.numAttentionHeads
-            tokens = try m.layout(latentHeight: i.hiddenStates.size(2), latentWidth: i.hiddenStates.size(3)).totalTokens
-        case let (.sd3(m), .sd3(i)):
-            heads = m.config.numAttentionHeads
-            tokens = try m.layout(latentHeight: i.hiddenStates.size(2), latentWidth: i.hiddenStates.size(3)).totalTokens
-        case let (.flux(m), .flux(i)):
-            heads = m.config.numAttentionHeads
-            tokens = m.layout(i).totalTokens
-        default:
-            throw ParallelError.unsupported("inputs of another model class than \(model.className)")
-        }
-        return .init(batch: inputs.batch, heads: heads, imageTokens: tokens, textTokens: inputs.jointTextTokens)
-    }
-
-    /// The shape `--parallel auto` plans for: batch, tokens in attention, width, heads, layers.
-    public static func stepShape(model: AnyTransformer, inputs: ModelInputs) throws -> StepShape {
-        let p = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
-            .problem(inputs)
-        let (layers, hidden) = model.attentionLayers
-        return StepShape(batch: p.batch, tokens: p.imageTokens + p.textTokens, hidden: hidden, heads: p.heads, layers: layers)
-    }
-
     /// The whole output on every rank.
-    public func forward(_ inputs: ModelInputs) throws -> Tensor {
-        try context.config.validate(problem(inputs))
-        let per = inputs.batch / context.config.cfg
+    public func forward(_ inputs: any TransformerInputs) throws -> Tensor {
+        try forward(model, inputs)
+    }
+
+    func forward<M: DiffusionTransformer>(_ model: M, _ any: any TransformerInputs) throws -> Tensor {
+        let inputs = try model.typed(any)
+        let problem = try model.problem(inputs)
+        try context.config.validate(problem)
+        let per = problem.batch / context.config.cfg
         let mine = inputs.samples((context.cfgIndex * per)..<((context.cfgIndex + 1) * per))
-        let shards = SequenceShards(imageTokens: try problem(inputs).imageTokens, textTokens: inputs.jointTextTokens,
+        let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.jointTextTokens,
                                     degree: context.config.sequenceDegree, splitText: context.config.distrifusion == 1)
-        let out = try context.span("forward") { try shardedForward(mine, shards: shards) }
+        let out = try context.span("forward") { try shardedForward(model, mine, grid: problem.grid, shards: shards) }
         guard let cfg = context.cfgGroup else { return out }
-        let all = Tensor(uninitialized: [inputs.batch] + out.shape.dropFirst())
+        let all = Tensor(uninitialized: [problem.batch] + out.shape.dropFirst())
         try withExtendedLifetime(out) { try cfg.allGather(out.data, count: out.count, into: all.data, counts: nil) }
         return all
-    }
-
-    /// This rank's layout: its image shard of `full`, and its text shard when the text is split.
-    func layout(_ full: TokenLayout, _ shards: SequenceShards) -> TokenLayout {
-        let r = context.sequenceIndex
-        return TokenLayout(gridHeight: full.gridHeight, gridWidth: full.gridWidth, tokens: shards.image[r], text: shards.text?[r])
     }
 
     /// The attention runtime of this step.
@@ -85,37 +55,13 @@ public final class ParallelTransformer {
         return distrifusion!
     }
 
-    func shardedForward(_ inputs: ModelInputs, shards: SequenceShards) throws -> Tensor {
-        let runtime = runtime(shards)
-        switch (model, inputs) {
-        case let (.dit(m), .dit(i)):
-            try m.check(i)
-            let full = try m.layout(latentHeight: i.hiddenStates.size(2), latentWidth: i.hiddenStates.size(3))
-            let x = try m.embed(i, layout: layout(full, shards))
-            for b in 0..<m.blockCount { try context.span("block \(b)") { try m.block(b, x, inputs: i, runtime: runtime) } }
-            return unpatchify(try gatherTokens(m.headPatches(x, inputs: i), shards), layout: full,
-                              patchSize: m.config.patchSize, channels: m.config.outputChannels)
-        case let (.pixart(m), .pixart(i)):
-            try m.check(i)
-            let full = try m.layout(latentHeight: i.hiddenStates.size(2), latentWidth: i.hiddenStates.size(3))
-            let (x, c) = try m.embed(i, layout: layout(full, shards))
-            for b in 0..<m.blockCount { try context.span("block \(b)") { try m.block(b, x, c, runtime: runtime) } }
-            return unpatchify(try gatherTokens(m.headPatches(x, c), shards), layout: full,
-                              patchSize: m.config.patchSize, channels: m.config.outputChannels)
-        case let (.sd3(m), .sd3(i)):
-            try m.check(i)
-            let full = try m.layout(latentHeight: i.hiddenStates.size(2), latentWidth: i.hiddenStates.size(3))
-            let s = try m.embed(i, layout: layout(full, shards))
-            for b in 0..<m.blockCount { try context.span("block \(b)") { try m.block(b, s, runtime: runtime) } }
-            return unpatchify(try gatherTokens(m.headPatches(s), shards), layout: full,
-                              patchSize: m.config.patchSize, channels: m.config.outputChannels)
-        case let (.flux(m), .flux(i)):
-            var s = try m.embed(i, layout: layout(m.layout(i), shards))
-            for b in 0..<m.blockCount { try context.span("block \(b)") { try m.block(b, &s, runtime: runtime) } }
-            return try gatherTokens(m.head(s), shards)
-        default:
-            throw ParallelError.unsupported("inputs of another model class than \(model.className)")
-        }
+    /// This rank's shard through every block; the head's rows gathered into the whole output.
+    func shardedForward<M: DiffusionTransformer>(_ model: M, _ inputs: M.Inputs, grid: TokenLayout,
+                                                 shards: SequenceShards) throws -> Tensor {
+        let runtime = runtime(shards), r = context.sequenceIndex
+        var state = try model.embed(inputs, layout: grid.holding(shards.image[r], text: shards.text?[r]))
+        for b in 0..<model.blockCount { try context.span("block \(b)") { try model.block(b, &state, attention: runtime) } }
+        return model.output(try gatherTokens(model.head(state), shards), grid: grid)
     }
 
     /// [B, this shard's tokens, W] → [B, all tokens, W] in token order, over the sequence group.

@@ -14,7 +14,7 @@ public protocol PatchLoop: AnyObject {
     var gridColumns: Int { get }
     var latents: Tensor { get }
     func tokens(ofBand m: Int) -> Range<Int>
-    func inputs(step i: Int) -> ModelInputs
+    func inputs(step i: Int) -> any TransformerInputs
     func step(band m: Int, step i: Int, output: Tensor) throws
     func stepAll(step i: Int, output: Tensor) throws
     func latentBand(_ m: Int) -> Tensor
@@ -36,7 +36,7 @@ extension PatchSampler: PatchLoop {}
 /// Every receive (a patch's activations, a patch's new latents) is posted one message ahead, so
 /// it lands while the stage computes.
 public final class PipeFusion {
-    public let model: AnyTransformer
+    public let model: any DiffusionTransformer
     public let context: ParallelContext
     public let warmupSteps: Int
     let stages: [Range<Int>]
@@ -45,14 +45,13 @@ public final class PipeFusion {
     /// One pass through the stages: step i's whole image (patch nil) or its patch m.
     struct Item { var step: Int, patch: Int? }
 
-    public init(model: AnyTransformer, context: ParallelContext, warmupSteps: Int = 1) throws {
+    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 1) throws {
         let c = context.config
         guard c.pipefusion > 1, context.pipelineGroup != nil else { throw ParallelError.unsupported("PipeFusion needs pipefusion ≥ 2") }
         (self.model, self.context, self.warmupSteps) = (model, context, max(1, warmupSteps))
         stages = try c.stageBlockRanges(blockCount: model.blockCount)
     }
 
-    var stage: PipelineStage { PipelineStage(model: model, blocks: stages[context.stageIndex]) }
     var isFirst: Bool { context.stageIndex == 0 }
     var isLast: Bool { context.stageIndex == stages.count - 1 }
 
@@ -60,14 +59,14 @@ public final class PipeFusion {
     /// latents. `onStep(i, n, seconds)` follows each step on this rank.
     public func run(_ sampler: PatchLoop, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws {
         let first = sampler.inputs(step: 0)
-        let problem = try ParallelTransformer(model: model, context: context).problem(first)
+        let problem = try model.problem(any: first)
         try context.config.validate(problem)
         let n = sampler.timesteps.count
         let items = (0..<n).flatMap { i in i < warmupSteps ? [Item(step: i, patch: nil)] : sampler.bands.indices.map { Item(step: i, patch: $0) } }
-        let text = balancedSplit(problem.textTokens, parts: sampler.bands.count)
+        let text = balancedSplit(problem.jointTextTokens, parts: sampler.bands.count)
         let sp = context.config.sequenceDegree, patches = sampler.bands.count
-        if problem.textTokens > 0 && problem.textTokens < patches * sp {
-            throw ParallelError.unsupported("\(patches) patches × \(sp) sequence-parallel ranks split the \(problem.textTokens) text tokens; lower --patches, ulysses or ring")
+        if problem.jointTextTokens > 0 && problem.jointTextTokens < patches * sp {
+            throw ParallelError.unsupported("\(patches) patches × \(sp) sequence-parallel ranks split the \(problem.jointTextTokens) text tokens; lower --patches, ulysses or ring")
         }
         if let smallest = sampler.bands.indices.map({ sampler.tokens(ofBand: $0).count }).min(), smallest < sp {
             throw ParallelError.unsupported("a patch of \(smallest) tokens cannot be split over \(sp) sequence-parallel ranks; lower --patches, ulysses or ring")
@@ -92,7 +91,7 @@ final class PipeFusionPass {
     let sampler: PatchLoop
     let items: [PipeFusion.Item]
     let text: [Range<Int>]
-    let problem: ParallelConfig.Problem
+    let problem: TransformerProblem
     let attention: PipeFusionAttention
     let pipe: Communicator
     /// Stage > 0: activations from the previous stage, one message per item.
@@ -103,9 +102,9 @@ final class PipeFusionPass {
     var consumed = 0
     var sends: [(CommRequest, [Tensor])] = []
 
-    init(runner: PipeFusion, sampler: PatchLoop, items: [PipeFusion.Item], text: [Range<Int>], problem: ParallelConfig.Problem) {
+    init(runner: PipeFusion, sampler: PatchLoop, items: [PipeFusion.Item], text: [Range<Int>], problem: TransformerProblem) {
         (self.runner, self.sampler, self.items, self.text, self.problem) = (runner, sampler, items, text, problem)
-        attention = PipeFusionAttention(context: runner.context, textTokens: problem.textTokens, imageTokens: problem.imageTokens)
+        attention = PipeFusionAttention(context: runner.context, textTokens: problem.jointTextTokens, imageTokens: problem.imageTokens)
         pipe = runner.context.pipelineGroup!
         let s = runner.context.stageIndex, batch = problem.batch / runner.context.config.cfg
         if s > 0 {
@@ -113,8 +112,8 @@ final class PipeFusionPass {
             activations = Inbox(comm: pipe, peer: s - 1, tag: PipeFusion.activationTag, context: runner.context, name: "activations",
                                 shapes: items.map { item in
                                     let mine = shards(item), r = runner.context.sequenceIndex
-                                    return PipelineStage.handOffShapes(next: next, model: runner.model, batch: batch,
-                                                                       image: mine.image[r].count, text: mine.text[r].count)
+                                    return runner.model.handOffShapes(nextBlock: next, batch: batch, imageTokens: mine.image[r].count,
+                                                                      textTokens: mine.text[r].count)
                                 })
         }
         if runner.isFirst {
@@ -125,34 +124,36 @@ final class PipeFusionPass {
     }
 
     func tokens(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { sampler.tokens(ofBand: $0) } ?? 0..<problem.imageTokens }
-    func textRange(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { text[$0] } ?? 0..<problem.textTokens }
+    func textRange(_ item: PipeFusion.Item) -> Range<Int> { item.patch.map { text[$0] } ?? 0..<problem.jointTextTokens }
     func shards(_ item: PipeFusion.Item) -> PatchShards {
         PatchShards(image: tokens(item), text: textRange(item), degree: runner.context.config.sequenceDegree)
     }
     func latentShape(_ item: PipeFusion.Item) -> [Int] { item.patch.map { sampler.latentBand($0).shape } ?? sampler.latents.shape }
 
     /// Item k on this rank's stage.
-    func run(_ k: Int) throws {
-        let item = items[k], context = runner.context, stage = runner.stage
+    func run(_ k: Int) throws { try run(k, runner.model) }
+
+    func run<M: DiffusionTransformer>(_ k: Int, _ model: M) throws {
+        let item = items[k], context = runner.context, blocks = runner.stages[context.stageIndex]
         if runner.isFirst { try receiveLatents(before: item) }
-        let cfg = context.config.cfg, all = sampler.inputs(step: item.step), per = all.batch / cfg
+        let cfg = context.config.cfg, all = try model.typed(sampler.inputs(step: item.step)), per = all.batch / cfg
         let inputs = cfg > 1 ? all.samples((context.cfgIndex * per)..<((context.cfgIndex + 1) * per)) : all
         let patch = shards(item), r = context.sequenceIndex
         let layout = TokenLayout(gridHeight: sampler.gridRows, gridWidth: sampler.gridColumns, tokens: patch.image[r],
-                                 text: problem.textTokens > 0 ? patch.text[r] : nil)
-        var acts = try stage.embed(inputs, layout: layout)
-        if let activations { acts = PipelineStage.receive(acts, try activations.take()) }
+                                 text: problem.jointTextTokens > 0 ? patch.text[r] : nil)
+        // Every stage embeds the patch for its conditioning; later stages take the streams received.
+        var state = try model.embed(inputs, layout: layout)
+        if let activations { state = model.resume(state, from: try activations.take()) }
         attention.begin(patch)
-        try stage.run(&acts, runtime: attention) { name, body in try context.span(name, body) }
+        for b in blocks { try context.span("block \(b)") { try model.block(b, &state, attention: attention) } }
         if !runner.isLast {
-            try send(PipelineStage.handOff(acts, next: stage.blocks.upperBound, model: runner.model), to: context.stageIndex + 1,
-                     tag: PipeFusion.activationTag)
+            try send(model.handOff(state, nextBlock: blocks.upperBound), to: context.stageIndex + 1, tag: PipeFusion.activationTag)
             return
         }
         let rows = item.patch.map { sampler.bands[$0].count } ?? sampler.gridRows
-        var tokens = stage.headTokens(acts)
+        var tokens = model.head(state)
         if let group = context.sequenceGroup { tokens = try gatherSequence(tokens, tokens: patch.image.map(\.count), over: group) }
-        var output = stage.band(tokens, rows: rows, columns: sampler.gridColumns)
+        var output = model.output(tokens, grid: TokenLayout(gridHeight: rows, gridWidth: sampler.gridColumns))
         if let group = context.cfgGroup {
             let all = Tensor(uninitialized: [output.size(0) * cfg] + output.shape.dropFirst())
             try withExtendedLifetime(output) { try group.allGather(output.data, count: output.count, into: all.data, counts: nil) }

@@ -2,7 +2,7 @@ import Foundation
 import ParaDiTTensor
 
 /// A value to store in a safetensors file: Float32 data, or integers stored as I64.
-public enum SafeTensorsValue {
+public enum SafeTensorsValue: Sendable {
     case float(Tensor)
     case int64([Int64], shape: [Int])
 }

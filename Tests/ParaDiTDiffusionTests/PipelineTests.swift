@@ -41,7 +41,7 @@ struct PipelineTests {
         let c = try PipelineCase(name)
         let pipeline = try TextToImagePipeline.load(directory: "\(pipelineFixtures)/\(name)/pipeline")
         var steps = 0
-        let latents = try pipeline.denoise(c.request, conditioning: c.conditioning, denoiser: { try pipeline.transformer.forward($0) }) { i, n, _ in
+        let latents = try pipeline.denoise(c.request, conditioning: c.conditioning, denoiser: { try pipeline.transformer.forward(any: $0) }) { i, n, _ in
             steps = i
             #expect(n == c.request.steps)
         }

@@ -34,9 +34,9 @@ struct GoldenTests {
 
     @Test("forward matches diffusers' output (relative L2 ≤ 1e-4)", arguments: cases)
     func golden(name: String) throws {
-        let model = try AnyTransformer.load(directory: "\(fixtures)/\(name)/model")
+        let model = try ModelRegistry.load(directory: "\(fixtures)/\(name)/model")
         let expected = try SafeTensorsFile(path: "\(fixtures)/\(name)/output.safetensors").tensor("sample")
-        let out = try model.forward(inputs: fixtureInputs(name))
+        let out = try model.forward(any: ModelRegistry.family(model.className).readInputs(fixtureInputs(name)))
         #expect(out.shape == expected.shape)
         let err = relativeL2(out, expected)
         #expect(err <= 1e-4, "\(name): relative L2 error \(err)")
@@ -45,7 +45,7 @@ struct GoldenTests {
     @Test("typed loading refuses a folder of another class, naming both")
     func wrongClass() {
         do {
-            _ = try ModelLoader.loadPixArt(directory: "\(fixtures)/dit-b2/model")
+            _ = try ModelRegistry.load(directory: "\(fixtures)/dit-b2/model", as: PixArtTransformer2DModel.self)
             Issue.record("accepted a DiT folder")
         } catch {
             #expect("\(error)".contains("DiTTransformer2DModel") && "\(error)".contains("PixArtTransformer2DModel"))
@@ -54,14 +54,18 @@ struct GoldenTests {
 
     @Test("DiT refuses non-square and non-patch-multiple latents")
     func ditLatents() throws {
-        let model = try ModelLoader.loadDiT(directory: "\(fixtures)/dit-b2/model")
-        #expect(throws: WeightsError.self) { try model.layout(latentHeight: 8, latentWidth: 12) }
-        #expect(throws: WeightsError.self) { try model.layout(latentHeight: 7, latentWidth: 7) }
+        let model = try ModelRegistry.load(directory: "\(fixtures)/dit-b2/model", as: DiTTransformer2DModel.self)
+        var inputs = try DiTInputs(file: fixtureInputs("dit-b2"))
+        #expect(throws: Never.self) { try model.problem(inputs) }
+        for (h, w) in [(8, 12), (7, 7)] {
+            inputs.hiddenStates = Tensor(zeros: [2, 4, h, w])
+            #expect(throws: WeightsError.self) { try model.problem(inputs) }
+        }
     }
 
     @Test("PixArt-α needs its size conditioning inputs")
     func pixartSizeConditioning() throws {
-        let model = try ModelLoader.loadPixArt(directory: "\(fixtures)/pixart-alpha-b2-8x12/model")
+        let model = try ModelRegistry.load(directory: "\(fixtures)/pixart-alpha-b2-8x12/model", as: PixArtTransformer2DModel.self)
         var inputs = try PixArtInputs(file: fixtureInputs("pixart-alpha-b2-8x12"))
         inputs.resolution = []
         #expect(throws: WeightsError.self) { try model.forward(inputs) }
@@ -69,7 +73,7 @@ struct GoldenTests {
 
     @Test("SD3 refuses a latent beyond pos_embed_max_size")
     func sd3TooLarge() throws {
-        let model = try ModelLoader.loadSD3(directory: "\(fixtures)/sd3-b2-8x12/model")
+        let model = try ModelRegistry.load(directory: "\(fixtures)/sd3-b2-8x12/model", as: SD3Transformer2DModel.self)
         var inputs = try SD3Inputs(file: fixtureInputs("sd3-b2-8x12"))
         inputs.hiddenStates = Tensor(zeros: [2, 4, 26, 8])
         #expect(throws: WeightsError.self) { try model.forward(inputs) }
@@ -77,7 +81,7 @@ struct GoldenTests {
 
     @Test("Flux-dev refuses to run without guidance")
     func fluxGuidance() throws {
-        let model = try ModelLoader.loadFlux(directory: "\(fixtures)/flux-dev-b1-bf16/model")
+        let model = try ModelRegistry.load(directory: "\(fixtures)/flux-dev-b1-bf16/model", as: FluxTransformer2DModel.self)
         var inputs = try FluxInputs(file: fixtureInputs("flux-dev-b1-bf16"))
         inputs.guidance = []
         #expect(throws: WeightsError.self) { try model.forward(inputs) }

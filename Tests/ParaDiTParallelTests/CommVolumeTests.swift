@@ -16,10 +16,11 @@ struct CommVolumeTests {
         let model = try TestModels.model(className, heads: 4)
         let inputs = try TestModels.inputs(model, batch: 2, grid: (4, 4), text: 8)
         let (_, _, contexts) = try TestModels.run(model, inputs, config)
-        let (layers, hidden) = model.attentionLayers
+        let p = try model.problem(any: inputs)
         // DistriFusion keeps the text replicated: only image K/V travel.
-        let tokens = 16 + (config.distrifusion > 1 ? 0 : inputs.jointTextTokens)
-        let expected = CommVolume(config: config, batch: 2, tokens: tokens, hidden: hidden, layers: layers)
+        let tokens = 16 + (config.distrifusion > 1 ? 0 : p.jointTextTokens)
+        let expected = CommVolume(config: config, batch: 2, tokens: tokens, hidden: p.hidden, layers: p.attentionLayers)
+        #expect(CommVolume(config: config, problem: p) == expected)
         for c in contexts {
             #expect(c.ulyssesGroup?.stats.totalSent ?? 0 == expected.ulyssesBytes, "rank \(c.world.rank) ulysses")
             #expect(c.ringGroup?.stats.totalSent ?? 0 == expected.ringBytes + expected.torusBytes, "rank \(c.world.rank) ring or torus")

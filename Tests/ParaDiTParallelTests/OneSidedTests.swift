@@ -38,8 +38,7 @@ struct OneSidedParityTests {
     func reuse(_ config: ParallelConfig) throws {
         let model = try TestModels.model("SD3Transformer2DModel", heads: 4)
         let inputs = try TestModels.inputs(model, batch: 2, grid: (3, 5), text: 7)
-        let serial = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
-            .forward(inputs)
+        let serial = try model.forward(any: inputs)
         let box = UncheckedBox((model, inputs))
         let results = try LocalWorld.run(size: config.worldSize, timeout: 60) { comm in
             let context = try ParallelContext(config: config, world: comm)
@@ -64,8 +63,7 @@ struct OneSidedParityTests {
         let model = try TestModels.model(className, heads: 4)
         let inputs = try TestModels.inputs(model, batch: 2, grid: (4, 4), text: 8)
         let (_, _, contexts) = try TestModels.run(model, inputs, config.oneSidedCopy)
-        let (layers, hidden) = model.attentionLayers
-        let expected = CommVolume(config: config, batch: 2, tokens: 16 + inputs.jointTextTokens, hidden: hidden, layers: layers)
+        let expected = CommVolume(config: config, problem: try model.problem(any: inputs))
         for c in contexts {
             let stats = c.ringGroup!.stats
             #expect(stats.totalSent == expected.ringBytes + expected.torusBytes, "rank \(c.world.rank)")
@@ -99,6 +97,6 @@ struct OneSidedParityTests {
     func refused() throws {
         var config = ParallelConfig(ulysses: 2)
         config.oneSided = true
-        #expect(throws: ParallelError.self) { try config.validate(.init(batch: 2, heads: 4, imageTokens: 16)) }
+        #expect(throws: ParallelError.self) { try config.validate(.init(batch: 2, heads: 4, headDim: 8, grid: .init(gridHeight: 4, gridWidth: 4), attentionLayers: 2)) }
     }
 }

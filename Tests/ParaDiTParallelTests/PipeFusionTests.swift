@@ -11,7 +11,7 @@ struct PipeFusionTests {
     /// Serial final latents, and every rank's under `config` with `warmup` synchronous steps.
     func generate(_ name: String, _ config: ParallelConfig, warmup: Int) throws -> (ranks: [Tensor], serial: Tensor, sent: [[String: Int]]) {
         let (pipeline, request, conditioning) = try fixtureRequest(name)
-        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         let box = UncheckedBox((pipeline, request, conditioning))
         let ranks = try LocalWorld.run(size: config.worldSize, timeout: 60) { comm in
             let (pipeline, request, conditioning) = box.value
@@ -27,10 +27,10 @@ struct PipeFusionTests {
           arguments: ["dit", "pixart", "sd3", "flux"])
     func bands(name: String) throws {
         let (pipeline, request, conditioning) = try fixtureRequest(name)
-        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         let sampler = try pipeline.sampler(request, conditioning: conditioning, patches: 2)
         for i in sampler.timesteps.indices {
-            try sampler.stepAll(step: i, output: pipeline.transformer.forward(sampler.inputs(step: i)))
+            try sampler.stepAll(step: i, output: pipeline.transformer.forward(any: sampler.inputs(step: i)))
         }
         #expect(sampler.finalLatents.scalars == serial.scalars)
     }
@@ -89,11 +89,10 @@ struct PipeFusionTests {
         let (pipeline, request, conditioning) = try fixtureRequest("pixart")
         let (ranks, _, sent) = try generate("pixart", .init(pipefusion: 2), warmup: 1)
         let inputs = try pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)
-        guard case let .pixart(m) = pipeline.transformer, case let .pixart(i) = inputs else { Issue.record("not PixArt"); return }
-        let tokens = (i.hiddenStates.size(2) / m.config.patchSize) * (i.hiddenStates.size(3) / m.config.patchSize)
-        let perStep = CommVolume(config: .init(pipefusion: 2), batch: i.hiddenStates.size(0), tokens: tokens, hidden: m.config.innerDim,
-                                 layers: m.config.numLayers).pipefusionBytes
-        #expect(perStep == 4 * i.hiddenStates.size(0) * tokens * m.config.innerDim)
+        let m = pipeline.transformer, p = try m.problem(any: inputs)
+        let (tokens, batch) = (p.imageTokens, p.batch)
+        let perStep = CommVolume(config: .init(pipefusion: 2), problem: p).pipefusionBytes
+        #expect(perStep == 4 * batch * tokens * p.hidden)
         #expect(sent[0]["pipefusion"] == request.steps * perStep)
         // The last stage sends back each step's new latents but the last one's, which it broadcasts.
         #expect(sent[1]["pipefusion"] == request.steps * 4 * ranks[0].count)
@@ -101,16 +100,15 @@ struct PipeFusionTests {
         let hybrid = ParallelConfig(ulysses: 2, pipefusion: 2)
         let (_, _, hybridSent) = try generate("pixart", hybrid, warmup: 1)
         let stageLayers = try hybrid.stageBlockRanges(blockCount: m.blockCount)[0].count
-        let ulysses = CommVolume(config: hybrid, batch: i.hiddenStates.size(0), tokens: tokens, hidden: m.config.innerDim,
-                                 layers: stageLayers).ulyssesBytes
+        let ulysses = CommVolume(config: hybrid, problem: p, layers: stageLayers).ulyssesBytes
         #expect(ulysses > 0 && hybridSent[0]["ulysses"] == request.steps * ulysses)
         #expect(hybridSent[0]["pipefusion"] == request.steps * perStep / 2)
     }
 
-    @Test("each stage can load only its blocks' weights and still gives the serial latents", arguments: ["pixart", "flux"])
+    @Test("each stage can load only its blocks' weights and still gives the serial latents", arguments: ["dit", "pixart", "sd3", "flux"])
     func stageWeights(name: String) throws {
         let (pipeline, request, conditioning) = try fixtureRequest(name)
-        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         let directory = "\(pipelineFixtures)/\(name)/pipeline", config = ParallelConfig(pipefusion: 2)
         let box = UncheckedBox((request, conditioning))
         let ranks = try LocalWorld.run(size: 2, timeout: 60) { comm in
@@ -142,6 +140,6 @@ struct PipeFusionTests {
                 return UncheckedBox(try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: 1))
             }
         }
-        #expect(throws: ParallelError.self) { try ParallelConfig(distrifusion: 2, pipefusion: 2).validate(.init(batch: 2, heads: 4, imageTokens: 16)) }
+        #expect(throws: ParallelError.self) { try ParallelConfig(distrifusion: 2, pipefusion: 2).validate(.init(batch: 2, heads: 4, headDim: 8, grid: .init(gridHeight: 4, gridWidth: 4), attentionLayers: 2)) }
     }
 }

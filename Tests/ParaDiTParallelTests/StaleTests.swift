@@ -28,7 +28,7 @@ struct StaleTests {
     /// Final latents of a generation split as `config` with `warmup` synchronous steps.
     func generate(_ name: String, _ config: ParallelConfig, warmup: Int) throws -> (parallel: Tensor, serial: Tensor) {
         let (pipeline, request, conditioning) = try fixtureRequest(name)
-        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward($0) })
+        let serial = try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         let box = UncheckedBox((pipeline, request, conditioning))
         let ranks = try LocalWorld.run(size: config.worldSize, timeout: 60) { comm in
             let (pipeline, request, conditioning) = box.value

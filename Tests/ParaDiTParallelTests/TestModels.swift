@@ -29,35 +29,34 @@ enum TestModels {
         }
     }
 
-    static func model(_ className: String, heads: Int) throws -> AnyTransformer {
+    static func model(_ className: String, heads: Int) throws -> any DiffusionTransformer {
         var c = config(className, heads: heads)
         c["_class_name"] = className
         let json = try JSONSerialization.data(withJSONObject: c)
-        return try AnyTransformer.build(className: className, config: ConfigFile(data: json, path: "test config"),
-                                        weights: Weights(randomSeed: 7, std: 0.2))
+        return try ModelRegistry.build(config: ConfigFile(data: json, path: "test config"), weights: Weights(randomSeed: 7, std: 0.2))
     }
 
     /// Inputs of batch `batch` for an h × w latent grid of tokens and `text` caption tokens.
-    static func inputs(_ model: AnyTransformer, batch b: Int, grid: (Int, Int), text: Int) throws -> ModelInputs {
+    static func inputs(_ model: any DiffusionTransformer, batch b: Int, grid: (Int, Int), text: Int) throws -> any TransformerInputs {
         let (h, w) = grid
         var t: [String: SafeTensorsValue] = ["timestep": .float(Tensor(shape: [b], values: (0..<b).map { Float(100 + 400 * $0) }))]
         func randn(_ shape: [Int], _ seed: UInt64) -> SafeTensorsValue { .float(Tensor.randn(shape, seed: seed)) }
-        switch model {
-        case .dit:
+        switch model.className {
+        case "DiTTransformer2DModel":
             t["hidden_states"] = randn([b, 4, 2 * h, 2 * w], 1)
             t["class_labels"] = .int64((0..<b).map { Int64($0 == 1 ? 10 : 3) }, shape: [b])
-        case .pixart:
+        case "PixArtTransformer2DModel":
             t["hidden_states"] = randn([b, 4, 2 * h, 2 * w], 1)
             t["encoder_hidden_states"] = randn([b, text, 12], 2)
             t["encoder_attention_mask"] = .int64((0..<(b * text)).map { $0 % text < text - 2 || $0 < text ? 1 : 0 }, shape: [b, text])
             t["resolution"] = .float(Tensor(shape: [b, 2], repeating: 64))
             t["aspect_ratio"] = .float(Tensor(shape: [b, 1], repeating: 1))
-        case .sd3:
+        case "SD3Transformer2DModel":
             t["hidden_states"] = randn([b, 4, 2 * h, 2 * w], 1)
             t["encoder_hidden_states"] = randn([b, text, 12], 2)
             t["pooled_projections"] = randn([b, 10], 3)
             t["timestep"] = .float(Tensor(shape: [b], values: (0..<b).map { Float(100 + 400 * $0) }))
-        case .flux:
+        default:
             t["hidden_states"] = randn([b, h * w, 8], 1)
             t["encoder_hidden_states"] = randn([b, text, 12], 2)
             t["pooled_projections"] = randn([b, 10], 3)
@@ -68,14 +67,14 @@ enum TestModels {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-parallel-\(UUID().uuidString).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try writeSafeTensors(t, to: path)
-        return try ModelInputs(model: model, file: SafeTensorsFile(path: path))
+        return try ModelRegistry.family(model.className).readInputs(SafeTensorsFile(path: path))
     }
 
-    /// The serial output, and every rank's output of the same forward pass under `config`.
-    static func run(_ model: AnyTransformer, _ inputs: ModelInputs, _ config: ParallelConfig,
+    /// The model's serial output, and every rank's output of the same forward pass under `config`.
+    static func run(_ model: any DiffusionTransformer, _ inputs: any TransformerInputs, _ config: ParallelConfig,
                     tracer: Tracer? = nil) throws -> (serial: Tensor, ranks: [Tensor], contexts: [ParallelContext]) {
-        let serial = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
-            .forward(inputs)
+        // The family's own serial forward is the definition every strategy must equal.
+        let serial = try model.forward(any: inputs)
         let box = UncheckedBox((model, inputs))
         let results = try LocalWorld.run(size: config.worldSize, timeout: 60, tracer: tracer) { comm in
             let context = try ParallelContext(config: config, world: comm, tracer: tracer)

@@ -52,19 +52,18 @@ struct BenchForward: ParsableCommand {
 
     func run() throws {
         let log = Logger(label: "paradit.bench")
-        let p = ForwardPreset.all.first { $0.name == preset }!
+        let p = ForwardPreset.named(preset)!
         let pool = ThreadPool(threads: threads)
         let inputsPath = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: inputsPath) }
         let report: Report = try pool.withCurrent {
             log.info("building \(p.name) with random weights")
             let (model, parameters) = try p.build()
-            try p.inputs(path: inputsPath)
-            let inputs = try SafeTensorsFile(path: inputsPath)
+            let inputs = try p.inputs(path: inputsPath)
             var failure: Error?
             let timing = measure(warmup: warmup, runs: runs) {
                 log.info("forward pass")
-                do { _ = try model.forward(inputs: inputs) } catch { failure = error }
+                do { _ = try model.forward(any: inputs) } catch { failure = error }
             }
             if let failure { throw failure }
             return Report(preset: p.name, description: p.summary, machine: .current(threads: threads),

@@ -86,18 +86,16 @@ struct BenchParallel: ParsableCommand {
 
     mutating func run() throws {
         let log = Logger(label: "paradit.bench")
-        let p = ForwardPreset.all.first { $0.name == preset }!
+        let p = ForwardPreset.named(preset)!
         log.info("building \(p.name) with random weights")
         let (model, _) = try p.build()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try p.inputs(path: path)
-        let inputs = try ModelInputs(model: model, file: SafeTensorsFile(path: path))
-        ranks = try ranks.planned(ParallelTransformer.stepShape(model: model, inputs: inputs))
+        let inputs = try p.inputs(path: path)
+        let problem = try model.problem(any: inputs)
+        ranks = try ranks.planned(StepShape(problem))
         let specs = [ranks.parallel] + also
         let configs = try specs.map { try ranks.config($0) }
-        let problem = try ParallelTransformer(model: model, context: ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
-            .problem(inputs)
         for config in configs { try config.validate(problem) }
         let total = ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount
         let perRank = max(1, total / configs.map(\.worldSize).max()!)
@@ -125,8 +123,8 @@ struct BenchParallel: ParsableCommand {
     }
 
     /// Times one configuration; nil on ranks other than 0.
-    func timeParallel(_ spec: ParallelSpec, _ config: ParallelConfig, model: AnyTransformer, inputs: ModelInputs,
-                 problem: ParallelConfig.Problem, log: Logger) throws -> Result? {
+    func timeParallel(_ spec: ParallelSpec, _ config: ParallelConfig, model: any DiffusionTransformer,
+                      inputs: any TransformerInputs, problem: TransformerProblem, log: Logger) throws -> Result? {
         log.info("timing \(config) on \(config.worldSize) rank(s)")
         // Stale methods are timed on stale steps: after their synchronous ones and, for PipeFusion,
         // after the first stale step, in which the pipe fills.
@@ -136,7 +134,7 @@ struct BenchParallel: ParsableCommand {
         let results = try ranks.launch(spec) { context -> (Timing, Double, [String: Int]) in
             var samples: [Double] = [], waitBefore = 0.0
             if config.pipefusion > 1 {
-                let loop = try FixedPatchLoop(inputs: inputs, model: model, steps: steps, patches: config.patchCount)
+                let loop = try FixedPatchLoop(inputs: inputs, grid: problem.grid, steps: steps, patches: config.patchCount)
                 try PipeFusion(model: model, context: context, warmupSteps: stale).run(loop) { i, _, s in
                     if i == untimed { waitBefore = context.waitSeconds }
                     if i > untimed { samples.append(s) }
@@ -157,13 +155,9 @@ struct BenchParallel: ParsableCommand {
             return (timing(samples), (context.waitSeconds - waitBefore) / Double(runs), bytes)
         }
         guard let (rank, (step, wait, bytes)) = results.first, rank == 0 else { return nil }
-        let (layers, hidden) = model.attentionLayers
-        let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.textTokens, degree: config.sequenceDegree,
-                                    splitText: config.distrifusion == 1)
         // Rank 0 is on PipeFusion's first stage, which runs only its blocks' attention layers.
         let stage = try config.pipefusion > 1 ? config.stageBlockRanges(blockCount: model.blockCount)[0].count : model.blockCount
-        let formula = CommVolume(config: config, batch: inputs.batch, tokens: shards.exchangedTokens, hidden: hidden,
-                                 layers: layers * stage / model.blockCount)
+        let formula = CommVolume(config: config, problem: problem, layers: problem.attentionLayers * stage / model.blockCount)
         return Result(
             parallel: config.description, ranks: config.worldSize,
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),
@@ -175,12 +169,11 @@ struct BenchParallel: ParsableCommand {
             gatherBytesPerRank: (bytes["sequence"] ?? 0) + (bytes["cfg"] ?? 0), interNodeBytesPerRank: bytes["inter-node"] ?? 0)
     }
 
-    func timeSerial(_ model: AnyTransformer, _ inputs: ModelInputs, threads: Int, log: Logger) throws -> Timing {
+    func timeSerial(_ model: any DiffusionTransformer, _ inputs: any TransformerInputs, threads: Int, log: Logger) throws -> Timing {
         log.info("timing the serial step with \(threads) thread(s)")
-        let transformer = ParallelTransformer(model: model, context: try ParallelContext(config: ParallelConfig(), world: LocalCommunicator.single()))
         var failure: Error?
         let t = ThreadPool(threads: threads).withCurrent {
-            measure(warmup: warmup, runs: runs) { do { _ = try transformer.forward(inputs) } catch { failure = error } }
+            measure(warmup: warmup, runs: runs) { do { _ = try model.forward(any: inputs) } catch { failure = error } }
         }
         if let failure { throw failure }
         return t

@@ -10,18 +10,9 @@ struct Forward: ParsableCommand {
         abstract: "Run one forward pass of a diffusers transformer on tensors from a file.",
         discussion: """
         --model is a diffusers model folder (config.json and diffusion_pytorch_model.safetensors, \
-        sharded or not, F32/F16/BF16) of DiTTransformer2DModel, PixArtTransformer2DModel, \
-        SD3Transformer2DModel or FluxTransformer2DModel. --inputs holds the forward() arguments \
-        under their diffusers names (timestep may be I64 or F32):
-          DiT:    hidden_states [B,C,H,W], timestep [B], class_labels [B]
-          PixArt: hidden_states, encoder_hidden_states [B,L,C], timestep;
-                  optional encoder_attention_mask [B,L] (1 keep, 0 drop),
-                  resolution [B,2], aspect_ratio [B,1]
-          SD3:    hidden_states, encoder_hidden_states, timestep,
-                  pooled_projections [B,P]
-          Flux:   hidden_states [B,N,C] (packed), encoder_hidden_states,
-                  pooled_projections, timestep, img_ids [N,3], txt_ids [L,3],
-                  guidance [B] (dev only)
+        sharded or not, F32/F16/BF16) of a registered class. --inputs holds the forward() \
+        arguments under their diffusers names (timestep may be I64 or F32):
+        \(ModelRegistry.families.map { "  \($0.className):\n      \($0.inputNames)" }.joined(separator: "\n"))
         The result is written to --output as the tensor "sample".
 
         With --parallel the pass is split over ranks (threads of this process, or MPI processes \
@@ -46,10 +37,10 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         let start = Date()
-        let transformer = try AnyTransformer.load(directory: model)
-        let args = try ModelInputs(model: transformer, file: SafeTensorsFile(path: inputs))
+        let transformer = try ModelRegistry.load(directory: model)
+        let args = try ModelRegistry.family(transformer.className).readInputs(SafeTensorsFile(path: inputs))
         let loaded = Date()
-        let ranks = try self.ranks.planned(ParallelTransformer.stepShape(model: transformer, inputs: args))
+        let ranks = try self.ranks.planned(StepShape(transformer.problem(any: args)))
         let results = try ranks.launch { context in
             try ParallelTransformer(model: transformer, context: context).forward(args)
         }

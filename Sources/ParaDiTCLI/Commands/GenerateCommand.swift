@@ -12,9 +12,8 @@ struct Generate: ParsableCommand {
         abstract: "Generate an image with a diffusers pipeline folder (or a random-weight demo).",
         discussion: """
         --model is a pipeline folder as diffusers saves it (model_index.json, transformer/, vae/, \
-        scheduler/) of DiTPipeline, PixArtAlphaPipeline, PixArtSigmaPipeline, \
-        StableDiffusion3Pipeline or FluxPipeline. Text encoders are not run: give the conditioning \
-        as embeddings (--prompt-embeds FILE.safetensors with prompt_embeds and, for guidance above 1, \
+        scheduler/) of \(PipelineRegistry.pipelineClasses.joined(separator: ", ")). Text encoders are not \
+        run: give the conditioning as embeddings (--prompt-embeds FILE.safetensors with prompt_embeds and, for guidance above 1, \
         negative_prompt_embeds; PixArt also takes prompt_attention_mask and \
         negative_prompt_attention_mask; SD3 and Flux need pooled_prompt_embeds, SD3 also \
         negative_pooled_prompt_embeds), or for DiT ImageNet class ids (--class 207 --class 88). \
@@ -71,16 +70,16 @@ struct Generate: ParsableCommand {
     mutating func run() throws {
         let log = Logger(label: "paradit.generate")
         let start = Date()
-        log.info("loading \(model ?? GeneratePreset.name)")
+        log.info("loading \(model ?? DemoPipeline.name)")
         let pipeline = try model.map { try TextToImagePipeline.load(directory: $0, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: $0)) }
-            ?? GeneratePreset.ditXL()
+            ?? DemoPipeline.make()
         let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(
             seed: seed, steps: steps ?? (model == nil ? 8 : 20), guidanceScale: guidance, height: size?.height, width: size?.width,
-            classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
+            classLabels: classes.isEmpty ? pipeline.family.defaultClassLabels ?? [] : classes)
         try pipeline.validate(request, conditioning: conditioning)
-        ranks = try ranks.planned(ParallelTransformer.stepShape(model: pipeline.transformer,
-                                                                inputs: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)))
+        ranks = try ranks.planned(StepShape(pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning)
+                                                                                      .inputs(step: 0))))
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in
@@ -107,7 +106,7 @@ struct Generate: ParsableCommand {
         let paths = images.indices.map { images.count == 1 ? output : output.replacingOccurrences(of: ".png", with: "") + "_\($0 + 1).png" }
         for (image, path) in zip(images, paths) { try PNGWriter.write(image, to: path) }
         if let saveLatents { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }
-        let summary = Summary(pipeline: pipeline.folder.className, model: model ?? GeneratePreset.name, parallel: ranks.parallel.description,
+        let summary = Summary(pipeline: pipeline.folder.className, model: model ?? DemoPipeline.name, parallel: ranks.parallel.description,
                               seed: seed, steps: request.steps, guidance: guidance, width: images[0].width, height: images[0].height,
                               stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),

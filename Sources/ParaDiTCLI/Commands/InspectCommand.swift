@@ -12,7 +12,7 @@ struct Inspect: ParsableCommand {
     var model: String
 
     func run() throws {
-        let transformer = try AnyTransformer.load(directory: model)
+        let transformer = try ModelRegistry.load(directory: model)
         let checkpoint = try Checkpoint(directory: model)
         let counts = checkpoint.dtypeCounts
         let total = counts.values.reduce(0, +)

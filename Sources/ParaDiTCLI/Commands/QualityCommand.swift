@@ -60,13 +60,13 @@ struct Quality: ParsableCommand {
 
     mutating func run() throws {
         let log = Logger(label: "paradit.quality")
-        let pipeline = try model.map { try TextToImagePipeline.load(directory: $0) } ?? GeneratePreset.ditXL()
+        let pipeline = try model.map { try TextToImagePipeline.load(directory: $0) } ?? DemoPipeline.make()
         let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
-                                        classLabels: classes.isEmpty && pipeline.family == .dit ? [207] : classes)
+                                        classLabels: classes.isEmpty ? pipeline.family.defaultClassLabels ?? [] : classes)
         try pipeline.validate(request, conditioning: conditioning)
-        ranks = try ranks.planned(ParallelTransformer.stepShape(model: pipeline.transformer,
-                                                                inputs: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0)))
+        ranks = try ranks.planned(StepShape(pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning)
+                                                                                      .inputs(step: 0))))
         let (transformer, warmup) = (pipeline.transformer, try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps)
         log.info("generating with \(ranks.parallel)")
         let results = try ranks.launch { context -> Tensor in
@@ -75,14 +75,14 @@ struct Quality: ParsableCommand {
         guard let (rank, latents) = results.first, rank == 0 else { return }
         log.info("generating serially")
         let serial = try ThreadPool(threads: ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount).withCurrent {
-            try pipeline.denoise(request, conditioning: conditioning, denoiser: { try transformer.forward($0) })
+            try pipeline.denoise(request, conditioning: conditioning, denoiser: { try transformer.forward(any: $0) })
         }
         let images = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning)).flatMap(\.pixels)
         let reference = try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request, conditioning: conditioning)).flatMap(\.pixels)
         let (a, b) = (latents.scalars, serial.scalars)
         let range = Double(b.max()! - b.min()!)
         let report = Report(
-            model: model ?? GeneratePreset.name, parallel: ranks.parallel.description, warmupSteps: warmup, steps: steps, seed: seed,
+            model: model ?? DemoPipeline.name, parallel: ranks.parallel.description, warmupSteps: warmup, steps: steps, seed: seed,
             latentPSNR: psnr(peak: range, mse: zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(b.count)),
             imagePSNR: psnr(peak: 255, mse: zip(images, reference).reduce(0.0) { $0 + pow(Double($1.0) - Double($1.1), 2) } / Double(reference.count)),
             maxLatentError: zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0,

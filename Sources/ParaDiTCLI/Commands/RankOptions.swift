@@ -134,7 +134,7 @@ struct RankOptions: ParsableArguments {
     func stageBlocksOfThisProcess(pipelineDirectory: String) throws -> Range<Int>? {
         let config = try config(parallel)
         guard MPICommunicator.isLaunchedByMPI, config.pipefusion > 1 else { return nil }
-        let blocks = try AnyTransformer.blockCount(config: ConfigFile(directory: (pipelineDirectory as NSString).appendingPathComponent("transformer")))
+        let blocks = try ModelRegistry.blockCount(config: ConfigFile(directory: (pipelineDirectory as NSString).appendingPathComponent("transformer")))
         let world = try MPICommunicator.world()
         let stage = try config.mesh(worldSize: world.size).coordinate(of: world.rank, along: .pipefusion)
         return try config.stageBlockRanges(blockCount: blocks)[stage]

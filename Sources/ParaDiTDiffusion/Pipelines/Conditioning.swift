@@ -32,15 +32,9 @@ public struct Conditioning {
 
     public var batch: Int { promptEmbeds.size(0) }
 
-    /// Refuses embeddings the model cannot take, or that guidance needs and are absent.
-    func check(family: PipelineFamily, model: AnyTransformer, guidance: Bool) throws {
-        let (width, pooled): (Int, Int?)
-        switch model {
-        case let .pixart(m): (width, pooled) = (m.config.captionChannels ?? m.config.crossAttentionDim ?? m.config.innerDim, nil)
-        case let .sd3(m): (width, pooled) = (m.config.jointAttentionDim, m.config.pooledProjectionDim)
-        case let .flux(m): (width, pooled) = (m.config.jointAttentionDim, m.config.pooledProjectionDim)
-        case .dit: throw WeightsError.badInput(name: "prompt_embeds", reason: "DiT is class-conditional: pass --class, not --prompt-embeds")
-        }
+    /// Refuses embeddings a model of this text width (and pooled width, if it takes pooled
+    /// embeddings) cannot take, or that guidance needs (`negativeNeeded`) and are absent.
+    func check(width: Int, pooled: Int?, negativeNeeded: Bool, model: String) throws {
         guard promptEmbeds.rank == 3 else {
             throw WeightsError.badInput(name: "prompt_embeds", reason: "has shape \(promptEmbeds.shape), expected [batch, tokens, \(width)]")
         }
@@ -48,11 +42,11 @@ public struct Conditioning {
         if let mask = promptAttentionMask { try shape("prompt_attention_mask", mask, [batch, promptEmbeds.size(1)]) }
         if let pooled {
             guard let p = pooledPromptEmbeds else {
-                throw WeightsError.badInput(name: "pooled_prompt_embeds", reason: "this \(model.className) needs pooled_prompt_embeds [\(batch), \(pooled)]")
+                throw WeightsError.badInput(name: "pooled_prompt_embeds", reason: "this \(model) needs pooled_prompt_embeds [\(batch), \(pooled)]")
             }
             try shape("pooled_prompt_embeds", p, [batch, pooled])
         }
-        guard guidance, family != .flux else { return }
+        guard negativeNeeded else { return }
         guard let negative = negativePromptEmbeds else {
             throw WeightsError.badInput(name: "negative_prompt_embeds", reason: "guidance above 1 needs negative_prompt_embeds (or pass --guidance 1)")
         }

@@ -44,7 +44,7 @@ public final class PatchSampler {
 
     /// The transformer's inputs at step i from the current latents (full size; a patch's pass
     /// embeds only its tokens).
-    public func inputs(step i: Int) -> ModelInputs {
+    public func inputs(step i: Int) -> any TransformerInputs {
         let t = timesteps[i]
         return recipe.inputs(schedulers[0].scaleModelInput(latents, timestep: t), timestep: t)
     }

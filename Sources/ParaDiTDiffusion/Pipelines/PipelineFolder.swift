@@ -2,26 +2,6 @@ import Foundation
 import ParaDiTModels
 import ParaDiTWeights
 
-/// The pipeline families ParaDiT runs, by the `_class_name` of `model_index.json`.
-public enum PipelineFamily: String, Sendable, CaseIterable {
-    case dit, pixart, sd3, flux
-
-    static let classes: [String: PipelineFamily] = [
-        "DiTPipeline": .dit, "PixArtAlphaPipeline": .pixart, "PixArtSigmaPipeline": .pixart,
-        "StableDiffusion3Pipeline": .sd3, "FluxPipeline": .flux,
-    ]
-
-    /// The transformer class the family's pipeline drives.
-    var transformerClass: String {
-        switch self {
-        case .dit: return "DiTTransformer2DModel"
-        case .pixart: return "PixArtTransformer2DModel"
-        case .sd3: return "SD3Transformer2DModel"
-        case .flux: return "FluxTransformer2DModel"
-        }
-    }
-}
-
 /// A diffusers pipeline folder as `save_pretrained` writes it: `model_index.json`, `transformer/`,
 /// `vae/` and `scheduler/scheduler_config.json` (text encoders are not read: conditioning comes
 /// as embeddings). Every part is checked before anything heavy is loaded.
@@ -39,9 +19,7 @@ public struct PipelineFolder {
         guard let name = object?["_class_name"] as? String else {
             throw WeightsError.badConfig(path: index, reason: "no \"_class_name\" saying which pipeline this is")
         }
-        guard let family = PipelineFamily.classes[name] else {
-            throw WeightsError.badConfig(path: index, reason: "\(name) is not supported (supported: \(PipelineFamily.classes.keys.sorted().joined(separator: ", ")))")
-        }
+        let family = try PipelineRegistry.family(pipeline: name, path: index)
         for part in ["transformer/config.json", "vae/config.json", "scheduler/scheduler_config.json"] {
             let path = (directory as NSString).appendingPathComponent(part)
             guard FileManager.default.fileExists(atPath: path) else {
@@ -54,9 +32,7 @@ public struct PipelineFolder {
     /// A pipeline built in memory (the random-weight presets): its class and a description in
     /// place of a folder.
     public init(className: String, description: String) throws {
-        guard let family = PipelineFamily.classes[className] else {
-            throw WeightsError.badConfig(path: description, reason: "\(className) is not a supported pipeline")
-        }
+        let family = try PipelineRegistry.family(pipeline: className, path: description)
         (directory, self.className, self.family) = (description, className, family)
     }
 

@@ -21,14 +21,14 @@ public struct GenerationRequest: Sendable {
 
 /// One transformer forward pass on the given inputs, returning the whole output: the serial
 /// model, or the same pass split over ranks (every rank gets the whole output).
-public typealias Denoiser = (ModelInputs) throws -> Tensor
+public typealias Denoiser = (any TransformerInputs) throws -> Tensor
 
 /// A diffusers text-to-image (or class-to-image) pipeline: seeded noise, the scheduler loop with
 /// classifier-free guidance, the VAE decode, step for step as the diffusers pipeline of the folder's
 /// class does it, so a seed gives diffusers' image.
 public final class TextToImagePipeline {
     public let folder: PipelineFolder
-    public let transformer: AnyTransformer
+    public let transformer: any DiffusionTransformer
     public let vae: AutoencoderKL
     public let schedulerConfig: ConfigFile
 
@@ -39,14 +39,14 @@ public final class TextToImagePipeline {
     /// (a PipeFusion stage's).
     public static func load(directory: String, keepingBlocks: Range<Int>? = nil) throws -> TextToImagePipeline {
         let folder = try PipelineFolder(directory: directory)
-        let (transformer, held, total) = try AnyTransformer.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks)
+        let (transformer, held, total) = try ModelRegistry.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks)
         let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: AutoencoderKL.load(directory: folder.path("vae")),
                                                schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
         pipeline.transformerParameters = (held, total)
         return pipeline
     }
 
-    public init(folder: PipelineFolder, transformer: AnyTransformer, vae: AutoencoderKL, schedulerConfig: ConfigFile) throws {
+    public init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL, schedulerConfig: ConfigFile) throws {
         guard transformer.className == folder.family.transformerClass else {
             throw WeightsError.badConfig(path: folder.path("transformer"), reason: "holds a \(transformer.className); \(folder.className) needs a \(folder.family.transformerClass)")
         }
@@ -59,26 +59,7 @@ public final class TextToImagePipeline {
     /// The recipe of the folder's pipeline class for a request (validated).
     func recipe(_ request: GenerationRequest, conditioning: Conditioning?) throws -> DenoisingRecipe {
         guard request.steps >= 1 else { throw WeightsError.badInput(name: "steps", reason: "must be at least 1, got \(request.steps)") }
-        let guidance = request.guidanceScale > 1
-        switch (family, transformer) {
-        case let (.dit, .dit(m)):
-            if conditioning != nil { throw WeightsError.badInput(name: "prompt_embeds", reason: "DiT is class-conditional: pass --class, not --prompt-embeds") }
-            return try DiTRecipe(model: m, vae: vae, request: request)
-        case (.pixart, .pixart), (.sd3, .sd3), (.flux, .flux):
-            guard let conditioning else {
-                throw WeightsError.badInput(name: "prompt_embeds", reason: "\(folder.className) needs --prompt-embeds (text encoders are not run)")
-            }
-            if !request.classLabels.isEmpty { throw WeightsError.badInput(name: "class", reason: "--class is for DiT; \(folder.className) takes --prompt-embeds") }
-            try conditioning.check(family: family, model: transformer, guidance: guidance)
-            switch transformer {
-            case let .pixart(m): return try PixArtRecipe(model: m, vae: vae, request: request, conditioning: conditioning)
-            case let .sd3(m): return try SD3Recipe(model: m, vae: vae, request: request, conditioning: conditioning)
-            case let .flux(m): return try FluxRecipe(model: m, vae: vae, request: request, conditioning: conditioning)
-            case .dit: break
-            }
-        default: break
-        }
-        throw WeightsError.badConfig(path: folder.directory, reason: "\(folder.className) with a \(transformer.className)")
+        return try family.recipe(transformer, vae, request, conditioning)
     }
 
     /// Checks a request without running it (every rank does this before any compute).
@@ -123,7 +104,7 @@ protocol DenoisingRecipe {
     func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor
     func setTimesteps(_ scheduler: inout any Scheduler, steps: Int) throws
     /// The transformer's inputs at timestep t (the cond/uncond batch under guidance).
-    func inputs(_ latents: Tensor, timestep t: Float) -> ModelInputs
+    func inputs(_ latents: Tensor, timestep t: Float) -> any TransformerInputs
     /// The transformer's token grid (rows, columns) for these latents.
     var tokenGrid: (rows: Int, columns: Int) { get }
     /// What the scheduler steps with: guided, without the learned variance channels.

@@ -57,7 +57,7 @@ public struct DiTInputs {
 
 /// `DiTTransformer2DModel`: class-conditional DiT with adaLN-zero blocks and (for the original
 /// checkpoints) learned sigma in the output channels.
-public final class DiTTransformer2DModel {
+public final class DiTTransformer2DModel: DiffusionTransformer {
     public let config: DiTConfig
     let posEmbed: PatchEmbed
     public let transformerBlocks: [AdaLNZeroTransformerBlock]
@@ -81,69 +81,62 @@ public final class DiTTransformer2DModel {
         projOut2 = try Linear(w.scope("proj_out_2"), in: dim, out: config.patchSize * config.patchSize * config.outputChannels)
     }
 
-    /// The token layout of a latent of the given size (DiT unpatchifies square grids only).
-    public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
-        guard latentHeight == latentWidth else {
-            throw WeightsError.badInput(name: "hidden_states", reason: "DiTTransformer2DModel needs a square latent, got \(latentHeight)×\(latentWidth)")
-        }
-        return try .patches(latentHeight: latentHeight, latentWidth: latentWidth, patchSize: config.patchSize)
+    /// State between blocks: the hidden states and the per-sample conditioning.
+    public struct State {
+        public var hidden: Tensor
+        var timestep: [Float], labels: [Int]
     }
 
-    // MARK: embed → blocks → head
-
-    /// Patch and position embedding: [B, C, H, W] → [B, tokens, dim].
-    public func embed(_ inputs: DiTInputs, layout: TokenLayout) throws -> Tensor {
-        try posEmbed(inputs.hiddenStates, layout: layout)
-    }
-
+    public var className: String { "DiTTransformer2DModel" }
     public var blockCount: Int { transformerBlocks.count }
 
-    /// Block i, in place on the hidden states.
-    public func block(_ i: Int, _ x: Tensor, inputs: DiTInputs, runtime: AttentionRuntime) throws {
-        try transformerBlocks[i](x, timesteps: inputs.timestep, labels: inputs.classLabels, runtime: runtime)
-    }
-
-    /// Final modulated norm and projection, unpatchified to [B, outChannels, H, W] (whole layout only).
-    public func head(_ x: Tensor, inputs: DiTInputs, layout: TokenLayout) -> Tensor {
-        unpatchify(headPatches(x, inputs: inputs), layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
-    }
-
-    /// The head before unpatchifying: [B, tokens here, patch²·out_channels].
-    public func headPatches(_ x: Tensor, inputs: DiTInputs) -> Tensor {
-        let conditioning = transformerBlocks[0].norm1.emb(timesteps: inputs.timestep, labels: inputs.classLabels)
-        let mod = Modulation(projOut1(silu(conditioning)), dim: config.innerDim)  // chunks: shift, scale
-        return projOut2(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
-    }
-
-    /// The whole forward pass on one rank.
-    /// Refuses inputs this model cannot take, naming the input.
-    public func check(_ inputs: DiTInputs) throws {
+    public func problem(_ inputs: DiTInputs) throws -> TransformerProblem {
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
         let rows = transformerBlocks[0].norm1.emb.classEmbedder.rows
         if let bad = inputs.classLabels.first(where: { $0 < 0 || $0 >= rows }) {
             throw WeightsError.badInput(name: "class_labels", reason: "label \(bad) is outside 0..<\(rows) (\(rows - 1) is the unconditional class)")
         }
+        let (h, w) = (inputs.hiddenStates.size(2), inputs.hiddenStates.size(3))
+        guard h == w else {
+            throw WeightsError.badInput(name: "hidden_states", reason: "DiTTransformer2DModel needs a square latent, got \(h)×\(w)")
+        }
+        return TransformerProblem(batch: inputs.batch, heads: config.numAttentionHeads, headDim: config.attentionHeadDim,
+                                  grid: try .patches(latentHeight: h, latentWidth: w, patchSize: config.patchSize),
+                                  attentionLayers: config.numLayers)
     }
 
-    public func forward(_ inputs: DiTInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
-        try check(inputs)
-        let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
-        let x = try embed(inputs, layout: layout)
-        for i in 0..<blockCount { try block(i, x, inputs: inputs, runtime: runtime) }
-        return head(x, inputs: inputs, layout: layout)
-    }
-}
+    // MARK: embed → blocks → head
 
-/// [B, h·w, p·p·C] patch rows (channel fastest, then q, then p) → [B, C, h·p, w·p], as diffusers'
-/// `einsum("nhwpqc->nchpwq")`.
-public func unpatchify(_ x: Tensor, layout: TokenLayout, patchSize p: Int, channels c: Int) -> Tensor {
-    let (b, h, w) = (x.size(0), layout.gridHeight, layout.gridWidth)
-    check(x.size(1) == h * w && x.size(2) == p * p * c, "unpatchify: \(x.shape) does not match grid \(h)×\(w), patch \(p), \(c) channels")
-    let out = Tensor(uninitialized: [b, c, h * p, w * p])
-    let src = x.data, dst = out.data
-    for n in 0..<b { for i in 0..<h { for j in 0..<w { for pi in 0..<p { for qi in 0..<p { for ch in 0..<c {
-        dst[((n * c + ch) * h * p + i * p + pi) * w * p + j * p + qi] = src[((n * h + i) * w + j) * p * p * c + (pi * p + qi) * c + ch]
-    } } } } } }
-    withExtendedLifetime(x) {}
-    return out
+    /// Patch and position embedding: [B, C, H, W] → [B, tokens, dim].
+    public func embed(_ inputs: DiTInputs, layout: TokenLayout) throws -> State {
+        State(hidden: try posEmbed(inputs.hiddenStates, layout: layout), timestep: inputs.timestep, labels: inputs.classLabels)
+    }
+
+    public func block(_ i: Int, _ s: inout State, attention: AttentionRuntime) throws {
+        try transformerBlocks[i](s.hidden, timesteps: s.timestep, labels: s.labels, runtime: attention)
+    }
+
+    /// Final modulated norm and projection: [B, tokens here, patch²·out_channels].
+    public func head(_ s: State) -> Tensor {
+        // diffusers conditions the head on block 0's embedding (every stage loads it).
+        let conditioning = transformerBlocks[0].norm1.emb(timesteps: s.timestep, labels: s.labels)
+        let mod = Modulation(projOut1(silu(conditioning)), dim: config.innerDim)  // chunks: shift, scale
+        return projOut2(mod.modulate(layerNorm(s.hidden, eps: 1e-6), scale: 1, shift: 0))
+    }
+
+    public func output(_ tokens: Tensor, grid: TokenLayout) -> Tensor {
+        unpatchify(tokens, grid: grid, patchSize: config.patchSize, channels: config.outputChannels)
+    }
+
+    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden] }
+
+    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
+        [[batch, imageTokens, config.innerDim]]
+    }
+
+    public func resume(_ s: State, from tensors: [Tensor]) -> State {
+        var s = s
+        s.hidden = tensors[0]
+        return s
+    }
 }

@@ -53,7 +53,7 @@ public struct FluxInputs {
 
 /// `FluxTransformer2DModel`: double-stream (MMDiT) blocks, then single-stream blocks over
 /// [text; image], with 3-axis RoPE from the position ids.
-public final class FluxTransformer2DModel {
+public final class FluxTransformer2DModel: DiffusionTransformer {
     public let config: FluxConfig
     let timeTextEmbed: CombinedTimestepTextProjEmbeddings
     let contextEmbedder: Linear, xEmbedder: Linear
@@ -90,15 +90,10 @@ public final class FluxTransformer2DModel {
         public var hidden: Tensor, context: Tensor, temb: Tensor, rope: RotaryTables
     }
 
-    /// The layout of packed latents: one row per image token, in img_ids order (a 1 × N grid).
-    public func layout(_ inputs: FluxInputs) -> TokenLayout {
-        TokenLayout(gridHeight: 1, gridWidth: inputs.imgIds.size(0))
-    }
+    public var className: String { "FluxTransformer2DModel" }
 
-    /// Embeds this rank's image tokens (`layout.tokens` of the packed sequence) and its text tokens
-    /// (`layout.text`, nil for all); RoPE tables cover [those text tokens; those image tokens].
-    public func embed(_ inputs: FluxInputs, layout: TokenLayout? = nil) throws -> State {
-        let b = inputs.hiddenStates.size(0)
+    public func problem(_ inputs: FluxInputs) throws -> TransformerProblem {
+        let b = inputs.batch
         try expectDim("hidden_states", "channels", inputs.hiddenStates.size(2), config.inChannels)
         try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
         try expectDim("pooled_projections", "channels", inputs.pooledProjections.size(1), config.pooledProjectionDim)
@@ -109,10 +104,30 @@ public final class FluxTransformer2DModel {
         guard inputs.hiddenStates.size(1) == li, inputs.encoderHiddenStates.size(1) == lt else {
             throw WeightsError.badInput(name: "img_ids", reason: "img_ids has \(li) rows and txt_ids \(lt), but hidden_states has \(inputs.hiddenStates.size(1)) tokens and encoder_hidden_states \(inputs.encoderHiddenStates.size(1))")
         }
+        return TransformerProblem(batch: b, heads: config.numAttentionHeads, headDim: config.attentionHeadDim,
+                                  grid: Self.grid(imgIds: inputs.imgIds), jointTextTokens: lt,
+                                  attentionLayers: config.numLayers + config.numSingleLayers)
+    }
+
+    /// The packed tokens' grid: rows × columns when img_ids are (·, row, column) of a row-major
+    /// grid, as the pipeline makes them; otherwise one row of all tokens (RoPE reads the ids).
+    static func grid(imgIds: Tensor) -> TokenLayout {
+        let n = imgIds.size(0), ids = imgIds.scalars
+        let columns = (0..<n).map { Int(ids[3 * $0 + 2]) }.max().map { $0 + 1 } ?? 1
+        let isGrid = columns > 0 && n % columns == 0 && (0..<n).allSatisfy { t in
+            ids[3 * t + 1] == Float(t / columns) && ids[3 * t + 2] == Float(t % columns)
+        }
+        return isGrid ? TokenLayout(gridHeight: n / columns, gridWidth: columns) : TokenLayout(gridHeight: 1, gridWidth: n)
+    }
+
+    /// Embeds this rank's image tokens (`layout.tokens` of the packed sequence) and its text tokens
+    /// (`layout.text`, nil for all); RoPE tables cover [those text tokens; those image tokens].
+    public func embed(_ inputs: FluxInputs, layout: TokenLayout) throws -> State {
+        let lt = inputs.txtIds.size(0), li = inputs.imgIds.size(0)
         // diffusers scales timestep and guidance by 1000 before embedding them.
         let temb = timeTextEmbed(timesteps: inputs.timestep.map { $0 * 1000 }, pooled: inputs.pooledProjections,
                                  guidance: inputs.guidance.map { $0 * 1000 })
-        let mine = layout?.tokens ?? 0..<li, text = layout?.text ?? 0..<lt
+        let mine = layout.tokens, text = layout.text ?? 0..<lt
         let imgIds = mine == 0..<li ? inputs.imgIds : inputs.imgIds.rows(mine)
         let txtIds = text == 0..<lt ? inputs.txtIds : inputs.txtIds.rows(text)
         let ids = concatSequence([txtIds.reshaped([1, text.count, 3]), imgIds.reshaped([1, mine.count, 3])])
@@ -129,7 +144,7 @@ public final class FluxTransformer2DModel {
 
     /// Block i: double-stream blocks first; at the first single block the streams are joined
     /// (text first) in `state.hidden`, and `state.context` keeps the text length.
-    public func block(_ i: Int, _ s: inout State, runtime: AttentionRuntime) throws {
+    public func block(_ i: Int, _ s: inout State, attention runtime: AttentionRuntime) throws {
         if i < transformerBlocks.count {
             try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, rope: s.rope, runtime: runtime)
             return
@@ -139,16 +154,31 @@ public final class FluxTransformer2DModel {
                                                              runtime: runtime)
     }
 
-    /// Output [B, image tokens, patch²·out_channels] (still packed, as diffusers returns it).
+    /// Output [B, image tokens here, patch²·out_channels] (still packed, as diffusers returns it).
     public func head(_ s: State) -> Tensor {
         let lt = s.context.size(1)
         let image = singleTransformerBlocks.isEmpty ? s.hidden : sliceSequence(s.hidden, lt..<s.hidden.size(1))
         return projOut(normOut(s.temb).modulate(layerNorm(image, eps: 1e-6), scale: 0, shift: 1))
     }
 
-    public func forward(_ inputs: FluxInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
-        var state = try embed(inputs, layout: layout(inputs))
-        for i in 0..<blockCount { try block(i, &state, runtime: runtime) }
-        return head(state)
+    public func output(_ tokens: Tensor, grid: TokenLayout) -> Tensor { tokens }
+
+    /// Both streams until they are joined, then the joined one.
+    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] {
+        nextBlock <= transformerBlocks.count ? [s.hidden, s.context] : [s.hidden]
+    }
+
+    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
+        let w = config.innerDim
+        return nextBlock <= transformerBlocks.count ? [[batch, imageTokens, w], [batch, textTokens, w]]
+            : [[batch, textTokens + imageTokens, w]]
+    }
+
+    public func resume(_ s: State, from tensors: [Tensor]) -> State {
+        var s = s
+        // After the join the text length is all the blocks need of `context`.
+        s.hidden = tensors[0]
+        if tensors.count == 2 { s.context = tensors[1] }
+        return s
     }
 }

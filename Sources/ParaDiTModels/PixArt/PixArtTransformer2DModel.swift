@@ -66,7 +66,7 @@ public struct PixArtInputs {
 }
 
 /// `PixArtTransformer2DModel`: adaLN-single blocks with cross-attention to T5 caption embeddings.
-public final class PixArtTransformer2DModel {
+public final class PixArtTransformer2DModel: DiffusionTransformer {
     public let config: PixArtConfig
     let posEmbed: PatchEmbed
     let adalnSingle: AdaLayerNormSingle
@@ -97,65 +97,78 @@ public final class PixArtTransformer2DModel {
         projOut = try Linear(w.scope("proj_out"), in: dim, out: config.patchSize * config.patchSize * config.outputChannels)
     }
 
-    public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
-        try .patches(latentHeight: latentHeight, latentWidth: latentWidth, patchSize: config.patchSize)
-    }
-
     /// State shared by every block of one forward pass.
     public struct Conditioning {
         public var timestepChunks: Tensor, embeddedTimestep: Tensor
         public var caption: Tensor, captionBias: Tensor?
     }
 
-    // MARK: embed → blocks → head
+    /// State between blocks: the hidden states and the conditioning.
+    public struct State {
+        public var hidden: Tensor
+        public var conditioning: Conditioning
+    }
 
-    public func embed(_ inputs: PixArtInputs, layout: TokenLayout) throws -> (Tensor, Conditioning) {
-        let b = inputs.hiddenStates.size(0)
+    public var className: String { "PixArtTransformer2DModel" }
+    public var blockCount: Int { transformerBlocks.count }
+
+    public func problem(_ inputs: PixArtInputs) throws -> TransformerProblem {
+        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
+        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2),
+                      config.captionChannels ?? config.crossAttentionDim ?? config.innerDim)
+        let b = inputs.batch
         if config.additionalConditions {
             guard inputs.resolution.count == 2 * b, inputs.aspectRatio.count == b else {
                 throw WeightsError.badInput(name: "resolution", reason: "this PixArt model needs resolution [\(b), 2] and aspect_ratio [\(b), 1] (added_cond_kwargs)")
             }
         }
+        let grid = try TokenLayout.patches(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3),
+                                           patchSize: config.patchSize)
+        return TransformerProblem(batch: b, heads: config.numAttentionHeads, headDim: config.attentionHeadDim, grid: grid,
+                                  attentionLayers: config.numLayers)
+    }
+
+    // MARK: embed → blocks → head
+
+    public func embed(_ inputs: PixArtInputs, layout: TokenLayout) throws -> State {
         let (chunks, embedded) = adalnSingle(timesteps: inputs.timestep, resolution: inputs.resolution, aspectRatio: inputs.aspectRatio)
         let caption = captionProjection.map { $0(inputs.encoderHiddenStates) } ?? inputs.encoderHiddenStates
         // diffusers turns a 0/1 keep-mask into the additive bias (1 − mask)·(−10000).
         let bias = inputs.encoderAttentionMask.map { m in Tensor(shape: m.shape, values: m.scalars.map { (1 - $0) * -10000 }) }
-        return (try posEmbed(inputs.hiddenStates, layout: layout),
-                Conditioning(timestepChunks: chunks, embeddedTimestep: embedded, caption: caption, captionBias: bias))
+        return State(hidden: try posEmbed(inputs.hiddenStates, layout: layout),
+                     conditioning: Conditioning(timestepChunks: chunks, embeddedTimestep: embedded, caption: caption, captionBias: bias))
     }
 
-    public var blockCount: Int { transformerBlocks.count }
-
-    public func block(_ i: Int, _ x: Tensor, _ c: Conditioning, runtime: AttentionRuntime) throws {
-        try transformerBlocks[i](x, timestepChunks: c.timestepChunks, caption: c.caption, captionBias: c.captionBias, runtime: runtime)
+    public func block(_ i: Int, _ s: inout State, attention: AttentionRuntime) throws {
+        let c = s.conditioning
+        try transformerBlocks[i](s.hidden, timestepChunks: c.timestepChunks, caption: c.caption, captionBias: c.captionBias,
+                                 runtime: attention)
     }
 
-    public func head(_ x: Tensor, _ c: Conditioning, layout: TokenLayout) -> Tensor {
-        unpatchify(headPatches(x, c), layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
-    }
-
-    /// The head before unpatchifying: [B, tokens here, patch²·out_channels].
-    public func headPatches(_ x: Tensor, _ c: Conditioning) -> Tensor {
+    /// [B, tokens here, patch²·out_channels].
+    public func head(_ s: State) -> Tensor {
         // shift, scale = scale_shift_table[None] + embedded_timestep[:, None]
-        let b = x.size(0), dim = config.innerDim
+        let b = s.hidden.size(0), dim = config.innerDim
         let repeated = Tensor(uninitialized: [b, 2 * dim])
-        for i in 0..<b { for k in 0..<2 { (repeated.data + (i * 2 + k) * dim).update(from: c.embeddedTimestep.data + i * dim, count: dim) } }
+        let e = s.conditioning.embeddedTimestep
+        for i in 0..<b { for k in 0..<2 { (repeated.data + (i * 2 + k) * dim).update(from: e.data + i * dim, count: dim) } }
         let mod = Modulation(addTable(scaleShiftTable, to: repeated), dim: dim)
-        return projOut(mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0))
+        return projOut(mod.modulate(layerNorm(s.hidden, eps: 1e-6), scale: 1, shift: 0))
     }
 
-    /// Refuses inputs this model cannot take, naming the input.
-    public func check(_ inputs: PixArtInputs) throws {
-        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
-        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2),
-                      config.captionChannels ?? config.crossAttentionDim ?? config.innerDim)
+    public func output(_ tokens: Tensor, grid: TokenLayout) -> Tensor {
+        unpatchify(tokens, grid: grid, patchSize: config.patchSize, channels: config.outputChannels)
     }
 
-    public func forward(_ inputs: PixArtInputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
-        try check(inputs)
-        let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
-        let (x, c) = try embed(inputs, layout: layout)
-        for i in 0..<blockCount { try block(i, x, c, runtime: runtime) }
-        return head(x, c, layout: layout)
+    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden] }
+
+    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
+        [[batch, imageTokens, config.innerDim]]
+    }
+
+    public func resume(_ s: State, from tensors: [Tensor]) -> State {
+        var s = s
+        s.hidden = tensors[0]
+        return s
     }
 }

@@ -50,7 +50,7 @@ public struct SD3Inputs {
 }
 
 /// `SD3Transformer2DModel`: MMDiT joint-attention blocks over image and text tokens.
-public final class SD3Transformer2DModel {
+public final class SD3Transformer2DModel: DiffusionTransformer {
     public let config: SD3Config
     let posEmbed: PatchEmbed
     let timeTextEmbed: CombinedTimestepTextProjEmbeddings
@@ -81,13 +81,23 @@ public final class SD3Transformer2DModel {
         projOut = try Linear(w.scope("proj_out"), in: dim, out: config.patchSize * config.patchSize * config.outputChannels)
     }
 
-    public func layout(latentHeight: Int, latentWidth: Int) throws -> TokenLayout {
-        try .patches(latentHeight: latentHeight, latentWidth: latentWidth, patchSize: config.patchSize)
-    }
-
     /// State shared by every block: the conditioning vector and the text stream (updated by blocks).
     public struct State {
         public var hidden: Tensor, context: Tensor, temb: Tensor
+    }
+
+    public var className: String { "SD3Transformer2DModel" }
+    public var blockCount: Int { transformerBlocks.count }
+
+    public func problem(_ inputs: SD3Inputs) throws -> TransformerProblem {
+        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
+        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
+        try expectDim("pooled_projections", "channels", inputs.pooledProjections.size(1), config.pooledProjectionDim)
+        let grid = try TokenLayout.patches(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3),
+                                           patchSize: config.patchSize)
+        return TransformerProblem(batch: inputs.batch, heads: config.numAttentionHeads, headDim: config.attentionHeadDim, grid: grid,
+                                  jointTextTokens: inputs.encoderHiddenStates.size(1),
+                                  attentionLayers: config.numLayers + config.dualAttentionLayers.count)
     }
 
     /// Embeds this rank's image tokens and its text tokens (`layout.text`, nil for all).
@@ -98,33 +108,28 @@ public final class SD3Transformer2DModel {
               temb: timeTextEmbed(timesteps: inputs.timestep, pooled: inputs.pooledProjections))
     }
 
-    public var blockCount: Int { transformerBlocks.count }
-
-    public func block(_ i: Int, _ s: State, runtime: AttentionRuntime) throws {
-        try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, runtime: runtime)
+    public func block(_ i: Int, _ s: inout State, attention: AttentionRuntime) throws {
+        try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, runtime: attention)
     }
 
-    public func head(_ s: State, layout: TokenLayout) -> Tensor {
-        unpatchify(headPatches(s), layout: layout, patchSize: config.patchSize, channels: config.outputChannels)
-    }
-
-    /// The head before unpatchifying: [B, tokens here, patch²·out_channels].
-    public func headPatches(_ s: State) -> Tensor {
+    /// [B, tokens here, patch²·out_channels].
+    public func head(_ s: State) -> Tensor {
         projOut(normOut(s.temb).modulate(layerNorm(s.hidden, eps: 1e-6), scale: 0, shift: 1))
     }
 
-    /// Refuses inputs this model cannot take, naming the input.
-    public func check(_ inputs: SD3Inputs) throws {
-        try expectDim("hidden_states", "channels", inputs.hiddenStates.size(1), config.inChannels)
-        try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.jointAttentionDim)
-        try expectDim("pooled_projections", "channels", inputs.pooledProjections.size(1), config.pooledProjectionDim)
+    public func output(_ tokens: Tensor, grid: TokenLayout) -> Tensor {
+        unpatchify(tokens, grid: grid, patchSize: config.patchSize, channels: config.outputChannels)
     }
 
-    public func forward(_ inputs: SD3Inputs, runtime: AttentionRuntime = SerialAttention()) throws -> Tensor {
-        try check(inputs)
-        let layout = try layout(latentHeight: inputs.hiddenStates.size(2), latentWidth: inputs.hiddenStates.size(3))
-        let state = try embed(inputs, layout: layout)
-        for i in 0..<blockCount { try block(i, state, runtime: runtime) }
-        return head(state, layout: layout)
+    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden, s.context] }
+
+    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
+        [[batch, imageTokens, config.innerDim], [batch, textTokens, config.innerDim]]
+    }
+
+    public func resume(_ s: State, from tensors: [Tensor]) -> State {
+        var s = s
+        (s.hidden, s.context) = (tensors[0], tensors[1])
+        return s
     }
 }

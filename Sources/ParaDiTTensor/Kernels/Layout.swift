@@ -112,3 +112,33 @@ public func slice(_ x: Tensor, axis: Int, _ range: Range<Int>) -> Tensor {
     }
     return out
 }
+
+/// x with its axes reordered: out.shape[i] = x.shape[dims[i]], as torch's `x.permute(dims)` made
+/// contiguous. The innermost output axis is copied with its source stride.
+public func permuted(_ x: Tensor, _ dims: [Int]) -> Tensor {
+    check(dims.sorted() == Array(0..<x.rank), "permuted: \(dims) is not a permutation of the axes of \(x.shape)")
+    let rank = x.rank, shape = dims.map { x.shape[$0] }
+    var strides = [Int](repeating: 1, count: rank)
+    for i in stride(from: rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * x.shape[i + 1] }
+    let from = dims.map { strides[$0] }
+    let out = Tensor(uninitialized: shape)
+    guard out.count > 0 else { return out }
+    let inner = shape[rank - 1], step = from[rank - 1]
+    var index = [Int](repeating: 0, count: rank)
+    withExtendedLifetime(x) {
+        let src = UnsafePointer(x.data), dst = out.data
+        for row in 0..<(out.count / inner) {
+            var at = 0
+            for i in 0..<(rank - 1) { at += index[i] * from[i] }
+            for j in 0..<inner { dst[row * inner + j] = src[at + j * step] }
+            var i = rank - 2
+            while i >= 0 {
+                index[i] += 1
+                if index[i] < shape[i] { break }
+                index[i] = 0
+                i -= 1
+            }
+        }
+    }
+    return out
+}

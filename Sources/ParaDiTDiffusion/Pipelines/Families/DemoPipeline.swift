@@ -1,17 +1,16 @@
 import Foundation
-import ParaDiTDiffusion
 import ParaDiTModels
 import ParaDiTWeights
 
-/// Pipelines of real architectures with random weights, built in memory: what `paradit generate`
-/// runs without --model, so the main command needs no download. Their images are noise-like:
+/// A pipeline of a real architecture with random weights, built in memory: what `paradit generate`
+/// runs without --model, so the main command needs no download. Its images are noise-like:
 /// they show the engine working, not a trained model.
-enum GeneratePreset {
-    static let name = "dit-xl-2-256 (random weights)"
+public enum DemoPipeline {
+    public static let name = "dit-xl-2-256 (random weights)"
 
     /// DiT-XL/2 at 256 px with the SD VAE's decoder and DiT's DDIM scheduler.
-    static func ditXL() throws -> TextToImagePipeline {
-        let transformer = try AnyTransformer.build(className: "DiTTransformer2DModel", config: config("""
+    public static func make() throws -> TextToImagePipeline {
+        let transformer = try ModelRegistry.build(config: config("""
             {"_class_name": "DiTTransformer2DModel", "num_attention_heads": 16, "attention_head_dim": 72, "in_channels": 4,
              "out_channels": 8, "num_layers": 28, "sample_size": 32, "patch_size": 2, "num_embeds_ada_norm": 1000}
             """), weights: Weights(randomSeed: 1))

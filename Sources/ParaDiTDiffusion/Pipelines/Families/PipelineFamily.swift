@@ -1,0 +1,71 @@
+import Foundation
+import ParaDiTModels
+import ParaDiTTensor
+import ParaDiTWeights
+
+/// A diffusers pipeline class the engine runs, registered once: the transformer class it drives
+/// and its recipe (how its `__call__` conditions, batches, guides and steps). Code outside
+/// `Pipelines/Families/` reaches a pipeline only through this entry.
+public struct PipelineFamily: Sendable {
+    /// The `_class_name`s of `model_index.json` this entry runs.
+    public let pipelineClasses: [String]
+    public let transformerClass: String
+    /// The class labels a class-conditional pipeline uses when none are given; nil when the
+    /// pipeline is conditioned on text.
+    public let defaultClassLabels: [Int]?
+    let recipe: @Sendable (any DiffusionTransformer, AutoencoderKL, GenerationRequest, Conditioning?) throws -> DenoisingRecipe
+
+    init(pipelineClasses: [String], transformerClass: String, defaultClassLabels: [Int]? = nil,
+         recipe: @escaping @Sendable (any DiffusionTransformer, AutoencoderKL, GenerationRequest, Conditioning?) throws -> DenoisingRecipe) {
+        (self.pipelineClasses, self.transformerClass, self.defaultClassLabels) = (pipelineClasses, transformerClass, defaultClassLabels)
+        self.recipe = recipe
+    }
+
+    public var isClassConditional: Bool { defaultClassLabels != nil }
+}
+
+/// The pipeline classes ParaDiT runs, by the `_class_name` of `model_index.json`.
+public enum PipelineRegistry {
+    static let families = [DiTRecipe.family, PixArtRecipe.family, SD3Recipe.family, FluxRecipe.family]
+
+    public static var pipelineClasses: [String] { families.flatMap(\.pipelineClasses).sorted() }
+
+    /// The family running `className`, or an error listing the supported ones.
+    public static func family(pipeline className: String, path: String) throws -> PipelineFamily {
+        guard let family = families.first(where: { $0.pipelineClasses.contains(className) }) else {
+            throw WeightsError.badConfig(path: path, reason: "\(className) is not supported (supported: \(pipelineClasses.joined(separator: ", ")))")
+        }
+        return family
+    }
+}
+
+/// The model as the recipe's class (the pipeline checked the class name when it was built).
+func cast<M: DiffusionTransformer>(_ model: any DiffusionTransformer) throws -> M {
+    guard let typed = model as? M else {
+        throw WeightsError.badConfig(path: "transformer", reason: "holds a \(model.className), expected \(M.self)")
+    }
+    return typed
+}
+
+/// The embeddings a text-conditioned pipeline needs, refusing class labels.
+func textConditioning(_ conditioning: Conditioning?, request: GenerationRequest, pipeline: String) throws -> Conditioning {
+    guard let conditioning else {
+        throw WeightsError.badInput(name: "prompt_embeds", reason: "\(pipeline) needs --prompt-embeds (text encoders are not run)")
+    }
+    if !request.classLabels.isEmpty {
+        throw WeightsError.badInput(name: "class", reason: "--class is for class-conditional pipelines; \(pipeline) takes --prompt-embeds")
+    }
+    return conditioning
+}
+
+/// The latent grid of a request: pixels / the VAE's factor, both multiples of `multiple`
+/// (the VAE factor times the transformer's patch or packing).
+func latentSize(_ r: GenerationRequest, native: Int, vaeScale: Int, multiple: Int) throws -> (Int, Int) {
+    let (h, w) = (r.height ?? native, r.width ?? native)
+    for (name, v) in [("height", h), ("width", w)] where v < multiple || v % multiple != 0 {
+        let near = max(multiple, (v / multiple) * multiple)
+        throw WeightsError.badInput(name: "size", reason: "\(name) \(v) is not a positive multiple of \(multiple) (the VAE's factor \(vaeScale) × the model's patch); use e.g. \(near)")
+    }
+    return (h / vaeScale, w / vaeScale)
+}
+
