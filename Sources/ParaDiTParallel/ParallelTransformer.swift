@@ -33,6 +33,9 @@ public final class ParallelTransformer {
         let inputs = try model.typed(any)
         let problem = try model.problem(inputs)
         try context.config.validate(problem)
+        guard context.config.pipefusion == 1 else {
+            throw ParallelError.unsupported("pipefusion=\(context.config.pipefusion) runs through PipeFusion, not a ParallelTransformer")
+        }
         let per = problem.batch / context.config.cfg
         let mine = inputs.samples((context.cfgIndex * per)..<((context.cfgIndex + 1) * per))
         let shards = SequenceShards(imageTokens: problem.imageTokens, textTokens: problem.jointTextTokens,

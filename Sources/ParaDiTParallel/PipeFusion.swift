@@ -85,6 +85,24 @@ public final class PipeFusion {
     }
 }
 
+extension PipeFusion {
+    /// One forward pass through the stages: the whole image passes synchronously, as in a warm-up
+    /// step, so it equals the serial forward; every rank returns the whole output.
+    public func forward(_ inputs: any TransformerInputs) throws -> Tensor {
+        let grid = try model.problem(any: inputs).grid
+        let loop = try FixedPatchLoop(inputs: inputs, grid: grid, steps: 1, patches: context.config.patchCount)
+        try run(loop)
+        let pipe = context.pipelineGroup!, root = pipe.size - 1
+        // The last stage holds the output; the others learn its shape, then its values.
+        let dims = (loop.output?.shape ?? []).map(Float.init)
+        let shape = Tensor(shape: [8], values: Array((dims + Array(repeating: -1, count: 8)).prefix(8)))
+        try pipe.broadcast(shape.data, count: 8, root: root)
+        let out = loop.output ?? Tensor(uninitialized: shape.scalars.prefix { $0 >= 0 }.map { Int($0) })
+        try withExtendedLifetime(out) { try pipe.broadcast(out.data, count: out.count, root: root) }
+        return out
+    }
+}
+
 /// One run's state on one rank: the messages in flight and the K/V buffers.
 final class PipeFusionPass {
     let runner: PipeFusion

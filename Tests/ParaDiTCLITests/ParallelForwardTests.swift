@@ -28,10 +28,17 @@ struct ParallelForwardTests {
         #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
     }
 
+    @Test("PipeFusion passes the whole image through its stages: every class matches diffusers",
+          arguments: ["dit-b2", "pixart-alpha-b2-8x12", "sd3-b2-8x12", "flux-schnell-b2-3x5"])
+    func pipefusion(fixture: String) throws {
+        #expect(runCommand(forwardArgs(fixture, output, ["--parallel", "pipefusion=2,ulysses=2", "--patches", "2", "--threads", "2"])) == nil)
+        #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
+    }
+
     @Test("MPI transport: a representative subset matches diffusers",
           arguments: [("sd3-b2-8x12", "ulysses=2", 2), ("flux-schnell-b2-3x5", "ring=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,ulysses=2", 4),
                       ("dit-b2", "cfg=2,ring=2", 4), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", 4), ("sd3-b2-8x12", "distrifusion=2", 2),
-                      ("sd3-b2-8x12", "torus=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,torus=2", 4)])
+                      ("sd3-b2-8x12", "torus=2", 2), ("pixart-alpha-b2-8x12", "cfg=2,torus=2", 4), ("dit-b2", "pipefusion=2", 2)])
     func mpi(fixture: String, spec: String, ranks: Int) throws {
         // The 4-rank runs also emulate 2 hosts: the link model must not change any value.
         let emulate = ranks == 4 ? ["--emulate-nodes", "2"] : []
@@ -55,5 +62,12 @@ struct ParallelForwardTests {
         let (status, out, _) = try mpirun(4, forwardArgs("dit-b2", output, ["--parallel", "ulysses=4"]))
         #expect(status != 0 && out.contains("ulysses=4 exceeds"), "\(out)")
         #expect((runCommand(forwardArgs("dit-b2", output, ["--parallel", "ring=2", "--world", "3"])) ?? "").contains("does not match"))
+        // PipeFusion's stages and patches are checked against the model as generate checks them.
+        for (args, expected) in [(["pipefusion=9"], "at least one block per stage"),
+                                 (["pipefusion=2", "--stage-blocks", "5,5"], "summing to the model's 2 blocks"),
+                                 (["pipefusion=2", "--patches", "100"], "do not fit")] {
+            let message = runCommand(forwardArgs("dit-b2", output, ["--parallel"] + args)) ?? "accepted"
+            #expect(message.contains(expected), "\(args): \(message)")
+        }
     }
 }

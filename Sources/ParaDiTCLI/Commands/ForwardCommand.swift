@@ -42,7 +42,9 @@ struct Forward: ParsableCommand {
         let loaded = Date()
         let ranks = try self.ranks.planned(StepShape(transformer.problem(any: args)))
         let results = try ranks.launch { context in
-            try ParallelTransformer(model: transformer, context: context).forward(args)
+            // PipeFusion passes the whole image through its stages (exact, as in its warm-up).
+            context.config.pipefusion > 1 ? try PipeFusion(model: transformer, context: context).forward(args)
+                : try ParallelTransformer(model: transformer, context: context).forward(args)
         }
         let done = Date()
         // Every rank holds the whole output; the first rank of this process writes it.
