@@ -56,8 +56,8 @@ public final class DistriFusionAttention: AttentionRuntime {
         let local = Tensor(uninitialized: [b, mine.count, 2 * width])
         for i in 0..<b {
             let row = i * c.queryTokens + mine.lowerBound, dst = local.data + i * mine.count * 2 * width
-            copy2D(rows: mine.count, cols: width, src: c.k + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
-            copy2D(rows: mine.count, cols: width, src: c.v + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
+            copy2D(rows: mine.count, cols: width, src: c.k.data + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
+            copy2D(rows: mine.count, cols: width, src: c.v.data + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
         }
         if layer == slots.count { slots.append(Slot(local: local, gathered: Tensor(uninitialized: [counts.reduce(0, +)]))) }
         let slot = slots[layer]
@@ -84,8 +84,8 @@ public final class DistriFusionAttention: AttentionRuntime {
         let keys = Tensor(uninitialized: [b, t + total, 2 * width])
         for i in 0..<b {
             let dst = keys.data + i * (t + total) * 2 * width, row = i * c.queryTokens + text.lowerBound
-            copy2D(rows: t, cols: width, src: c.k + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
-            copy2D(rows: t, cols: width, src: c.v + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
+            copy2D(rows: t, cols: width, src: c.k.data + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
+            copy2D(rows: t, cols: width, src: c.v.data + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
         }
         var src = 0
         for (r, range) in shards.image.enumerated() {
@@ -98,8 +98,8 @@ public final class DistriFusionAttention: AttentionRuntime {
         }
         context.span("attention") {
             ParaDiTTensor.attention(batch: b, heads: c.heads, lq: c.queryTokens, lk: t + total, headDim: c.headDim,
-                                    q: c.q, ldq: c.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
-                                    out: c.out, ldo: c.ldo, lse: nil, scale: c.scale)
+                                    q: c.q.data, ldq: c.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
+                                    out: c.out.data, ldo: c.ldo, lse: nil, scale: c.scale)
         }
         withExtendedLifetime((fresh, slot, keys)) {}
     }

@@ -60,7 +60,7 @@ public final class PipeFusionAttention: AttentionRuntime {
             throw ParallelError.unsupported("a patch pass of \(c.queryTokens) tokens, but the patch gives this rank \(counts[me])")
         }
         var exchange: UlyssesExchange?, gathered: Tensor?
-        var ops = Operands(q: c.q, k: c.k, v: c.v, ldq: c.ldq, ldk: c.ldk, ldv: c.ldv, rows: c.queryTokens, heads: c.heads)
+        var ops = Operands(q: c.q.data, k: c.k.data, v: c.v.data, ldq: c.ldq, ldk: c.ldk, ldv: c.ldv, rows: c.queryTokens, heads: c.heads)
         if let group = context.ulyssesGroup {
             let u = context.config.ulysses, ring = context.ringIndex
             let x = UlyssesExchange(comm: group, context: context, call: c, replicated: 0..<0, shardRows: 0..<c.queryTokens,
@@ -78,7 +78,7 @@ public final class PipeFusionAttention: AttentionRuntime {
                 context.span("attention") {
                     ParaDiTTensor.attention(batch: c.batch, heads: ops.heads, lq: ops.rows, lk: keys.size(1), headDim: c.headDim,
                                             q: ops.q, ldq: ops.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
-                                            out: out?.data ?? c.out, ldo: out == nil ? c.ldo : width, lse: nil, scale: c.scale)
+                                            out: out?.data ?? c.out.data, ldo: out == nil ? c.ldo : width, lse: nil, scale: c.scale)
                 }
             }
             if let exchange, let out { try exchange.gatherHeads(out) }

@@ -40,8 +40,8 @@ public final class USPAttention: AttentionRuntime {
         let u = context.config.ulysses, ringIndex = context.ringIndex
         let ringCounts = (0..<context.config.columns).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
         guard let ulysses = context.ulyssesGroup else {
-            try ring(batch: c.batch, heads: c.heads, headDim: c.headDim, rows: c.queryTokens, q: c.q, ldq: c.ldq, k: c.k, ldk: c.ldk,
-                     v: c.v, ldv: c.ldv, shardRows: shardRows, ringCounts: ringCounts, out: c.out, ldo: c.ldo, scale: c.scale)
+            try ring(batch: c.batch, heads: c.heads, headDim: c.headDim, rows: c.queryTokens, q: c.q.data, ldq: c.ldq, k: c.k.data, ldk: c.ldk,
+                     v: c.v.data, ldv: c.ldv, shardRows: shardRows, ringCounts: ringCounts, out: c.out.data, ldo: c.ldo, scale: c.scale)
             return
         }
         let exchange = UlyssesExchange(comm: ulysses, context: context, call: c, replicated: replicated, shardRows: shardRows,
@@ -77,4 +77,12 @@ public final class USPAttention: AttentionRuntime {
             batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
             shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
     }
+}
+
+extension AttentionCall {
+    /// Row strides of the operands, for the exchanges that copy them.
+    var ldq: Int { q.rowStride }
+    var ldk: Int { k.rowStride }
+    var ldv: Int { v.rowStride }
+    var ldo: Int { out.rowStride }
 }

@@ -34,9 +34,9 @@ struct UlyssesExchange {
             let hw = headWidth(peer), col = heads[peer].lowerBound * d
             for i in 0..<b {
                 let dst = send.data + offset + i * n * 3 * hw, row = i * lq + shardRows.lowerBound
-                copy2D(rows: n, cols: hw, src: call.q + row * call.ldq + col, lds: call.ldq, dst: dst, ldd: 3 * hw)
-                copy2D(rows: n, cols: hw, src: call.k + row * call.ldk + col, lds: call.ldk, dst: dst + hw, ldd: 3 * hw)
-                copy2D(rows: n, cols: hw, src: call.v + row * call.ldv + col, lds: call.ldv, dst: dst + 2 * hw, ldd: 3 * hw)
+                copy2D(rows: n, cols: hw, src: call.q.data + row * call.ldq + col, lds: call.ldq, dst: dst, ldd: 3 * hw)
+                copy2D(rows: n, cols: hw, src: call.k.data + row * call.ldk + col, lds: call.ldk, dst: dst + hw, ldd: 3 * hw)
+                copy2D(rows: n, cols: hw, src: call.v.data + row * call.ldv + col, lds: call.ldv, dst: dst + 2 * hw, ldd: 3 * hw)
             }
             offset += sendCounts[peer]
         }
@@ -51,9 +51,9 @@ struct UlyssesExchange {
         let t = replicated.count, col = myHeads.lowerBound * d
         for i in 0..<b {
             let dst = joint.data + i * rows * 3 * width, row = i * lq + replicated.lowerBound
-            copy2D(rows: t, cols: width, src: call.q + row * call.ldq + col, lds: call.ldq, dst: dst, ldd: 3 * width)
-            copy2D(rows: t, cols: width, src: call.k + row * call.ldk + col, lds: call.ldk, dst: dst + width, ldd: 3 * width)
-            copy2D(rows: t, cols: width, src: call.v + row * call.ldv + col, lds: call.ldv, dst: dst + 2 * width, ldd: 3 * width)
+            copy2D(rows: t, cols: width, src: call.q.data + row * call.ldq + col, lds: call.ldq, dst: dst, ldd: 3 * width)
+            copy2D(rows: t, cols: width, src: call.k.data + row * call.ldk + col, lds: call.ldk, dst: dst + width, ldd: 3 * width)
+            copy2D(rows: t, cols: width, src: call.v.data + row * call.ldv + col, lds: call.ldv, dst: dst + 2 * width, ldd: 3 * width)
         }
         var src = 0, at = t
         for peer in 0..<u {
@@ -110,7 +110,7 @@ struct UlyssesExchange {
             let hw = headWidth(peer)
             for i in 0..<b {
                 copy2D(rows: n, cols: hw, src: blocks.data + src + i * n * hw, lds: hw,
-                       dst: call.out + (i * call.queryTokens + target.lowerBound) * call.ldo + heads[peer].lowerBound * d, ldd: call.ldo)
+                       dst: call.out.data + (i * call.queryTokens + target.lowerBound) * call.ldo + heads[peer].lowerBound * d, ldd: call.ldo)
             }
             src += counts[peer]
         }

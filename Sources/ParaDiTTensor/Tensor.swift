@@ -1,15 +1,32 @@
 import Foundation
 import Synchronization
 
+// MARK: - Element types and devices
+
+/// The element type of a tensor's storage. Float32 is the one the kernels compute in today;
+/// half-precision and 8-bit storage arrive with the kernels that read them.
+public enum DType: String, Sendable, CaseIterable {
+    case f32
+
+    public var byteSize: Int { 4 }
+}
+
+/// Where a tensor's storage lives. Host memory today; a GPU backend adds its device here.
+public enum Device: String, Sendable, CaseIterable {
+    case cpu
+}
+
 // MARK: - Storage
 
-/// A 64-byte-aligned block of Float32 owned by one or more `Tensor` views.
+/// A 64-byte-aligned block of elements owned by one or more `Tensor` views, in host memory.
 ///
 /// Alignment to a cache line keeps SIMD loads of row starts aligned and stops two ranks' buffers
 /// from sharing a line.
 public final class TensorStorage: @unchecked Sendable {
     public let base: UnsafeMutablePointer<Float>
     public let count: Int
+    public let dtype = DType.f32
+    public let device = Device.cpu
 
     public init(count: Int) {
         self.count = count
@@ -70,12 +87,14 @@ final class BufferCache: Sendable {
 
 // MARK: - Tensor
 
-/// A row-major Float32 tensor.
+/// A row-major tensor (its storage says the element type and the device).
 ///
 /// `Tensor` has reference semantics, like a torch tensor: views made by `rows(_:)`, `[i]` and
-/// `reshaped(_:)` share storage with their source, so a write through one is seen by all.
-/// Kernels take raw pointers (`data`) with explicit sizes; the tensor-level functions check shapes
-/// and keep the storage alive around those calls.
+/// `reshaped(_:)` share storage with their source, so a write through one is seen by all;
+/// `columns(_:)` makes a strided view of some columns of every row. Kernels take raw pointers
+/// (`data`) with explicit sizes; the tensor-level functions check shapes and keep the storage
+/// alive around those calls. Only the tensor core, the kernels and the communicators touch
+/// `data`: models call tensor-level operations.
 public struct Tensor: @unchecked Sendable {
     public let shape: [Int]
     public let storage: TensorStorage
@@ -128,6 +147,8 @@ public struct Tensor: @unchecked Sendable {
 
     public var rank: Int { shape.count }
     public var count: Int { shape.reduce(1, *) }
+    public var dtype: DType { storage.dtype }
+    public var device: Device { storage.device }
     /// Pointer to element 0. Valid while `self` (or its storage) is alive.
     public var data: UnsafeMutablePointer<Float> { storage.base + offset }
 
@@ -221,4 +242,39 @@ public struct Tensor: @unchecked Sendable {
 @inline(__always)
 public func check(_ condition: Bool, _ message: @autoclosure () -> String) {
     if !condition { fatalError("ParaDiT: " + message()) }
+}
+
+// MARK: - Strided views
+
+/// Columns `columns` of every row of a row-major tensor, a row being its last dimension: a
+/// strided view sharing the tensor's storage, as a fused q|k|v projection hands q, k and v to
+/// attention. The view keeps the storage alive.
+public struct StridedView: @unchecked Sendable {
+    public let tensor: Tensor
+    public let columns: Range<Int>
+
+    /// Elements between the starts of consecutive rows.
+    public var rowStride: Int { tensor.size(-1) }
+    public var rows: Int { tensor.count / max(rowStride, 1) }
+    public var width: Int { columns.count }
+    /// Element (0, 0) of the view, for kernels.
+    public var data: UnsafeMutablePointer<Float> { tensor.data + columns.lowerBound }
+
+    /// Rows `range` of the view (rows counted over every leading index).
+    public func rows(_ range: Range<Int>) -> StridedView {
+        check(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) out of bounds for a view of \(rows) rows")
+        let flat = tensor.reshaped([rows, rowStride]).rows(range)
+        return StridedView(tensor: flat, columns: columns)
+    }
+}
+
+extension Tensor {
+    /// Columns `range` of every row (the last dimension), as a strided view.
+    public func columns(_ range: Range<Int>) -> StridedView {
+        check(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= size(-1), "columns \(range) out of bounds for \(shape)")
+        return StridedView(tensor: self, columns: range)
+    }
+
+    /// The whole tensor as a view of its rows.
+    public var allColumns: StridedView { columns(0..<size(-1)) }
 }

@@ -38,6 +38,18 @@ struct ArchitectureTests {
         }
     }
 
+    @Test("model sources call tensor operations: no raw pointers, no .data, no withUnsafe…")
+    func modelsUseTensors() throws {
+        let lines = try Self.codeLines("ParaDiTModels")
+        #expect(lines.count > 500, "found the sources of ParaDiTModels")
+        let raw = try NSRegularExpression(pattern: "\\.data\\b|withUnsafe|Unsafe[A-Za-z]*Pointer")
+        for (file, line, text) in lines {
+            let hit = raw.firstMatch(in: text, range: NSRange(text.startIndex..., in: text))
+            #expect(hit == nil, "ParaDiTModels/\(file):\(line) reaches raw memory: \(text.trimmingCharacters(in: .whitespaces))")
+        }
+        #expect(raw.firstMatch(in: "x.data + 1", range: NSRange(location: 0, length: 10)) != nil)
+    }
+
     @Test("the check finds a family name when one is there")
     func detects() {
         for text in ["case let .dit(m): return m", "let m = model as? FluxTransformer2DModel", "\"PixArtAlphaPipeline\""] {

@@ -25,13 +25,7 @@ public struct FluxSingleTransformerBlock {
         let normed = mod.modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0)
         let mlp = gelu(projMLP(normed), approximation: .tanh)
         let attnOut = try attn.attend(attn.jointQKV(normed, context: nil, rope: rope), text: 0..<textTokens, runtime: runtime)
-        // proj_out(cat([attn, mlp], dim=2)): concatenate along features.
-        let (rows, a, m) = (x.size(0) * x.size(1), attnOut.size(2), mlp.size(2))
-        let both = Tensor(uninitialized: [x.size(0), x.size(1), a + m])
-        withExtendedLifetime((attnOut, mlp)) {
-            copy2D(rows: rows, cols: a, src: attnOut.data, lds: a, dst: both.data, ldd: a + m)
-            copy2D(rows: rows, cols: m, src: mlp.data, lds: m, dst: both.data + a, ldd: a + m)
-        }
-        mod.gatedAdd(x, gate: 2, projOut(both))
+        // proj_out(cat([attn, mlp], dim=2)).
+        mod.gatedAdd(x, gate: 2, projOut(concatFeatures([attnOut, mlp])))
     }
 }

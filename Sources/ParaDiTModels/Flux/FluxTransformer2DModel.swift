@@ -131,9 +131,7 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
         let imgIds = mine == 0..<li ? inputs.imgIds : inputs.imgIds.rows(mine)
         let txtIds = text == 0..<lt ? inputs.txtIds : inputs.txtIds.rows(text)
         let ids = concatSequence([txtIds.reshaped([1, text.count, 3]), imgIds.reshaped([1, mine.count, 3])])
-        let (cos, sin) = withExtendedLifetime(ids) {
-            ropeFrequencies(ids: ids.data, tokens: text.count + mine.count, axesDim: config.axesDimsRope, theta: 10000)
-        }
+        let (cos, sin) = ropeFrequencies(ids: ids.reshaped([text.count + mine.count, 3]), axesDim: config.axesDimsRope, theta: 10000)
         let hidden = mine == 0..<li ? inputs.hiddenStates : sliceSequence(inputs.hiddenStates, mine)
         let context = text == 0..<lt ? inputs.encoderHiddenStates : sliceSequence(inputs.encoderHiddenStates, text)
         return State(hidden: xEmbedder(hidden), context: contextEmbedder(context),

@@ -14,26 +14,17 @@ public struct Modulation {
         self.dim = dim
     }
 
-    /// Pointer to chunk i of sample 0; samples are `values.size(1)` floats apart.
-    func chunk(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(values.data + i * dim) }
-    var stride: Int { values.size(1) }
+    /// Chunk i of every sample, read in place.
+    public func chunk(_ i: Int) -> StridedView { values.columns((i * dim)..<((i + 1) * dim)) }
 
     /// x · (1 + scale) + shift with scale and shift chunks of this modulation; x: [B, L, dim].
     public func modulate(_ x: Tensor, scale: Int, shift: Int) -> Tensor {
-        let out = Tensor(uninitialized: x.shape)
-        withExtendedLifetime((x, values)) {
-            ParaDiTTensor.modulate(batch: x.size(0), tokens: x.size(1), dim: dim, x: x.data, scale: chunk(scale),
-                                   shift: chunk(shift), paramStride: stride, out: out.data)
-        }
-        return out
+        ParaDiTTensor.modulate(x, scale: chunk(scale), shift: chunk(shift))
     }
 
     /// residual + gate · y, in place on residual; gate is a chunk of this modulation.
     public func gatedAdd(_ residual: Tensor, gate: Int, _ y: Tensor) {
-        withExtendedLifetime((residual, values, y)) {
-            ParaDiTTensor.gatedAdd(batch: residual.size(0), tokens: residual.size(1), dim: dim, residual: residual.data,
-                                   gate: chunk(gate), paramStride: stride, y: y.data, out: residual.data)
-        }
+        ParaDiTTensor.gatedAdd(into: residual, gate: chunk(gate), y)
     }
 }
 

@@ -28,13 +28,10 @@ public struct SelfAttention {
 func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, text: Range<Int>? = nil, runtime: AttentionRuntime) throws -> Tensor {
     let b = qkv.size(0), l = qkv.size(1), inner = heads * headDim
     let out = Tensor(uninitialized: [b, l, inner])
-    try withExtendedLifetime(qkv) {
-        let p = UnsafePointer(qkv.data)
-        try runtime.attention(AttentionCall(
-            batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
-            q: p, ldq: 3 * inner, k: p + inner, ldk: 3 * inner, v: p + 2 * inner, ldv: 3 * inner,
-            out: out.data, ldo: inner, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text))
-    }
+    try runtime.attention(AttentionCall(
+        batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
+        q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)), v: qkv.columns((2 * inner)..<(3 * inner)),
+        out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text))
     return out
 }
 
@@ -74,15 +71,11 @@ public struct CrossAttention {
 
     /// x: [B, L, dim], context: [B, Lc, contextDim], keyBias: additive [B, Lc] or nil → [B, L, dim].
     public func callAsFunction(_ x: Tensor, context: Tensor, keyBias: Tensor?) -> Tensor {
-        let (b, l, lc) = (x.size(0), x.size(1), context.size(1)), inner = heads * headDim
+        let (b, l) = (x.size(0), x.size(1)), inner = heads * headDim
         let q = toQ(x), kvp = kv(context)
         let out = Tensor(uninitialized: [b, l, inner])
-        withExtendedLifetime((q, kvp, keyBias)) {
-            attention(batch: b, heads: heads, lq: l, lk: lc, headDim: headDim, q: q.data, ldq: inner,
-                      k: kvp.data, ldk: 2 * inner, v: kvp.data + inner, ldv: 2 * inner, out: out.data, ldo: inner,
-                      lse: nil, scale: 1 / Float(headDim).squareRoot(),
-                      mask: keyBias.map { AttentionMask(data: $0.data, batchStride: lc, rowStride: 0) })
-        }
+        attention(batch: b, heads: heads, headDim: headDim, q: q.allColumns, k: kvp.columns(0..<inner),
+                  v: kvp.columns(inner..<(2 * inner)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyBias: keyBias)
         return toOut(out)
     }
 }

@@ -107,17 +107,11 @@ public struct PatchEmbed {
     public func callAsFunction(_ latent: Tensor, layout: TokenLayout) throws -> Tensor {
         let patches = conv2d(latent, weight: proj, bias: projBias, stride: patchSize)  // [B, dim, h, w]
         let (b, h, w) = (patches.size(0), patches.size(2), patches.size(3))
-        check(h == layout.gridHeight && w == layout.gridWidth, "latent grid \(h)×\(w) differs from the token layout")
-        let tokens = Tensor(uninitialized: [b, h * w, dim])
-        for i in 0..<b {
-            withExtendedLifetime(patches) {
-                // [dim, h·w] → [h·w, dim]
-                permute0213(a: 1, b: dim, c: h * w, d: 1, x: patches[i].data, out: tokens[i].data)
-            }
-        }
+        check(layout.frames == 1 && h == layout.gridHeight && w == layout.gridWidth,
+              "latent grid \(h)×\(w) differs from the token layout's \(layout.frames)×\(layout.gridHeight)×\(layout.gridWidth)")
+        let tokens = permuted(patches.reshaped([b, dim, h * w]), [0, 2, 1])  // [B, h·w, dim]
         let mine = layout.tokens.count == h * w ? tokens : sliceSequence(tokens, layout.tokens)
-        let pos = try positions(layout)
-        for i in 0..<b { add(count: pos.count, mine[i].data, pos.data, out: mine[i].data) }
+        addBroadcast(into: mine, try positions(layout))
         return mine
     }
 }

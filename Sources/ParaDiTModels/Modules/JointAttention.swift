@@ -2,19 +2,6 @@ import Foundation
 import ParaDiTTensor
 import ParaDiTWeights
 
-/// RMS-normalises each head of q or k in place (qk-norm): x: [tokens, heads·headDim] rows of
-/// stride ld, weight [headDim].
-func rmsNormHeads(tokens: Int, heads: Int, headDim: Int, x: UnsafeMutablePointer<Float>, ld: Int, weight: Tensor, eps: Float) {
-    withExtendedLifetime(weight) {
-        ThreadPool.current.parallelChunks(tokens, minChunk: 16) { range, _ in
-            for t in range {
-                // Nested inside the pool's work: runs on this thread.
-                rmsNorm(rows: heads, dim: headDim, x: x + t * ld, weight: weight.data, eps: eps, out: x + t * ld)
-            }
-        }
-    }
-}
-
 /// diffusers `Attention` in its joint (MMDiT) form: image tokens through to_q/to_k/to_v, context
 /// tokens through add_q_proj/add_k_proj/add_v_proj, optional RMS qk-norm on each, one attention
 /// over both sequences, then to_out.0 for the image part and to_add_out for the context part
@@ -45,16 +32,11 @@ public struct JointAttention {
 
     /// Projects x [B, L, dim] into rows [q | k | v] of the joint buffer at token offset `at`, with qk-norm.
     func project(_ x: Tensor, _ proj: Linear, normQ: Tensor?, normK: Tensor?, into joint: Tensor, at: Int) {
-        let (b, l, total) = (x.size(0), x.size(1), joint.size(1)), width = 3 * heads * headDim
+        let inner = heads * headDim
         let p = proj(x)
-        for i in 0..<b {
-            withExtendedLifetime(p) {
-                (joint.data + (i * total + at) * width).update(from: p.data + i * l * width, count: l * width)
-            }
-            let rows = joint.data + (i * total + at) * width
-            if let normQ { rmsNormHeads(tokens: l, heads: heads, headDim: headDim, x: rows, ld: width, weight: normQ, eps: eps) }
-            if let normK { rmsNormHeads(tokens: l, heads: heads, headDim: headDim, x: rows + heads * headDim, ld: width, weight: normK, eps: eps) }
-        }
+        if let normQ { rmsNormHeads(p.columns(0..<inner), headDim: headDim, weight: normQ, eps: eps) }
+        if let normK { rmsNormHeads(p.columns(inner..<(2 * inner)), headDim: headDim, weight: normK, eps: eps) }
+        copySequence(p, into: joint, at: at)
     }
 
     /// The joint q|k|v buffer [B, Limg + Lctx, 3·inner] (context first or last), qk-normed, and
@@ -68,14 +50,8 @@ public struct JointAttention {
         }
         if let rope {
             check(rope.cos.size(0) == l + lc, "RoPE tables cover \(rope.cos.size(0)) tokens, the joint sequence has \(l + lc)")
-            for i in 0..<x.size(0) {
-                let rows = joint.data + i * (l + lc) * 3 * inner
-                withExtendedLifetime(rope) {
-                    for offset in [0, inner] {
-                        applyRope(tokens: l + lc, heads: heads, headDim: headDim, x: rows + offset, ldx: 3 * inner,
-                                  cos: rope.cos.data, sin: rope.sin.data)
-                    }
-                }
+            for columns in [0..<inner, inner..<(2 * inner)] {
+                applyRope(joint.columns(columns), batch: x.size(0), headDim: headDim, cos: rope.cos, sin: rope.sin)
             }
         }
         return joint

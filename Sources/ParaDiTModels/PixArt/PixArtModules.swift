@@ -23,12 +23,7 @@ public struct PixArtAlphaCombinedTimestepSizeEmbeddings {
         let b = timesteps.count, third = resolutionEmbedder.linear2.outFeatures
         let res = resolutionEmbedder(timeProj(resolution)).reshaped([b, 2 * third])
         let ar = aspectRatioEmbedder(timeProj(aspectRatio))
-        let sizes = Tensor(uninitialized: [b, 3 * third])
-        for i in 0..<b {
-            (sizes.data + i * 3 * third).update(from: res.data + i * 2 * third, count: 2 * third)
-            (sizes.data + i * 3 * third + 2 * third).update(from: ar.data + i * third, count: third)
-        }
-        return t + sizes
+        return t + concatFeatures([res, ar])
     }
 }
 
@@ -69,9 +64,7 @@ public struct PixArtAlphaTextProjection {
 
 /// Adds a [chunks, dim] table to every sample's [chunks·dim] modulation row: `table[None] + emb`.
 func addTable(_ table: Tensor, to values: Tensor) -> Tensor {
-    let out = Tensor(uninitialized: values.shape)
-    for i in 0..<values.size(0) {
-        withExtendedLifetime((table, values)) { add(count: table.count, values[i].data, table.data, out: out[i].data) }
-    }
+    let out = values.copy()
+    addBroadcast(into: out, table)
     return out
 }

@@ -148,11 +148,8 @@ public final class PixArtTransformer2DModel: DiffusionTransformer {
     /// [B, tokens here, patch²·out_channels].
     public func head(_ s: State) -> Tensor {
         // shift, scale = scale_shift_table[None] + embedded_timestep[:, None]
-        let b = s.hidden.size(0), dim = config.innerDim
-        let repeated = Tensor(uninitialized: [b, 2 * dim])
         let e = s.conditioning.embeddedTimestep
-        for i in 0..<b { for k in 0..<2 { (repeated.data + (i * 2 + k) * dim).update(from: e.data + i * dim, count: dim) } }
-        let mod = Modulation(addTable(scaleShiftTable, to: repeated), dim: dim)
+        let mod = Modulation(addTable(scaleShiftTable, to: concatFeatures([e, e])), dim: config.innerDim)
         return projOut(mod.modulate(layerNorm(s.hidden, eps: 1e-6), scale: 1, shift: 0))
     }
 

@@ -30,7 +30,7 @@ public struct AdaLNSingleTransformerBlock {
         let mod = Modulation(addTable(scaleShiftTable, to: timestepChunks), dim: dim)
         mod.gatedAdd(x, gate: 2, try attn1(mod.modulate(norm1(x), scale: 1, shift: 0), runtime: runtime))
         let cross = attn2(x, context: caption, keyBias: captionBias)
-        withExtendedLifetime(cross) { add(count: x.count, x.data, cross.data, out: x.data) }
+        addInPlace(x, cross)
         mod.gatedAdd(x, gate: 5, ff(mod.modulate(norm2(x), scale: 4, shift: 3)))
     }
 }

@@ -5,7 +5,7 @@ import ParaDiTTensor
 /// Ulysses, Ring, USP and the stale-K/V methods are other runtimes behind the same call.
 ///
 /// q, k and v are this rank's tokens, token-major `[batch, tokens, heads, headDim]`, given as
-/// pointers with row strides so that a fused QKV projection is read in place.
+/// strided views so that a fused QKV projection is read in place.
 public protocol AttentionRuntime: AnyObject {
     /// out[b, i, h, :] = softmax(scale · q·kᵀ) · v over the whole (global) key sequence.
     /// Throws when communication with other ranks fails.
@@ -16,13 +16,12 @@ public protocol AttentionRuntime: AnyObject {
 public struct AttentionCall {
     public var batch, heads, headDim: Int
     public var queryTokens, keyTokens: Int
-    public var q: UnsafePointer<Float>, ldq: Int
-    public var k: UnsafePointer<Float>, ldk: Int
-    public var v: UnsafePointer<Float>, ldv: Int
-    public var out: UnsafeMutablePointer<Float>, ldo: Int
+    /// `batch`·queryTokens rows (q, out) and `batch`·keyTokens rows (k, v) of heads·headDim columns.
+    public var q: StridedView, k: StridedView, v: StridedView
+    public var out: StridedView
     public var scale: Float
-    /// Additive key mask, one row of `keyTokens` per sample (−inf drops a key), if any.
-    public var keyMask: UnsafePointer<Float>?
+    /// Additive key mask [batch, keyTokens] (−inf drops a key), if any.
+    public var keyMask: Tensor?
     /// Where the text tokens of a joint attention lie among this rank's tokens (nil: image only).
     /// A sequence-parallel runtime counts them once whether they are split or replicated.
     public var textTokens: Range<Int>? = nil
@@ -33,9 +32,7 @@ public final class SerialAttention: AttentionRuntime {
     public init() {}
 
     public func attention(_ c: AttentionCall) {
-        ParaDiTTensor.attention(batch: c.batch, heads: c.heads, lq: c.queryTokens, lk: c.keyTokens, headDim: c.headDim,
-                  q: c.q, ldq: c.ldq, k: c.k, ldk: c.ldk, v: c.v, ldv: c.ldv, out: c.out, ldo: c.ldo, lse: nil,
-                  scale: c.scale,
-                  mask: c.keyMask.map { AttentionMask(data: $0, batchStride: c.keyTokens, rowStride: 0) })
+        ParaDiTTensor.attention(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out,
+                                scale: c.scale, keyBias: c.keyMask)
     }
 }

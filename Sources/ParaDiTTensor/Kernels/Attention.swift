@@ -161,3 +161,22 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float? = nil, mask
     }
     return (out, lse)
 }
+
+/// Attention over strided views of token-major rows: q has `batch`·Lq rows, k and v `batch`·Lk,
+/// each row holding `heads` heads of `headDim` (a fused q|k|v buffer is read in place); out gets
+/// `batch`·Lq rows. `keyBias`: an additive [B, Lk] key mask (−inf drops a key), if any.
+public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView,
+                      out: StridedView, scale: Float, keyBias: Tensor? = nil) {
+    let width = heads * headDim
+    check(batch > 0 && q.rows % batch == 0 && k.rows % batch == 0 && k.rows == v.rows && out.rows == q.rows,
+          "attention: \(q.rows) query, \(k.rows) key, \(v.rows) value, \(out.rows) output rows over a batch of \(batch)")
+    check(q.width == width && k.width == width && v.width == width && out.width == width,
+          "attention: views of \(q.width), \(k.width), \(v.width), \(out.width) columns for \(heads) heads × \(headDim)")
+    let (lq, lk) = (q.rows / batch, k.rows / batch)
+    if let keyBias { check(keyBias.count == batch * lk, "attention: key bias \(keyBias.shape) is not [\(batch), \(lk)]") }
+    withExtendedLifetime((q, k, v, out, keyBias)) {
+        attention(batch: batch, heads: heads, lq: lq, lk: lk, headDim: headDim, q: q.data, ldq: q.rowStride,
+                  k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride, lse: nil,
+                  scale: scale, mask: keyBias.map { AttentionMask(data: $0.data, batchStride: lk, rowStride: 0) })
+    }
+}

@@ -213,3 +213,42 @@ public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) -> Tensor {
     }
     return out
 }
+
+/// x: [B, T, D] · (1 + scale) + shift with scale, shift: views of B rows of D columns (chunks of
+/// a modulation vector, read in place).
+public func modulate(_ x: Tensor, scale: StridedView, shift: StridedView) -> Tensor {
+    check(x.rank == 3 && scale.rows == x.size(0) && shift.rows == x.size(0) && scale.width == x.size(2)
+          && shift.width == x.size(2) && scale.rowStride == shift.rowStride,
+          "modulate: x \(x.shape) needs scale and shift views of [\(x.size(0)), \(x.size(2))]")
+    let out = Tensor(uninitialized: x.shape)
+    withExtendedLifetime((x, scale, shift)) {
+        modulate(batch: x.size(0), tokens: x.size(1), dim: x.size(2), x: x.data, scale: scale.data,
+                 shift: shift.data, paramStride: scale.rowStride, out: out.data)
+    }
+    return out
+}
+
+/// In place: residual [B, T, D] += gate · y, gate a view of B rows of D columns.
+public func gatedAdd(into residual: Tensor, gate: StridedView, _ y: Tensor) {
+    check(residual.rank == 3 && y.shape == residual.shape && gate.rows == residual.size(0) && gate.width == residual.size(2),
+          "gatedAdd: residual \(residual.shape), y \(y.shape), gate of \(gate.rows) rows × \(gate.width)")
+    withExtendedLifetime((residual, gate, y)) {
+        gatedAdd(batch: residual.size(0), tokens: residual.size(1), dim: residual.size(2), residual: residual.data,
+                 gate: gate.data, paramStride: gate.rowStride, y: y.data, out: residual.data)
+    }
+}
+
+/// In place: x += y elementwise (same element count).
+public func addInPlace(_ x: Tensor, _ y: Tensor) {
+    check(x.count == y.count, "addInPlace: \(x.shape) and \(y.shape) differ in size")
+    withExtendedLifetime((x, y)) { add(count: x.count, x.data, y.data, out: x.data) }
+}
+
+/// In place: every block of y.count consecutive elements of x += y (a [T, D] table onto
+/// [B, T, D], say).
+public func addBroadcast(into x: Tensor, _ y: Tensor) {
+    check(y.count > 0 && x.count % y.count == 0, "addBroadcast: \(y.shape) does not tile \(x.shape)")
+    withExtendedLifetime((x, y)) {
+        for i in 0..<(x.count / y.count) { add(count: y.count, x.data + i * y.count, y.data, out: x.data + i * y.count) }
+    }
+}

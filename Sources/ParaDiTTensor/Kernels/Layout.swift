@@ -142,3 +142,44 @@ public func permuted(_ x: Tensor, _ dims: [Int]) -> Tensor {
     }
     return out
 }
+
+/// Concatenation along the last axis: [..., D_i] → [..., ΣD_i] (torch.cat(dim=-1)).
+public func concatFeatures(_ parts: [Tensor]) -> Tensor {
+    check(!parts.isEmpty, "concatFeatures needs at least one tensor")
+    let lead = Array(parts[0].shape.dropLast()), rows = lead.reduce(1, *)
+    for p in parts { check(Array(p.shape.dropLast()) == lead, "concatFeatures: \(p.shape) does not match \(parts[0].shape) before the last axis") }
+    let total = parts.reduce(0) { $0 + $1.size(-1) }
+    let out = Tensor(uninitialized: lead + [total])
+    var at = 0
+    for p in parts {
+        withExtendedLifetime(p) { copy2D(rows: rows, cols: p.size(-1), src: p.data, lds: p.size(-1), dst: out.data + at, ldd: total) }
+        at += p.size(-1)
+    }
+    return out
+}
+
+/// Writes src [B, L, ...] into dst [B, T, ...] at sequence offset `at` (dst[:, at:at+L] = src).
+public func copySequence(_ src: Tensor, into dst: Tensor, at: Int) {
+    check(src.rank >= 2 && dst.rank == src.rank && src.size(0) == dst.size(0) && Array(src.shape.dropFirst(2)) == Array(dst.shape.dropFirst(2))
+          && at >= 0 && at + src.size(1) <= dst.size(1), "copySequence: \(src.shape) does not fit \(dst.shape) at token \(at)")
+    let row = src.shape.dropFirst(2).reduce(1, *)
+    withExtendedLifetime((src, dst)) {
+        copy2D(rows: src.size(0), cols: src.size(1) * row, src: src.data, lds: src.size(1) * row,
+               dst: dst.data + at * row, ldd: dst.size(1) * row)
+    }
+}
+
+/// Reference for `permuted`: every element by its full multi-index.
+public func permutedReference(_ x: Tensor, _ dims: [Int]) -> Tensor {
+    let shape = dims.map { x.shape[$0] }
+    var values = [Float](repeating: 0, count: x.count), source = x.scalars
+    for flat in 0..<x.count {
+        var rest = flat, index = [Int](repeating: 0, count: shape.count)
+        for i in stride(from: shape.count - 1, through: 0, by: -1) { index[i] = rest % shape[i]; rest /= shape[i] }
+        var from = 0
+        for axis in 0..<x.rank { from = from * x.shape[axis] + index[dims.firstIndex(of: axis)!] }
+        values[flat] = source[from]
+    }
+    source = []
+    return Tensor(shape: shape, values: values)
+}

@@ -224,3 +224,17 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
     }
     return out
 }
+
+/// In place: RMS-normalises each head of every row of a view of heads·headDim columns (qk-norm
+/// on the q or k columns of a fused projection), weight [headDim].
+public func rmsNormHeads(_ x: StridedView, headDim: Int, weight: Tensor, eps: Float, pool: ThreadPool = .current) {
+    check(headDim > 0 && x.width % headDim == 0 && weight.count == headDim,
+          "rmsNormHeads: \(x.width) columns are not heads of \(headDim), weight \(weight.shape)")
+    let heads = x.width / headDim, p = x.data, ld = x.rowStride
+    withExtendedLifetime((x, weight)) {
+        pool.parallelChunks(x.rows, minChunk: 16) { range, _ in
+            // Nested inside the pool's work: runs on this thread.
+            for t in range { rmsNorm(rows: heads, dim: headDim, x: p + t * ld, weight: weight.data, eps: eps, out: p + t * ld) }
+        }
+    }
+}

@@ -76,3 +76,25 @@ public func applyRopeReference(tokens: Int, heads: Int, headDim: Int, x: UnsafeM
         }
     }
 }
+
+// MARK: - Tensor-level
+
+/// cos and sin tables [tokens, Σ axesDim] for position ids [tokens, axes].
+public func ropeFrequencies(ids: Tensor, axesDim: [Int], theta: Double) -> (cos: Tensor, sin: Tensor) {
+    check(ids.rank == 2 && ids.size(1) == axesDim.count, "ropeFrequencies: ids \(ids.shape) need \(axesDim.count) axes")
+    return withExtendedLifetime(ids) { ropeFrequencies(ids: ids.data, tokens: ids.size(0), axesDim: axesDim, theta: theta) }
+}
+
+/// In place on a view of `batch`·L rows, each heads·headDim columns (q or k of a fused
+/// projection), with cos, sin: [L, headDim] shared by the samples.
+public func applyRope(_ x: StridedView, batch: Int, headDim: Int, cos: Tensor, sin: Tensor) {
+    let tokens = x.rows / max(batch, 1)
+    check(batch > 0 && x.rows == batch * tokens && x.width % headDim == 0 && cos.shape == [tokens, headDim] && sin.shape == cos.shape,
+          "applyRope: \(x.rows) rows of \(x.width) over a batch of \(batch) with tables \(cos.shape)")
+    withExtendedLifetime((x, cos, sin)) {
+        for i in 0..<batch {
+            applyRope(tokens: tokens, heads: x.width / headDim, headDim: headDim, x: x.data + i * tokens * x.rowStride,
+                      ldx: x.rowStride, cos: cos.data, sin: sin.data)
+        }
+    }
+}
