@@ -47,6 +47,14 @@ public struct Mesh: Sendable, Equatable {
         return (0..<degree(axis)).map { base + $0 * s }
     }
 
+    /// The ranks that differ from `rank` only along `axes`, in rank order (the inner axis fastest):
+    /// its group for those axes together (ulysses and ring: one sample's sequence-parallel ranks).
+    public func group(_ axes: [MeshAxis], containing rank: Int) -> [Int] {
+        axes.reduce([rank]) { ranks, axis in
+            ranks.flatMap { r in group(axis, containing: r) }
+        }.sorted()
+    }
+
     /// Whether every group along `axis` stays inside one node.
     public func isIntraNode(_ axis: MeshAxis) -> Bool {
         (0..<worldSize).allSatisfy { r in Set(group(axis, containing: r).map { nodeOfRank[$0] }).count == 1 }

@@ -16,9 +16,6 @@ struct BandExchange {
     /// Every rank's latent rows, in rank order.
     let latentRows: [Range<Int>]
 
-    /// Point-to-point tags: rows travelling to the rank above and to the rank below.
-    static let upTag = 7201, downTag = 7202
-
     init(latentHeight: Int, comm: Communicator) throws {
         guard comm.size <= latentHeight else {
             throw ParallelError.unsupported("the latents have \(latentHeight) row(s), fewer than the \(comm.size) ranks of the "
@@ -31,7 +28,7 @@ struct BandExchange {
     /// Every rank's rows at the resolution of a band of `height` rows on this rank.
     func rows(atHeight height: Int) -> [Range<Int>] {
         let scale = height / latentRows[comm.rank].count
-        precondition(scale * latentRows[comm.rank].count == height, "band of \(height) rows is not a multiple of the latent band")
+        check(scale * latentRows[comm.rank].count == height, "band of \(height) rows is not a multiple of the latent band")
         return latentRows.map { ($0.lowerBound * scale)..<($0.upperBound * scale) }
     }
 
@@ -39,7 +36,7 @@ struct BandExchange {
     func band(ofLatents z: Tensor) -> Tensor {
         let (planes, h, w) = (z.size(0) * z.size(1), z.size(2), z.size(3))
         let mine = latentRows[comm.rank]
-        precondition(h == latentRows.last!.upperBound, "latents of \(h) rows, bands planned for \(latentRows.last!.upperBound)")
+        check(h == latentRows.last!.upperBound, "latents of \(h) rows, bands planned for \(latentRows.last!.upperBound)")
         let out = Tensor(uninitialized: [z.size(0), z.size(1), mine.count, w])
         withExtendedLifetime(z) {
             copy2D(rows: planes, cols: mine.count * w, src: z.data + mine.lowerBound * w, lds: h * w, dst: out.data, ldd: mine.count * w)
@@ -78,16 +75,16 @@ struct BandExchange {
             copy2D(rows: planes, cols: rows * w, src: x.data, lds: rows * w, dst: framed.data + w, ldd: plane)
             var requests: [CommRequest] = []
             if me > 0 {
-                requests.append(comm.irecv(buffers[2].data, count: planes * w, from: me - 1, tag: Self.downTag))
+                requests.append(comm.irecv(buffers[2].data, count: planes * w, from: me - 1, tag: MessageTag.haloDown))
                 copy2D(rows: planes, cols: w, src: x.data, lds: rows * w, dst: buffers[0].data, ldd: w)
-                requests.append(try comm.isend(buffers[0].data, count: planes * w, to: me - 1, tag: Self.upTag))
+                requests.append(try comm.isend(buffers[0].data, count: planes * w, to: me - 1, tag: MessageTag.haloUp))
             } else {
                 buffers[2].data.initialize(repeating: 0, count: planes * w)
             }
             if me < n - 1 {
-                requests.append(comm.irecv(buffers[3].data, count: planes * w, from: me + 1, tag: Self.upTag))
+                requests.append(comm.irecv(buffers[3].data, count: planes * w, from: me + 1, tag: MessageTag.haloUp))
                 copy2D(rows: planes, cols: w, src: x.data + (rows - 1) * w, lds: rows * w, dst: buffers[1].data, ldd: w)
-                requests.append(try comm.isend(buffers[1].data, count: planes * w, to: me + 1, tag: Self.downTag))
+                requests.append(try comm.isend(buffers[1].data, count: planes * w, to: me + 1, tag: MessageTag.haloDown))
             } else {
                 buffers[3].data.initialize(repeating: 0, count: planes * w)
             }
@@ -103,7 +100,7 @@ struct BandExchange {
     /// Concatenates every rank's local [outer, lengths[rank]] along the second axis, in rank
     /// order: [outer, Σ lengths] on every rank.
     func allGather(_ local: Tensor, outer: Int, lengths: [Int]) throws -> Tensor {
-        precondition(local.count == outer * lengths[comm.rank], "local block of \(local.count) floats, plan says \(outer)·\(lengths[comm.rank])")
+        check(local.count == outer * lengths[comm.rank], "local block of \(local.count) floats, plan says \(outer)·\(lengths[comm.rank])")
         let total = lengths.reduce(0, +)
         let staged = Tensor(uninitialized: [outer * total])
         let out = Tensor(uninitialized: [outer, total])

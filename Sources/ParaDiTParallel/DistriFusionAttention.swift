@@ -30,7 +30,7 @@ public final class DistriFusionAttention: AttentionRuntime {
     }
 
     public init(context: ParallelContext, shards: SequenceShards, warmupSteps: Int) {
-        precondition(shards.text == nil, "DistriFusion keeps the text replicated")
+        check(shards.text == nil, "DistriFusion keeps the text replicated")
         self.context = context
         comm = context.patchGroup!
         (self.shards, self.warmupSteps) = (shards, warmupSteps)
@@ -45,7 +45,7 @@ public final class DistriFusionAttention: AttentionRuntime {
     var synchronous: Bool { step < warmupSteps }
 
     public func attention(_ c: AttentionCall) throws {
-        precondition(c.queryTokens == c.keyTokens && c.keyMask == nil, "DistriFusion attention is self-attention without a key mask")
+        check(c.queryTokens == c.keyTokens && c.keyMask == nil, "DistriFusion attention is self-attention without a key mask")
         let text = c.textTokens ?? 0..<0
         let mine = text.isEmpty ? 0..<c.queryTokens : text.lowerBound == 0 ? text.upperBound..<c.queryTokens : 0..<text.lowerBound
         let (b, width, me) = (c.batch, c.heads * c.headDim, comm.rank)

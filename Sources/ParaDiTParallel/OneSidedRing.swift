@@ -38,7 +38,7 @@ struct OneSidedRingAttention {
                         shardRows: Range<Int>, shardCounts: [Int],
                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
         let (n, me, width) = (comm.size, comm.rank, heads * d)
-        precondition(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
+        check(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
         let next = (me + 1) % n, prev = (me + n - 1) % n
         let region = b * shardCounts.max()! * 2 * width
         let channel = try context.channel([0, region], comm: comm, count: 2 * region, slots: 4)

@@ -6,6 +6,8 @@ import ParaDiTDistributed
 /// creation (collective under MPI) matches.
 public final class ParallelContext {
     public let config: ParallelConfig
+    /// How attention is split, decided once from the configuration.
+    public let plan: AttentionPlan
     public let world: Communicator
     public let mesh: Mesh
     /// The cond/uncond split: ranks with the same sequence position and different samples.
@@ -37,6 +39,7 @@ public final class ParallelContext {
                                             + "launch \(config.worldSize) ranks (--world or mpirun -np) or change the degrees")
         }
         self.config = config
+        plan = AttentionPlan(config)
         self.world = world
         mesh = try config.mesh(worldSize: world.size, nodeOfRank: nodeOfRank)
         let r = world.rank
@@ -46,11 +49,11 @@ public final class ParallelContext {
         stageIndex = mesh.coordinate(of: r, along: .pipefusion)
         func group(_ members: [Int]) throws -> Communicator? { members.count > 1 ? try world.subgroup(members) : nil }
         cfgGroup = try group(mesh.group(.cfg, containing: r))
-        let base = r - (ringIndex * config.ulysses + ulyssesIndex)
-        sequenceGroup = try group(Array(base..<(base + config.sequenceDegree)))
+        let sequence = mesh.group([.ulysses, .ring], containing: r)
+        sequenceGroup = try group(sequence)
         ulyssesGroup = try group(mesh.group(.ulysses, containing: r))
         ringGroup = config.columns > 1 ? try group(mesh.group(.ring, containing: r)) : nil
-        patchGroup = config.distrifusion > 1 ? try group(Array(base..<(base + config.sequenceDegree))) : nil
+        patchGroup = config.distrifusion > 1 ? try group(sequence) : nil
         pipelineGroup = try group(mesh.group(.pipefusion, containing: r))
         self.tracer = tracer
         self.traceRank = traceRank ?? r

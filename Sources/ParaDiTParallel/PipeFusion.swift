@@ -40,7 +40,6 @@ public final class PipeFusion {
     public let context: ParallelContext
     public let warmupSteps: Int
     let stages: [Range<Int>]
-    static let activationTag = 7201, latentTag = 7202
 
     /// One pass through the stages: step i's whole image (patch nil) or its patch m.
     struct Item { var step: Int, patch: Int? }
@@ -127,7 +126,7 @@ final class PipeFusionPass {
         let s = runner.context.stageIndex, batch = problem.batch / runner.context.config.cfg
         if s > 0 {
             let next = runner.stages[s].lowerBound
-            activations = Inbox(comm: pipe, peer: s - 1, tag: PipeFusion.activationTag, context: runner.context, name: "activations",
+            activations = Inbox(comm: pipe, peer: s - 1, tag: MessageTag.pipefusionActivations, context: runner.context, name: "activations",
                                 shapes: items.map { item in
                                     let mine = shards(item), r = runner.context.sequenceIndex
                                     return runner.model.handOffShapes(nextBlock: next, batch: batch, imageTokens: mine.image[r].count,
@@ -136,7 +135,7 @@ final class PipeFusionPass {
         }
         if runner.isFirst {
             latentItems = items.indices.filter { items[$0].step < items.last!.step }
-            latents = Inbox(comm: pipe, peer: pipe.size - 1, tag: PipeFusion.latentTag, context: runner.context, name: "latents",
+            latents = Inbox(comm: pipe, peer: pipe.size - 1, tag: MessageTag.pipefusionLatents, context: runner.context, name: "latents",
                             shapes: latentItems.map { [latentShape(items[$0])] })
         }
     }
@@ -165,7 +164,7 @@ final class PipeFusionPass {
         attention.begin(patch)
         for b in blocks { try context.span("block \(b)") { try model.block(b, &state, attention: attention) } }
         if !runner.isLast {
-            try send(model.handOff(state, nextBlock: blocks.upperBound), to: context.stageIndex + 1, tag: PipeFusion.activationTag)
+            try send(model.handOff(state, nextBlock: blocks.upperBound), to: context.stageIndex + 1, tag: MessageTag.pipefusionActivations)
             return
         }
         let rows = item.patch.map { sampler.bands[$0].count } ?? sampler.gridRows
@@ -179,7 +178,7 @@ final class PipeFusionPass {
         }
         if let m = item.patch { try sampler.step(band: m, step: item.step, output: output) } else { try sampler.stepAll(step: item.step, output: output) }
         if item.step < items.last!.step {
-            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: PipeFusion.latentTag)
+            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: MessageTag.pipefusionLatents)
         }
     }
 

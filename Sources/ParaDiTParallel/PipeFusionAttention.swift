@@ -52,7 +52,7 @@ public final class PipeFusionAttention: AttentionRuntime {
     }
 
     public func attention(_ c: AttentionCall) throws {
-        precondition(c.queryTokens == c.keyTokens && c.keyMask == nil, "PipeFusion attention is self-attention without a key mask")
+        check(c.queryTokens == c.keyTokens && c.keyMask == nil, "PipeFusion attention is self-attention without a key mask")
         // Joint calls carry the patch's text tokens; image-only calls (SD3.5's second attention) do not.
         let joint = c.textTokens != nil, me = context.sequenceIndex
         let counts = patch.image.indices.map { patch.rows($0, joint: joint) }

@@ -13,19 +13,18 @@ import ParaDiTTensor
 struct RingAttention {
     let comm: Communicator
     let context: ParallelContext
-    static let tag = 7101
 
     func callAsFunction(batch b: Int, heads: Int, headDim d: Int, rows: Int,
                         q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
                         shardRows: Range<Int>, shardCounts: [Int],
                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
-        if context.config.oneSided {
+        if context.plan.oneSided {
             return try OneSidedRingAttention(comm: comm, context: context)(
                 batch: b, heads: heads, headDim: d, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
                 shardRows: shardRows, shardCounts: shardCounts, out: out, ldo: ldo, scale: scale)
         }
         let (n, me, width) = (comm.size, comm.rank, heads * d)
-        precondition(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
+        check(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
         let next = (me + 1) % n, prev = (me + n - 1) % n
         let maxShard = shardCounts.max()!
         // Two K|V buffers [b, shard, 2·width]; the LSEs and one partial output.
@@ -47,8 +46,8 @@ struct RingAttention {
                 if step + 1 < n {
                     receivedCount = b * shardCounts[(me + n - step - 1) % n] * 2 * width
                     posted = context.tracer?.now()
-                    receiving = comm.irecv(buffers[(step + 1) % 2].data, count: receivedCount, from: prev, tag: Self.tag)
-                    sending = try comm.isend(current, count: b * shardCounts[origin] * 2 * width, to: next, tag: Self.tag)
+                    receiving = comm.irecv(buffers[(step + 1) % 2].data, count: receivedCount, from: prev, tag: MessageTag.ringKV)
+                    sending = try comm.isend(current, count: b * shardCounts[origin] * 2 * width, to: next, tag: MessageTag.ringKV)
                 } else {
                     (receiving, sending) = (nil, nil)
                 }

@@ -16,13 +16,12 @@ import ParaDiTTensor
 struct TorusAttention {
     let comm: Communicator
     let context: ParallelContext
-    static let tag = 7201, backTag = 7202
 
     func callAsFunction(batch b: Int, heads: Int, headDim d: Int, rows: Int,
                         q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
                         shardRows: Range<Int>, shardCounts: [Int],
                         out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
-        if context.config.oneSided {
+        if context.plan.oneSided {
             return try OneSidedTorusAttention(comm: comm, context: context)(
                 batch: b, heads: heads, headDim: d, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
                 shardRows: shardRows, shardCounts: shardCounts, out: out, ldo: ldo, scale: scale)
@@ -56,8 +55,8 @@ struct TorusAttention {
         let incoming = Tensor(uninitialized: [b * plan.shardCounts[from] * 3 * plan.width])
         let outgoing = plan.pack(batch: b, forNode: to, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv)
         let posted = context.tracer?.now()
-        let recv = comm.irecv(incoming.data, count: incoming.count, from: from, tag: Self.tag)
-        let send = try comm.isend(outgoing.data, count: outgoing.count, to: to, tag: Self.tag)
+        let recv = comm.irecv(incoming.data, count: incoming.count, from: from, tag: MessageTag.torusRound)
+        let send = try comm.isend(outgoing.data, count: outgoing.count, to: to, tag: MessageTag.torusRound)
         return (recv, send, incoming, outgoing, posted)
     }
 
@@ -66,12 +65,12 @@ struct TorusAttention {
         let (m, me, n) = (plan.m, plan.me, plan.shardRows.count)
         let incoming = (0..<m).map { j in Tensor(uninitialized: [j == me ? 0 : b * n * plan.headWidth(j)]) }
         var requests: [CommRequest] = []
-        for j in 0..<m where j != me { requests.append(comm.irecv(incoming[j].data, count: incoming[j].count, from: j, tag: Self.backTag)) }
+        for j in 0..<m where j != me { requests.append(comm.irecv(incoming[j].data, count: incoming[j].count, from: j, tag: MessageTag.torusReturn)) }
         var outgoing: [Tensor] = []
         for s in 1..<max(m, 1) {
             let block = plan.packOutput(block: s, batch: b, o: o)
             outgoing.append(block)
-            requests.append(try comm.isend(block.data, count: block.count, to: plan.origin(s), tag: Self.backTag))
+            requests.append(try comm.isend(block.data, count: block.count, to: plan.origin(s), tag: MessageTag.torusReturn))
         }
         // The local block: replicated text (all-gathered below) and this rank's rows for my heads.
         plan.writeLocal(batch: b, o: o, out: out, ldo: ldo)

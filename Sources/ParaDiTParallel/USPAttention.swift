@@ -18,7 +18,7 @@ public final class USPAttention: AttentionRuntime {
     let headSplit: (Int) -> [Range<Int>]
 
     public init(context: ParallelContext, shards: SequenceShards) {
-        precondition(shards.degree == context.config.sequenceDegree)
+        check(shards.degree == context.config.sequenceDegree, "shards for \(shards.degree) ranks, the sequence group has \(context.config.sequenceDegree)")
         self.context = context
         self.shards = shards
         let u = context.config.ulysses
@@ -26,7 +26,7 @@ public final class USPAttention: AttentionRuntime {
     }
 
     public func attention(_ c: AttentionCall) throws {
-        precondition(c.queryTokens == c.keyTokens && c.keyMask == nil, "sequence-parallel attention is self-attention without a key mask")
+        check(c.queryTokens == c.keyTokens && c.keyMask == nil, "sequence-parallel attention is self-attention without a key mask")
         let text = c.textTokens ?? 0..<0
         let replicated = shards.textReplicated ? text : 0..<0
         let shardRows = replicated.isEmpty ? 0..<c.queryTokens
@@ -61,21 +61,21 @@ public final class USPAttention: AttentionRuntime {
     func ring(batch: Int, heads: Int, headDim: Int, rows: Int, q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
               v: UnsafePointer<Float>, ldv: Int, shardRows: Range<Int>, ringCounts: [Int],
               out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
-        guard let ringGroup = context.ringGroup else {
+        switch (context.plan.columns, context.ringGroup) {
+        case let (.torus, group?):
+            try TorusAttention(comm: group, context: context)(
+                batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
+                shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
+        case let (.ring, group?):
+            try RingAttention(comm: group, context: context)(
+                batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
+                shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
+        default:
             context.span("attention") {
                 ParaDiTTensor.attention(batch: batch, heads: heads, lq: rows, lk: rows, headDim: headDim, q: q, ldq: ldq, k: k, ldk: ldk,
                                         v: v, ldv: ldv, out: out, ldo: ldo, lse: nil, scale: scale)
             }
-            return
         }
-        if context.config.torus > 1 {
-            return try TorusAttention(comm: ringGroup, context: context)(
-                batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
-                shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
-        }
-        try RingAttention(comm: ringGroup, context: context)(
-            batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
-            shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
     }
 }
 

@@ -133,3 +133,15 @@ struct MeshTests {
         #expect(waits[0].blocking >= 0.1, "a receive posted late still takes the link's time (\(waits[0].blocking) s)")
     }
 }
+
+@Suite("Mesh groups over several axes")
+struct MeshMultiAxisTests {
+    @Test("ulysses × ring groups are the ranks sharing every other coordinate, in rank order")
+    func sequenceGroups() throws {
+        let mesh = try Mesh(degrees: [.cfg: 2, .ulysses: 2, .ring: 3], worldSize: 12)
+        #expect(mesh.group([.ulysses, .ring], containing: 0) == Array(0..<6))
+        #expect(mesh.group([.ulysses, .ring], containing: 9) == Array(6..<12))
+        #expect(mesh.group([.ulysses], containing: 9) == mesh.group(.ulysses, containing: 9))
+        #expect(mesh.group([.cfg, .ring], containing: 1) == [1, 3, 5, 7, 9, 11])
+    }
+}

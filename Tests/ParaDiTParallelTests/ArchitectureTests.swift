@@ -1,4 +1,5 @@
 import Foundation
+import ParaDiTParallel
 import Testing
 
 /// The layering rules that keep "a new model conforms and registers" true.
@@ -55,5 +56,21 @@ struct ArchitectureTests {
         for text in ["case let .dit(m): return m", "let m = model as? FluxTransformer2DModel", "\"PixArtAlphaPipeline\""] {
             #expect(Self.familyName.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil, "\(text)")
         }
+    }
+}
+
+@Suite("One plan, one tag registry")
+struct PlanTests {
+    @Test("message tags are distinct")
+    func tags() { #expect(Set(MessageTag.all).count == MessageTag.all.count) }
+
+    @Test("the attention plan follows the degrees", arguments: [
+        (ParallelConfig(ulysses: 2), true, AttentionPlan.Columns.none, false), (ParallelConfig(ring: 2), false, .ring, false),
+        (ParallelConfig(ring: 2).oneSidedCopy, false, .ring, true), (ParallelConfig(ulysses: 2, torus: 2).oneSidedCopy, true, .torus, true),
+        (ParallelConfig(distrifusion: 2), false, .none, false),
+    ])
+    func plan(config: ParallelConfig, ulysses: Bool, columns: AttentionPlan.Columns, oneSided: Bool) {
+        let p = AttentionPlan(config)
+        #expect(p.ulysses == ulysses && p.columns == columns && p.oneSided == oneSided)
     }
 }

@@ -89,7 +89,7 @@ public func permuteHeads(_ x: Tensor) -> Tensor {
 /// `n` items in `parts` contiguous ranges whose sizes differ by at most one (the first n % parts
 /// ranges are one longer): how tokens and heads are split when they do not divide evenly.
 public func balancedSplit(_ n: Int, parts: Int) -> [Range<Int>] {
-    precondition(parts >= 1 && n >= 0)
+    check(parts >= 1 && n >= 0, "balancedSplit: \(n) items into \(parts) parts")
     let base = n / parts, extra = n % parts
     var ranges: [Range<Int>] = [], start = 0
     for i in 0..<parts {
