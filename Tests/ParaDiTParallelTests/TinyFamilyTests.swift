@@ -114,3 +114,53 @@ extension TinyInputs {
         TinyInputs(hiddenStates: slice(hiddenStates, axis: 1, 0..<n), timestep: timestep)
     }
 }
+
+/// The test family under mpirun: this test bundle is started on every rank, runs only
+/// `TinyFamilyMPI.worker` for the configuration named by PARADIT_TINY_MPI, and each rank checks
+/// its output against the family's serial forward.
+@Suite("The test family under mpirun", .serialized)
+struct TinyFamilyMPI {
+    static let configs: [(ParallelConfig, String)] = [
+        (.init(ulysses: 2), "ulysses=2"), (.init(ring: 2), "ring=2"), (.init(cfg: 2, ulysses: 2), "cfg=2,ulysses=2"),
+        (ParallelConfig(ulysses: 2, torus: 2).oneSidedCopy, "ulysses=2,torus=2,one-sided"), (.init(distrifusion: 2), "distrifusion=2"),
+        (.init(pipefusion: 2), "pipefusion=2"), (.init(cfg: 2, pipefusion: 2, patches: 2), "cfg=2,pipefusion=2"),
+    ]
+
+    static var workerIndex: Int? { ProcessInfo.processInfo.environment["PARADIT_TINY_MPI"].flatMap { Int($0) } }
+
+    @Test("equals the serial forward on every MPI rank", arguments: configs.indices)
+    func mpi(_ index: Int) throws {
+        guard Self.workerIndex == nil else { return }
+        let (config, name) = Self.configs[index]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["mpirun", "--oversubscribe", "-np", "\(config.worldSize)", CommandLine.arguments[0],
+                             "--testing-library", "swift-testing", "--filter", "TinyFamilyMPI/worker"]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "PARADIT_TINY_MPI": "\(index)",
+                       "OMPI_MCA_btl_vader_single_copy_mechanism": "none"] { env[k] = v }
+        process.environment = env
+        let pipe = Pipe()
+        (process.standardOutput, process.standardError) = (pipe, pipe)
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(name): \(output)")
+        for rank in 0..<config.worldSize { #expect(output.contains("tiny-mpi rank \(rank) ok"), "\(name) rank \(rank): \(output)") }
+    }
+
+    @Test("worker", .enabled(if: workerIndex != nil && MPICommunicator.isLaunchedByMPI))
+    func worker() throws {
+        let (config, name) = Self.configs[Self.workerIndex!]
+        let comm = try MPICommunicator.world()
+        let model = try TinyDiTModel.make()
+        let context = try ParallelContext(config: config, world: comm)
+        let inputs = TinyDiTModel.inputs(batch: 2, grid: (4, 5))
+        let out = try config.pipefusion > 1 ? PipeFusion(model: model, context: context).forward(inputs)
+            : ParallelTransformer(model: model, context: context).forward(inputs)
+        try context.releaseWindows()
+        let err = relativeL2(out, try model.forward(inputs))
+        #expect(err <= 1e-5, "\(name) rank \(comm.rank): relative L2 \(err)")
+        if err <= 1e-5 { print("tiny-mpi rank \(comm.rank) ok (\(name), relative L2 \(err))") }
+    }
+}
