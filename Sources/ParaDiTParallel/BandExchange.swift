@@ -34,14 +34,8 @@ struct BandExchange {
 
     /// This rank's rows of latents z [B, C, h, w]: [B, C, rows, w].
     func band(ofLatents z: Tensor) -> Tensor {
-        let (planes, h, w) = (z.size(0) * z.size(1), z.size(2), z.size(3))
-        let mine = latentRows[comm.rank]
-        check(h == latentRows.last!.upperBound, "latents of \(h) rows, bands planned for \(latentRows.last!.upperBound)")
-        let out = Tensor(uninitialized: [z.size(0), z.size(1), mine.count, w])
-        withExtendedLifetime(z) {
-            copy2D(rows: planes, cols: mine.count * w, src: z.data + mine.lowerBound * w, lds: h * w, dst: out.data, ldd: mine.count * w)
-        }
-        return out
+        check(z.size(2) == latentRows.last!.upperBound, "latents of \(z.size(2)) rows, bands planned for \(latentRows.last!.upperBound)")
+        return slice(z, axis: 2, latentRows[comm.rank])
     }
 
     // MARK: Convolution
@@ -51,48 +45,27 @@ struct BandExchange {
     func conv(_ conv: Conv2d, _ x: Tensor) throws -> Tensor {
         let k = conv.weight.size(2)
         guard k == 3 else { return conv(x) }
-        let (batch, c, rows, w) = (x.size(0), x.size(1), x.size(2), x.size(3))
-        let framed = try withHalo(x)
-        let s = Conv2DShape(batch: batch, inChannels: c, height: rows + 2, width: w, outChannels: conv.outChannels,
-                            kernelH: k, kernelW: k, padH: 0, padW: 1)
-        let out = Tensor(uninitialized: [batch, conv.outChannels, rows, w])
-        withExtendedLifetime((framed, conv.weight, conv.bias)) {
-            conv2d(s, x: framed.data, weight: conv.weight.data, bias: conv.bias?.data, out: out.data)
-        }
-        return out
+        return conv2d(try withHalo(x), weight: conv.weight, bias: conv.bias, padding: (0, 1))
     }
 
     /// x [B, C, rows, W] → [B, C, rows + 2, W]: the rank above's last row, the band, the rank
     /// below's first row (zero rows at the image's top and bottom).
     func withHalo(_ x: Tensor) throws -> Tensor {
-        let (planes, rows, w) = (x.size(0) * x.size(1), x.size(2), x.size(3))
-        let (me, n) = (comm.rank, comm.size)
-        let framed = Tensor(uninitialized: [x.size(0), x.size(1), rows + 2, w])
-        let plane = (rows + 2) * w
-        // Halo rows as [planes, W]: sent first row, sent last row, received top, received bottom.
-        let buffers = (0..<4).map { _ in Tensor(uninitialized: [planes, w]) }
-        try withExtendedLifetime((x, framed, buffers)) {
-            copy2D(rows: planes, cols: rows * w, src: x.data, lds: rows * w, dst: framed.data + w, ldd: plane)
-            var requests: [CommRequest] = []
-            if me > 0 {
-                requests.append(comm.irecv(buffers[2].data, count: planes * w, from: me - 1, tag: MessageTag.haloDown))
-                copy2D(rows: planes, cols: w, src: x.data, lds: rows * w, dst: buffers[0].data, ldd: w)
-                requests.append(try comm.isend(buffers[0].data, count: planes * w, to: me - 1, tag: MessageTag.haloUp))
-            } else {
-                buffers[2].data.initialize(repeating: 0, count: planes * w)
-            }
-            if me < n - 1 {
-                requests.append(comm.irecv(buffers[3].data, count: planes * w, from: me + 1, tag: MessageTag.haloUp))
-                copy2D(rows: planes, cols: w, src: x.data + (rows - 1) * w, lds: rows * w, dst: buffers[1].data, ldd: w)
-                requests.append(try comm.isend(buffers[1].data, count: planes * w, to: me + 1, tag: MessageTag.haloDown))
-            } else {
-                buffers[3].data.initialize(repeating: 0, count: planes * w)
-            }
-            for request in requests { try request.wait() }
-            copy2D(rows: planes, cols: w, src: buffers[2].data, lds: w, dst: framed.data, ldd: plane)
-            copy2D(rows: planes, cols: w, src: buffers[3].data, lds: w, dst: framed.data + (rows + 1) * w, ldd: plane)
+        let (rows, me, n) = (x.size(2), comm.rank, comm.size)
+        let halo = [x.size(0), x.size(1), 1, x.size(3)]
+        // Received rows: zeros at the image's top and bottom.
+        let (top, bottom) = (Tensor(zeros: halo), Tensor(zeros: halo))
+        var requests: [CommRequest] = []
+        if me > 0 {
+            requests.append(comm.irecv(into: top, from: me - 1, tag: MessageTag.haloDown))
+            requests.append(try comm.isend(slice(x, axis: 2, 0..<1), to: me - 1, tag: MessageTag.haloUp))
         }
-        return framed
+        if me < n - 1 {
+            requests.append(comm.irecv(into: bottom, from: me + 1, tag: MessageTag.haloUp))
+            requests.append(try comm.isend(slice(x, axis: 2, (rows - 1)..<rows), to: me + 1, tag: MessageTag.haloDown))
+        }
+        for request in requests { try request.wait() }
+        return concatenate([top, x, bottom], axis: 2)
     }
 
     // MARK: Gathers
@@ -104,13 +77,11 @@ struct BandExchange {
         let total = lengths.reduce(0, +)
         let staged = Tensor(uninitialized: [outer * total])
         let out = Tensor(uninitialized: [outer, total])
-        try withExtendedLifetime((local, staged)) {
-            try comm.allGather(local.data, count: local.count, into: staged.data, counts: lengths.map { outer * $0 })
-            var start = 0
-            for length in lengths {
-                copy2D(rows: outer, cols: length, src: staged.data + outer * start, lds: length, dst: out.data + start, ldd: total)
-                start += length
-            }
+        try comm.allGather(local, into: staged, counts: lengths.map { outer * $0 })
+        var start = 0
+        for length in lengths {
+            copy(staged.block(outer * start, [outer, length]).allColumns, into: out.columns(start..<(start + length)))
+            start += length
         }
         return out
     }

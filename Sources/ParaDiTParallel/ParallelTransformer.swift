@@ -43,7 +43,7 @@ public final class ParallelTransformer {
         let out = try context.span("forward") { try shardedForward(model, mine, grid: problem.grid, shards: shards) }
         guard let cfg = context.cfgGroup else { return out }
         let all = Tensor(uninitialized: [problem.batch] + out.shape.dropFirst())
-        try withExtendedLifetime(out) { try cfg.allGather(out.data, count: out.count, into: all.data, counts: nil) }
+        try cfg.allGather(out, into: all)
         return all
     }
 
@@ -78,16 +78,15 @@ public final class ParallelTransformer {
 func gatherSequence(_ x: Tensor, tokens: [Int], over group: Communicator) throws -> Tensor {
     let (b, w) = (x.size(0), x.size(2)), total = tokens.reduce(0, +)
     let blocks = Tensor(uninitialized: [b * total * w])
-    try withExtendedLifetime(x) { try group.allGather(x.data, count: x.count, into: blocks.data, counts: tokens.map { b * $0 * w }) }
+    try group.allGather(x, into: blocks, counts: tokens.map { b * $0 * w })
     guard b > 1 else { return blocks.reshaped([1, total, w]) }
     // Blocks are [rank][sample][tokens][W]; the output is [sample][token][W].
     let out = Tensor(uninitialized: [b, total, w])
     var src = 0, at = 0
     for n in tokens {
-        for i in 0..<b { (out.data + (i * total + at) * w).update(from: blocks.data + src + i * n * w, count: n * w) }
+        copySequence(blocks.block(src, [b, n, w]), into: out, at: at)
         src += b * n * w
         at += n
     }
-    withExtendedLifetime(blocks) {}
     return out
 }

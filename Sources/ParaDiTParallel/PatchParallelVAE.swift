@@ -46,7 +46,7 @@ struct PatchParallelDecoder {
         let inner = try bands.conv(block.conv1, bands.groupNorm(block.norm1, x, silu: true))
         let h = try bands.conv(block.conv2, bands.groupNorm(block.norm2, inner, silu: true))
         let shortcut = block.convShortcut.map { $0(x) } ?? x
-        withExtendedLifetime(shortcut) { add(count: h.count, shortcut.data, h.data, out: h.data) }
+        addInPlace(h, shortcut)
         return h
     }
 
@@ -65,15 +65,11 @@ struct PatchParallelDecoder {
         let mine = tokens[bands.comm.rank], all = tokens.reduce(0, +)
         let qkv = block.projections(try bands.groupNorm(block.groupNorm, x))
         let localKV = Tensor(uninitialized: [batch, mine, 2 * c])
-        withExtendedLifetime(qkv) {
-            copy2D(rows: batch * mine, cols: 2 * c, src: qkv.data + c, lds: 3 * c, dst: localKV.data, ldd: 2 * c)
-        }
-        let kv = try bands.allGather(localKV, outer: batch, lengths: tokens.map { $0 * 2 * c })
+        copy(qkv.columns(c..<(3 * c)), into: localKV.allColumns)
+        let kv = try bands.allGather(localKV, outer: batch, lengths: tokens.map { $0 * 2 * c }).reshaped([batch, all, 2 * c])
         let attended = Tensor(uninitialized: [batch, mine, c])
-        withExtendedLifetime((qkv, kv)) {
-            attention(batch: batch, heads: 1, lq: mine, lk: all, headDim: c, q: qkv.data, ldq: 3 * c,
-                      k: kv.data, ldk: 2 * c, v: kv.data + c, ldv: 2 * c, out: attended.data, ldo: c, lse: nil, scale: block.scale)
-        }
+        attention(batch: batch, heads: 1, headDim: c, q: qkv.columns(0..<c), k: kv.columns(0..<c), v: kv.columns(c..<(2 * c)),
+                  out: attended.allColumns, scale: block.scale)
         return block.output(attended, residual: x)
     }
 

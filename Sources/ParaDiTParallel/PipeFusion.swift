@@ -95,9 +95,9 @@ extension PipeFusion {
         // The last stage holds the output; the others learn its shape, then its values.
         let dims = (loop.output?.shape ?? []).map(Float.init)
         let shape = Tensor(shape: [8], values: Array((dims + Array(repeating: -1, count: 8)).prefix(8)))
-        try pipe.broadcast(shape.data, count: 8, root: root)
+        try pipe.broadcast(shape, root: root)
         let out = loop.output ?? Tensor(uninitialized: shape.scalars.prefix { $0 >= 0 }.map { Int($0) })
-        try withExtendedLifetime(out) { try pipe.broadcast(out.data, count: out.count, root: root) }
+        try pipe.broadcast(out, root: root)
         return out
     }
 }
@@ -117,7 +117,7 @@ final class PipeFusionPass {
     var latents: Inbox?
     var latentItems: [Int] = []
     var consumed = 0
-    var sends: [(CommRequest, [Tensor])] = []
+    var sends: [CommRequest] = []
 
     init(runner: PipeFusion, sampler: PatchLoop, items: [PipeFusion.Item], text: [Range<Int>], problem: TransformerProblem) {
         (self.runner, self.sampler, self.items, self.text, self.problem) = (runner, sampler, items, text, problem)
@@ -173,7 +173,7 @@ final class PipeFusionPass {
         var output = model.output(tokens, grid: TokenLayout(gridHeight: rows, gridWidth: sampler.gridColumns))
         if let group = context.cfgGroup {
             let all = Tensor(uninitialized: [output.size(0) * cfg] + output.shape.dropFirst())
-            try withExtendedLifetime(output) { try group.allGather(output.data, count: output.count, into: all.data, counts: nil) }
+            try group.allGather(output, into: all)
             output = all
         }
         if let m = item.patch { try sampler.step(band: m, step: item.step, output: output) } else { try sampler.stepAll(step: item.step, output: output) }
@@ -197,16 +197,16 @@ final class PipeFusionPass {
 
     func send(_ tensors: [Tensor], to peer: Int, tag: Int) throws {
         // Earlier sends have had a whole patch of compute to complete.
-        for (request, _) in sends { try request.wait() }
-        sends = try tensors.map { t in (try withExtendedLifetime(t) { try pipe.isend(t.data, count: t.count, to: peer, tag: tag) }, [t]) }
+        for request in sends { try request.wait() }
+        sends = try tensors.map { try pipe.isend($0, to: peer, tag: tag) }
     }
 
     /// Completes the sends and hands the last stage's final latents to every stage.
     func finish() throws {
-        for (request, _) in sends { try request.wait() }
+        for request in sends { try request.wait() }
         sends = []
         let final = runner.isLast ? sampler.latents : Tensor(uninitialized: sampler.latents.shape)
-        try withExtendedLifetime(final) { try pipe.broadcast(final.data, count: final.count, root: pipe.size - 1) }
+        try pipe.broadcast(final, root: pipe.size - 1)
         if !runner.isLast { sampler.setLatents(final) }
     }
 }
@@ -228,7 +228,7 @@ final class Inbox {
         guard next < shapes.count else { return }
         let tensors = shapes[next].map { Tensor(uninitialized: $0) }
         let posted = context.tracer?.now()
-        pending.append((tensors, tensors.map { comm.irecv($0.data, count: $0.count, from: peer, tag: tag) }, posted))
+        pending.append((tensors, tensors.map { comm.irecv(into: $0, from: peer, tag: tag) }, posted))
         next += 1
     }
 

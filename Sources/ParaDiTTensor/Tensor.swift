@@ -178,6 +178,19 @@ public struct Tensor: @unchecked Sendable {
         return Tensor(shape: Array(shape.dropFirst()), storage: storage, offset: offset + i * rowCount)
     }
 
+    /// `shape`'s worth of contiguous elements starting `offset` elements into this tensor, sharing
+    /// storage (a block of a flat exchange buffer, say).
+    public func block(_ offset: Int, _ shape: [Int]) -> Tensor {
+        let n = shape.reduce(1, *)
+        guard offset >= 0, shape.allSatisfy({ $0 >= 0 }), offset + n <= count else {
+            fatalError("block(\(offset), \(shape)) out of bounds for shape \(self.shape)")
+        }
+        return Tensor(shape: shape, storage: storage, offset: self.offset + offset)
+    }
+
+    /// Sets every element to `value`.
+    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+
     /// The same elements under another shape; one size may be -1 (inferred).
     public func reshaped(_ newShape: [Int]) -> Tensor {
         var s = newShape
@@ -259,6 +272,12 @@ public struct StridedView: @unchecked Sendable {
     public var width: Int { columns.count }
     /// Element (0, 0) of the view, for kernels.
     public var data: UnsafeMutablePointer<Float> { tensor.data + columns.lowerBound }
+
+    /// Columns `range` of the view (counted from the view's first column).
+    public func columns(_ range: Range<Int>) -> StridedView {
+        check(range.lowerBound >= 0 && range.upperBound <= width, "columns \(range) out of bounds for a view of \(width)")
+        return StridedView(tensor: tensor, columns: (columns.lowerBound + range.lowerBound)..<(columns.lowerBound + range.upperBound))
+    }
 
     /// Rows `range` of the view (rows counted over every leading index).
     public func rows(_ range: Range<Int>) -> StridedView {

@@ -180,3 +180,28 @@ public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: S
                   scale: scale, mask: keyBias.map { AttentionMask(data: $0.data, batchStride: lk, rowStride: 0) })
     }
 }
+
+/// `attention` on views that also writes each query row's log-sum-exp per head into
+/// `lse` [batch, heads, Lq] (−inf for a row that sees no key), for merging partial results.
+public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView,
+                      out: StridedView, lse: Tensor, scale: Float) {
+    let width = heads * headDim
+    check(batch > 0 && q.rows % batch == 0 && k.rows % batch == 0 && k.rows == v.rows && out.rows == q.rows
+          && q.width == width && k.width == width && v.width == width && out.width == width && lse.count >= heads * q.rows,
+          "attention: \(q.rows)×\(q.width) queries, \(k.rows)×\(k.width) keys, lse of \(lse.count) for \(batch)×\(heads) heads")
+    withExtendedLifetime((q, k, v, out, lse)) {
+        attention(batch: batch, heads: heads, lq: q.rows / batch, lk: k.rows / batch, headDim: headDim, q: q.data, ldq: q.rowStride,
+                  k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride, lse: lse.data, scale: scale)
+    }
+}
+
+/// Merges a partial result over another set of keys into `out` (views of `batch`·Lq rows of
+/// heads·headDim) through the log-sum-exps [batch, heads, Lq]: exact, as if one call had seen both.
+public func attentionMerge(batch: Int, heads: Int, headDim: Int, out: StridedView, lse: Tensor, part: StridedView, partLse: Tensor) {
+    check(batch > 0 && out.rows == part.rows && out.rows % batch == 0 && out.width == heads * headDim && part.width == out.width
+          && lse.count >= heads * out.rows && partLse.count >= heads * out.rows, "attentionMerge: \(out.rows)×\(out.width) with \(part.rows)×\(part.width)")
+    withExtendedLifetime((out, lse, part, partLse)) {
+        attentionMerge(batch: batch, heads: heads, lq: out.rows / batch, headDim: headDim, out: out.data, ldo: out.rowStride,
+                       lse: lse.data, part: part.data, ldp: part.rowStride, partLse: partLse.data)
+    }
+}

@@ -130,11 +130,16 @@ public func upsampleNearestReference(planes: Int, height: Int, width: Int, facto
 
 /// conv2d of x [N, C, H, W] with weight [O, C, kh, kw] and bias [O].
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
+    conv2d(x, weight: weight, bias: bias, stride: stride, padding: (padding, padding))
+}
+
+/// conv2d with padding (rows, columns): a band framed by halo rows pads only its columns.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: (Int, Int)) -> Tensor {
     check(x.rank == 4 && weight.rank == 4 && weight.size(1) == x.size(1),
           "conv2d: input \(x.shape) does not fit weight \(weight.shape) ([out, in, kh, kw])")
     let s = Conv2DShape(batch: x.size(0), inChannels: x.size(1), height: x.size(2), width: x.size(3),
                         outChannels: weight.size(0), kernelH: weight.size(2), kernelW: weight.size(3),
-                        strideH: stride, strideW: stride, padH: padding, padW: padding)
+                        strideH: stride, strideW: stride, padH: padding.0, padW: padding.1)
     check(s.outHeight > 0 && s.outWidth > 0, "conv2d: kernel \(weight.shape) larger than padded input \(x.shape)")
     let out = Tensor(uninitialized: [s.batch, s.outChannels, s.outHeight, s.outWidth])
     withExtendedLifetime((x, weight, bias)) { conv2d(s, x: x.data, weight: weight.data, bias: bias?.data, out: out.data) }

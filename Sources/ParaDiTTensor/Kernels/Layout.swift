@@ -183,3 +183,33 @@ public func permutedReference(_ x: Tensor, _ dims: [Int]) -> Tensor {
     source = []
     return Tensor(shape: shape, values: values)
 }
+
+/// Copies the rows of one view into another of the same rows and width.
+public func copy(_ src: StridedView, into dst: StridedView) {
+    check(src.rows == dst.rows && src.width == dst.width, "copy: \(src.rows)×\(src.width) into \(dst.rows)×\(dst.width)")
+    withExtendedLifetime((src, dst)) {
+        copy2D(rows: src.rows, cols: src.width, src: src.data, lds: src.rowStride, dst: dst.data, ldd: dst.rowStride)
+    }
+}
+
+/// Concatenation along `axis` (torch.cat(parts, dim=axis)).
+public func concatenate(_ parts: [Tensor], axis: Int) -> Tensor {
+    check(!parts.isEmpty && axis >= 0 && axis < parts[0].rank, "concatenate: axis \(axis) of \(parts.first?.shape ?? [])")
+    let first = parts[0].shape
+    for p in parts {
+        check(p.rank == first.count && (0..<p.rank).allSatisfy { $0 == axis || p.shape[$0] == first[$0] },
+              "concatenate: \(p.shape) does not match \(first) outside axis \(axis)")
+    }
+    let outer = first[..<axis].reduce(1, *), inner = first[(axis + 1)...].reduce(1, *)
+    let total = parts.reduce(0) { $0 + $1.shape[axis] }
+    var shape = first
+    shape[axis] = total
+    let out = Tensor(uninitialized: shape)
+    var at = 0
+    for p in parts {
+        let n = p.shape[axis] * inner
+        withExtendedLifetime(p) { copy2D(rows: outer, cols: n, src: p.data, lds: n, dst: out.data + at, ldd: total * inner) }
+        at += n
+    }
+    return out
+}

@@ -153,16 +153,59 @@ public func groupNorm(batch: Int, channels: Int, spatial: Int, groups: Int, x: U
         let invStd = Float(1 / (variance + Double(eps)).squareRoot())
         for c in 0..<perGroup {
             let ch = g * perGroup + c
-            let off = base + c * spatial
-            // Fold the channel's affine into one scale and shift.
-            let w = (weight?[ch] ?? 1) * invStd
-            let b = (bias?[ch] ?? 0) - mean * w
-            let wv = F8(repeating: w), bv = F8(repeating: b)
-            var j = 0
-            while j + 8 <= spatial { store8(load8(x + off + j) * wv + bv, out + off + j); j += 8 }
-            while j < spatial { out[off + j] = x[off + j] * w + b; j += 1 }
+            normalizePlane(x + base + c * spatial, out + base + c * spatial, spatial, mean: mean, invStd: invStd,
+                           weight: weight?[ch] ?? 1, bias: bias?[ch] ?? 0)
         }
     }
+}
+
+/// One channel plane: out = x · w + b with the channel's affine folded into w = weight · invStd
+/// and b = bias − mean · w.
+@inline(__always)
+func normalizePlane(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, mean: Float, invStd: Float,
+                    weight: Float, bias: Float) {
+    let w = weight * invStd, b = bias - mean * w
+    let wv = F8(repeating: w), bv = F8(repeating: b)
+    var j = 0
+    while j + 8 <= n { store8(load8(x + j) * wv + bv, out + j); j += 8 }
+    while j < n { out[j] = x[j] * w + b; j += 1 }
+}
+
+/// Per (sample, group) of x [batch, channels, ...]: S = Σx and Q = Σ(x − c)² around the group's
+/// own float32 mean c = Float(S / n), both in Double with the serial kernel's order of additions
+/// (statistics a band of rows contributes to a GroupNorm over the whole image).
+public func groupNormPartials(_ x: Tensor, groups: Int, pool: ThreadPool = .current) -> [(sum: Double, squares: Double)] {
+    check(x.rank >= 2 && groups > 0 && x.size(1) % groups == 0, "groupNormPartials: \(x.shape) in \(groups) groups")
+    let items = x.size(0) * groups, n = x.count / items
+    var partials = [(sum: Double, squares: Double)](repeating: (0, 0), count: items)
+    withExtendedLifetime(x) {
+        partials.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            pool.parallelFor(items) { item, _ in
+                let values = x.data + item * n
+                let sum = sumBlocks(values, n)
+                base[item] = (sum, sumSquaredDeviations(values, n, Float(sum / Double(n))))
+            }
+        }
+    }
+    return partials
+}
+
+/// GroupNorm of x [batch, channels, ...] with given statistics per (sample, group), as the
+/// serial kernel applies its own.
+public func groupNorm(_ x: Tensor, groups: Int, stats: [(mean: Float, invStd: Float)], weight: Tensor?, bias: Tensor?) -> Tensor {
+    let (batch, channels) = (x.size(0), x.size(1)), perGroup = channels / groups
+    check(groups > 0 && channels % groups == 0 && stats.count == batch * groups, "groupNorm: \(x.shape), \(stats.count) statistics")
+    let out = Tensor(uninitialized: x.shape), spatial = x.count / (batch * channels)
+    withExtendedLifetime((x, weight, bias)) {
+        ThreadPool.current.parallelFor(batch * channels) { plane, _ in
+            let ch = plane % channels
+            let (mean, invStd) = stats[(plane / channels) * groups + ch / perGroup]
+            normalizePlane(x.data + plane * spatial, out.data + plane * spatial, spatial, mean: mean, invStd: invStd,
+                           weight: weight?.data[ch] ?? 1, bias: bias?.data[ch] ?? 0)
+        }
+    }
+    return out
 }
 
 /// Reference for `groupNorm`, in Double.
