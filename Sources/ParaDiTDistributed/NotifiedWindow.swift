@@ -1,3 +1,5 @@
+import ParaDiTTensor
+
 /// Memory of every rank of a group that peers write directly (one-sided), each write followed by a
 /// notification the owner waits on: the alternative to matched send/recv for ring-like exchanges.
 ///
@@ -51,5 +53,17 @@ extension NotifiedWindow {
         guard slot >= 0 && slot < slots else {
             throw CommError.badArgument(operation: op, reason: "notification slot \(slot) of \(slots)")
         }
+    }
+}
+
+extension NotifiedWindow {
+    /// This rank's memory as a tensor (kept alive by the tensor's storage).
+    public var memory: Tensor {
+        Tensor(shape: [count], storage: TensorStorage(borrowing: buffer, count: count, owner: self), offset: 0)
+    }
+
+    /// `put` of a tensor's elements.
+    public func put(_ x: Tensor, to target: Int, offset: Int, notify: Int?) throws {
+        try withExtendedLifetime(x) { try put(x.data, count: x.count, to: target, offset: offset, notify: notify) }
     }
 }

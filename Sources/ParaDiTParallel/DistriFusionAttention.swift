@@ -53,55 +53,43 @@ public final class DistriFusionAttention: AttentionRuntime {
         guard shards.image[me].count == mine.count else {
             throw ParallelError.unsupported("rank holds \(mine.count) tokens in attention, the plan gives it \(shards.image[me].count)")
         }
+        let x = AttentionOperands(c)
         let local = Tensor(uninitialized: [b, mine.count, 2 * width])
-        for i in 0..<b {
-            let row = i * c.queryTokens + mine.lowerBound, dst = local.data + i * mine.count * 2 * width
-            copy2D(rows: mine.count, cols: width, src: c.k.data + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
-            copy2D(rows: mine.count, cols: width, src: c.v.data + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
-        }
+        for i in 0..<b { x.packKV(i, rows: mine, into: local[i].allColumns) }
         if layer == slots.count { slots.append(Slot(local: local, gathered: Tensor(uninitialized: [counts.reduce(0, +)]))) }
         let slot = slots[layer]
         layer += 1
         if synchronous {
             try slot.pending?.wait()
             slot.local = local
-            try comm.allGather(local.data, count: local.count, into: slot.gathered.data, counts: counts)
+            try comm.allGather(local, into: slot.gathered, counts: counts)
             slot.pending = nil
         } else if let pending = slot.pending {
             try context.wait(pending, "stale K/V of layer \(layer - 1)", posted: nil, bytes: 4 * (counts.reduce(0, +) - counts[me]))
             slot.pending = nil
         }
-        try attend(c, text: text, fresh: local, slot: slot, counts: counts)
+        try attend(x, text: text, fresh: local, slot: slot, counts: counts, scale: c.scale)
         if !synchronous {
             slot.local = local
-            slot.pending = try comm.iallGather(local.data, count: local.count, into: slot.gathered.data, counts: counts)
+            slot.pending = try comm.iallGather(local, into: slot.gathered, counts: counts)
         }
     }
 
     /// Local queries over [text (fresh); every patch's K/V, this rank's fresh].
-    func attend(_ c: AttentionCall, text: Range<Int>, fresh: Tensor, slot: Slot, counts: [Int]) throws {
-        let (b, width, t) = (c.batch, c.heads * c.headDim, text.count), total = shards.image.last!.upperBound
+    func attend(_ x: AttentionOperands, text: Range<Int>, fresh: Tensor, slot: Slot, counts: [Int], scale: Float) throws {
+        let (b, width, t) = (x.batch, x.width, text.count), total = shards.image.last!.upperBound
         let keys = Tensor(uninitialized: [b, t + total, 2 * width])
-        for i in 0..<b {
-            let dst = keys.data + i * (t + total) * 2 * width, row = i * c.queryTokens + text.lowerBound
-            copy2D(rows: t, cols: width, src: c.k.data + row * c.ldk, lds: c.ldk, dst: dst, ldd: 2 * width)
-            copy2D(rows: t, cols: width, src: c.v.data + row * c.ldv, lds: c.ldv, dst: dst + width, ldd: 2 * width)
-        }
+        for i in 0..<b { x.packKV(i, rows: text, into: keys[i].rows(0..<t).allColumns) }
         var src = 0
         for (r, range) in shards.image.enumerated() {
-            let block = r == comm.rank ? fresh.data : slot.gathered.data + src
-            for i in 0..<b {
-                (keys.data + (i * (t + total) + t + range.lowerBound) * 2 * width)
-                    .update(from: block + i * range.count * 2 * width, count: range.count * 2 * width)
-            }
+            let block = r == comm.rank ? fresh : slot.gathered.block(src, [b, range.count, 2 * width])
+            copySequence(block, into: keys, at: t + range.lowerBound)
             src += counts[r]
         }
         context.span("attention") {
-            ParaDiTTensor.attention(batch: b, heads: c.heads, lq: c.queryTokens, lk: t + total, headDim: c.headDim,
-                                    q: c.q.data, ldq: c.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
-                                    out: c.out.data, ldo: c.ldo, lse: nil, scale: c.scale)
+            ParaDiTTensor.attention(batch: b, heads: x.heads, headDim: x.headDim, q: x.q, k: keys.columns(0..<width),
+                                    v: keys.columns(width..<(2 * width)), out: x.out, scale: scale)
         }
-        withExtendedLifetime((fresh, slot, keys)) {}
     }
 
     /// Completes every gather still in flight (at the end of a generation).

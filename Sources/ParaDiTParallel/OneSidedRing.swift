@@ -33,66 +33,45 @@ struct OneSidedRingAttention {
     let comm: Communicator
     let context: ParallelContext
 
-    func callAsFunction(batch b: Int, heads: Int, headDim d: Int, rows: Int,
-                        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
-                        shardRows: Range<Int>, shardCounts: [Int],
-                        out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
-        let (n, me, width) = (comm.size, comm.rank, heads * d)
+    func callAsFunction(_ x: AttentionOperands, shardRows: Range<Int>, shardCounts: [Int], scale: Float) throws {
+        let (n, me, b, width) = (comm.size, comm.rank, x.batch, x.width)
         check(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
-        let next = (me + 1) % n, prev = (me + n - 1) % n
+        let prev = (me + n - 1) % n
         let region = b * shardCounts.max()! * 2 * width
         let channel = try context.channel([0, region], comm: comm, count: 2 * region, slots: 4)
-        let w = channel.window
+        let w = channel.window, memory = w.memory
         // This rank's K|V shard [b, shard, 2·width], the LSEs and one partial output.
         let mine = Tensor(uninitialized: [b * shardRows.count * 2 * width])
-        let lse = Tensor(uninitialized: [b * heads * rows]), partLse = Tensor(uninitialized: [b * heads * rows])
-        let part = Tensor(uninitialized: [b * rows * width])
-        try withExtendedLifetime((mine, lse, partLse, part)) {
-            for i in 0..<b {
-                let src = (i * rows + shardRows.lowerBound)
-                let dst = mine.data + i * shardRows.count * 2 * width
-                copy2D(rows: shardRows.count, cols: width, src: k + src * ldk, lds: ldk, dst: dst, ldd: 2 * width)
-                copy2D(rows: shardRows.count, cols: width, src: v + src * ldv, lds: ldv, dst: dst + width, ldd: 2 * width)
+        let lse = Tensor(uninitialized: [b * x.heads * x.rows]), partLse = Tensor(uninitialized: [b * x.heads * x.rows])
+        let part = Tensor(uninitialized: [b * x.rows, width])
+        for i in 0..<b { x.packKV(i, rows: shardRows, into: mine.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
+        var posted: Double?
+        for step in 0..<n {
+            let origin = (me + n - step) % n, slot = step % 2, floats = b * shardCounts[origin] * 2 * width
+            let current = (step == 0 ? mine : memory.block(slot * region, [floats])).block(0, [floats / (2 * width), 2 * width])
+            if step > 0 {
+                channel.seen[slot] += 1
+                try context.wait("K/V shard of ring rank \(origin)", posted: posted, bytes: 4 * floats) {
+                    try w.waitNotify(slot, reaching: channel.seen[slot], from: prev, floats: floats)
+                }
             }
-            var posted: Double?
-            for step in 0..<n {
-                let origin = (me + n - step) % n, slot = step % 2, floats = b * shardCounts[origin] * 2 * width
-                let current = step == 0 ? UnsafePointer(mine.data) : UnsafePointer(w.buffer + slot * region)
-                if step > 0 {
-                    channel.seen[slot] += 1
-                    try context.wait("K/V shard of ring rank \(origin)", posted: posted, bytes: 4 * floats) {
-                        try w.waitNotify(slot, reaching: channel.seen[slot], from: prev, floats: floats)
-                    }
-                }
-                if step + 1 < n {
-                    try pass(current, floats: floats, into: (step + 1) % 2, of: next, regionSize: region, channel: channel)
-                    posted = context.tracer?.now()
-                }
-                context.span("ring attention step \(step)") {
-                    if step == 0 {
-                        attention(batch: b, heads: heads, lq: rows, lk: rows, headDim: d, q: q, ldq: ldq, k: k, ldk: ldk,
-                                  v: v, ldv: ldv, out: out, ldo: ldo, lse: lse.data, scale: scale)
-                        return
-                    }
-                    attention(batch: b, heads: heads, lq: rows, lk: shardCounts[origin], headDim: d, q: q, ldq: ldq, k: current, ldk: 2 * width,
-                              v: current + width, ldv: 2 * width, out: part.data, ldo: width, lse: partLse.data, scale: scale)
-                    attentionMerge(batch: b, heads: heads, lq: rows, headDim: d, out: out, ldo: ldo, lse: lse.data,
-                                   part: part.data, ldp: width, partLse: partLse.data)
-                }
-                // Computed on and passed on: the predecessor may write this region again.
-                if step > 0 { try w.notify(prev, slot: 2 + slot) }
+            if step + 1 < n {
+                try pass(current, into: (step + 1) % 2, of: (me + 1) % n, regionSize: region, channel: channel)
+                posted = context.tracer?.now()
             }
+            context.span("ring attention step \(step)") { attend(x, step: step, keys: current, part: part, lse: lse, partLse: partLse, scale: scale) }
+            // Computed on and passed on: the predecessor may write this region again.
+            if step > 0 { try w.notify(prev, slot: 2 + slot) }
         }
     }
 
     /// Writes a shard into region `target` of the successor once it is free there, and notifies.
-    func pass(_ shard: UnsafePointer<Float>, floats: Int, into target: Int, of next: Int, regionSize: Int,
-              channel: OneSidedChannel) throws {
+    func pass(_ shard: Tensor, into target: Int, of next: Int, regionSize: Int, channel: OneSidedChannel) throws {
         let w = channel.window
         try context.wait("ring region \(target) of rank \(next) free", posted: nil, bytes: 0) {
             try w.waitNotify(2 + target, reaching: channel.sent[target], from: next, floats: 0)
         }
-        try w.put(shard, count: floats, to: next, offset: target * regionSize, notify: target)
+        try w.put(shard, to: next, offset: target * regionSize, notify: target)
         channel.sent[target] += 1
     }
 }

@@ -15,80 +15,69 @@ struct OneSidedTorusAttention {
     let comm: Communicator
     let context: ParallelContext
 
-    func callAsFunction(batch b: Int, heads: Int, headDim d: Int, rows: Int,
-                        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
-                        shardRows: Range<Int>, shardCounts: [Int],
-                        out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
-        let plan = TorusPlan(m: comm.size, me: comm.rank, heads: heads, headDim: d, rows: rows, shardRows: shardRows, shardCounts: shardCounts)
+    func callAsFunction(_ x: AttentionOperands, shardRows: Range<Int>, shardCounts: [Int], scale: Float) throws {
+        let b = x.batch
+        let plan = TorusPlan(m: comm.size, me: comm.rank, heads: x.heads, headDim: x.headDim, rows: x.rows, shardRows: shardRows,
+                             shardCounts: shardCounts)
         let layout = TorusWindowLayout(plan: plan, batch: b)
         let (m, me) = (plan.m, plan.me)
-        let channel = try context.channel([1, b, heads, d, plan.textRows.count] + shardCounts, comm: comm,
+        let channel = try context.channel([1, b, x.heads, x.headDim, plan.textRows.count] + shardCounts, comm: comm,
                                           count: layout.size(me), slots: 3 * m)
         let (w, call) = (channel.window, channel.calls)
-        plan.fillLocal(batch: b, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, into: w.buffer)
-        let o = Tensor(uninitialized: [b * plan.total * plan.width])
+        let z = w.memory.block(0, [b, plan.total, 3 * plan.width])
+        plan.fillLocal(x, into: z)
+        let o = Tensor(uninitialized: [b, plan.total, plan.width])
         let lse = (0..<m).map { Tensor(uninitialized: [b * plan.myHeads * plan.blockRows($0)]) }
-        try withExtendedLifetime((o, lse)) {
-            var posted: Double?
-            for s in 0..<m {
-                if s > 0 {
-                    let from = plan.origin(s), floats = b * plan.blockRows(s) * 3 * plan.width
-                    try context.wait("torus block of node \(from)", posted: posted, bytes: 4 * floats) {
-                        try w.waitNotify(from, reaching: call + 1, from: from, floats: floats)
-                    }
-                }
-                if s + 1 < m {
-                    try putRound(s + 1, plan: plan, layout: layout, channel: channel, batch: b, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv)
-                    posted = context.tracer?.now()
-                }
-                context.span("torus attention round \(s)") {
-                    plan.attendRound(s, batch: b, scale: scale, z: w.buffer, o: o.data, lse: lse.map(\.data))
+        var posted: Double?
+        for s in 0..<m {
+            if s > 0 {
+                let from = plan.origin(s), floats = b * plan.blockRows(s) * 3 * plan.width
+                try context.wait("torus block of node \(from)", posted: posted, bytes: 4 * floats) {
+                    try w.waitNotify(from, reaching: call + 1, from: from, floats: floats)
                 }
             }
-            try sendBack(plan: plan, layout: layout, channel: channel, batch: b, o: o.data, out: out, ldo: ldo)
+            if s + 1 < m {
+                try putRound(s + 1, plan: plan, layout: layout, channel: channel, x)
+                posted = context.tracer?.now()
+            }
+            context.span("torus attention round \(s)") { plan.attendRound(s, batch: b, scale: scale, z: z, o: o, lse: lse) }
         }
+        try sendBack(plan: plan, layout: layout, channel: channel, x, o: o)
         for j in 0..<m where j != me { try w.notify(j, slot: 2 * m + me) }
         channel.calls += 1
-        try TorusAttention(comm: comm, context: context).gatherText(plan: plan, batch: b, o: o.data, out: out, ldo: ldo)
-        withExtendedLifetime(o) {}
+        try TorusAttention(comm: comm, context: context).gatherText(plan: plan, x, o: o)
     }
 
     /// Round s: this rank's rows for node me + s's heads, into block s of that node's Z.
-    func putRound(_ s: Int, plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, batch b: Int,
-                  q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int) throws {
+    func putRound(_ s: Int, plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, _ x: AttentionOperands) throws {
         let (m, me, w) = (plan.m, plan.me, channel.window)
         let to = (me + s) % m
         try context.wait("torus window of node \(to) free", posted: nil, bytes: 0) {
             try w.waitNotify(2 * m + to, reaching: channel.calls, from: to, floats: 0)
         }
-        let block = plan.pack(batch: b, forNode: to, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv)
-        let perSample = plan.shardRows.count * 3 * plan.headWidth(to)
-        try withExtendedLifetime(block) {
-            for i in 0..<b {
-                try w.put(block.data + i * perSample, count: perSample, to: to, offset: layout.zOffset(node: to, block: s, sample: i),
-                          notify: i == b - 1 ? me : nil)
-            }
+        let block = plan.pack(x, forNode: to)
+        for i in 0..<x.batch {
+            try w.put(block[i], to: to, offset: layout.zOffset(node: to, block: s, sample: i), notify: i == x.batch - 1 ? me : nil)
         }
     }
 
     /// Every received block's outputs into its origin's window; then this rank's rows, all heads.
-    func sendBack(plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, batch b: Int, o: UnsafeMutablePointer<Float>,
-                  out: UnsafeMutablePointer<Float>, ldo: Int) throws {
-        let (m, me, w, call) = (plan.m, plan.me, channel.window, channel.calls)
+    func sendBack(plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, _ x: AttentionOperands, o: Tensor) throws {
+        let (m, me, w, call, b) = (plan.m, plan.me, channel.window, channel.calls, x.batch)
         for s in 1..<m {
-            let origin = plan.origin(s), count = plan.blockRows(s) * plan.width
+            let origin = plan.origin(s), rows = plan.starts[s]..<(plan.starts[s] + plan.blockRows(s))
             for i in 0..<b {
-                try w.put(o + (i * plan.total + plan.starts[s]) * plan.width, count: count, to: origin,
-                          offset: layout.backOffset(node: origin, from: me) + i * count, notify: i == b - 1 ? m + me : nil)
+                try w.put(o[i].rows(rows), to: origin, offset: layout.backOffset(node: origin, from: me) + i * rows.count * plan.width,
+                          notify: i == b - 1 ? m + me : nil)
             }
         }
-        plan.writeLocal(batch: b, o: o, out: out, ldo: ldo)
+        plan.writeLocal(x, o: o)
         for j in 0..<m where j != me {
             let floats = b * plan.shardRows.count * plan.headWidth(j)
             try context.wait("torus outputs of node \(j)", posted: nil, bytes: 4 * floats) {
                 try w.waitNotify(m + j, reaching: call + 1, from: j, floats: floats)
             }
-            plan.writeShard(batch: b, fromNode: j, block: w.buffer + layout.backOffset(node: me, from: j), out: out, ldo: ldo)
+            plan.writeShard(x, fromNode: j, block: w.memory.block(layout.backOffset(node: me, from: j), [floats]))
         }
     }
 }

@@ -46,11 +46,6 @@ public final class PipeFusionAttention: AttentionRuntime {
         (self.patch, layer) = (patch, 0)
     }
 
-    /// q, k, v rows of one call after the Ulysses exchange (or the call's own without one).
-    struct Operands {
-        var q, k, v: UnsafePointer<Float>, ldq, ldk, ldv: Int, rows: Int, heads: Int
-    }
-
     public func attention(_ c: AttentionCall) throws {
         check(c.queryTokens == c.keyTokens && c.keyMask == nil, "PipeFusion attention is self-attention without a key mask")
         // Joint calls carry the patch's text tokens; image-only calls (SD3.5's second attention) do not.
@@ -59,30 +54,25 @@ public final class PipeFusionAttention: AttentionRuntime {
         guard c.queryTokens == counts[me], (c.textTokens?.count ?? 0) == (joint ? patch.text[me].count : 0) else {
             throw ParallelError.unsupported("a patch pass of \(c.queryTokens) tokens, but the patch gives this rank \(counts[me])")
         }
-        var exchange: UlyssesExchange?, gathered: Tensor?
-        var ops = Operands(q: c.q.data, k: c.k.data, v: c.v.data, ldq: c.ldq, ldk: c.ldk, ldv: c.ldv, rows: c.queryTokens, heads: c.heads)
+        var exchange: UlyssesExchange?
+        var ops = AttentionOperands(c)
         if let group = context.ulyssesGroup {
             let u = context.config.ulysses, ring = context.ringIndex
             let x = UlyssesExchange(comm: group, context: context, call: c, replicated: 0..<0, shardRows: 0..<c.queryTokens,
                                     heads: balancedSplit(c.heads, parts: u), peerCounts: Array(counts[(ring * u)..<((ring + 1) * u)]))
-            let g = try x.scatterHeads()
-            ops = Operands(q: g.data, k: g.data + x.width, v: g.data + 2 * x.width, ldq: 3 * x.width, ldk: 3 * x.width, ldv: 3 * x.width,
-                           rows: x.rows, heads: x.myHeads.count)
-            (exchange, gathered) = (x, g)
+            let g = try x.scatterHeads().reshaped([-1, 3 * x.width]), w = x.width
+            let out = Tensor(uninitialized: [c.batch * x.rows, w])
+            ops = AttentionOperands(batch: c.batch, heads: x.myHeads.count, headDim: c.headDim, q: g.columns(0..<w), k: g.columns(w..<(2 * w)),
+                                    v: g.columns((2 * w)..<(3 * w)), out: out.allColumns)
+            exchange = x
         }
-        let keys = try buffer(batch: c.batch, width: ops.heads * c.headDim, joint: joint)
-        try withExtendedLifetime(gathered) {
-            try refresh(keys, ops, batch: c.batch, counts: counts, joint: joint, textFirst: c.textTokens?.lowerBound == 0)
-            let width = ops.heads * c.headDim, out = exchange.map { _ in Tensor(uninitialized: [c.batch * ops.rows * width]) }
-            withExtendedLifetime(keys) {
-                context.span("attention") {
-                    ParaDiTTensor.attention(batch: c.batch, heads: ops.heads, lq: ops.rows, lk: keys.size(1), headDim: c.headDim,
-                                            q: ops.q, ldq: ops.ldq, k: keys.data, ldk: 2 * width, v: keys.data + width, ldv: 2 * width,
-                                            out: out?.data ?? c.out.data, ldo: out == nil ? c.ldo : width, lse: nil, scale: c.scale)
-                }
-            }
-            if let exchange, let out { try exchange.gatherHeads(out) }
+        let keys = try buffer(batch: c.batch, width: ops.width, joint: joint)
+        try refresh(keys, ops, counts: counts, joint: joint, textFirst: c.textTokens?.lowerBound == 0)
+        context.span("attention") {
+            ParaDiTTensor.attention(batch: c.batch, heads: ops.heads, headDim: c.headDim, q: ops.q, k: keys.columns(0..<ops.width),
+                                    v: keys.columns(ops.width..<(2 * ops.width)), out: ops.out, scale: c.scale)
         }
+        if let exchange { try exchange.gatherHeads(ops.out.tensor) }
     }
 
     /// This layer's buffer: [batch, (joint ? text : 0) + image, 2·width], made at the layer's
@@ -104,48 +94,37 @@ public final class PipeFusionAttention: AttentionRuntime {
 
     /// Writes the fresh K/V of every rank of the sequence group into the buffer: this ring
     /// position's rows are in `ops`; the other ring positions' arrive by an all-gather.
-    func refresh(_ keys: Tensor, _ ops: Operands, batch b: Int, counts: [Int], joint: Bool, textFirst: Bool) throws {
-        let u = context.config.ulysses, width = keys.size(2) / 2
+    func refresh(_ keys: Tensor, _ ops: AttentionOperands, counts: [Int], joint: Bool, textFirst: Bool) throws {
+        let (u, b, width) = (context.config.ulysses, ops.batch, ops.width)
         let columns = counts.count / u
         let ringRows = (0..<columns).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
-        var blocks: [(k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldk: Int, ldv: Int)] = []
-        var gathered: Tensor?
+        // Each ring position's K|V rows [b, its rows, 2·width] when gathered; nil: read from ops.
+        var blocks: [Tensor?] = [nil]
         if let ring = context.ringGroup {
-            let local = Tensor(uninitialized: [b * ops.rows * 2 * width])
-            for i in 0..<b {
-                let dst = local.data + i * ops.rows * 2 * width
-                copy2D(rows: ops.rows, cols: width, src: ops.k + i * ops.rows * ops.ldk, lds: ops.ldk, dst: dst, ldd: 2 * width)
-                copy2D(rows: ops.rows, cols: width, src: ops.v + i * ops.rows * ops.ldv, lds: ops.ldv, dst: dst + width, ldd: 2 * width)
-            }
+            let local = Tensor(uninitialized: [b, ops.rows, 2 * width])
+            for i in 0..<b { ops.packKV(i, rows: 0..<ops.rows, into: local[i].allColumns) }
             let all = Tensor(uninitialized: [b * ringRows.reduce(0, +) * 2 * width])
-            try withExtendedLifetime(local) {
-                try ring.allGather(local.data, count: local.count, into: all.data, counts: ringRows.map { b * $0 * 2 * width })
-            }
+            try ring.allGather(local, into: all, counts: ringRows.map { b * $0 * 2 * width })
             var at = 0
-            for r in 0..<columns {
-                blocks.append((UnsafePointer(all.data + at), UnsafePointer(all.data + at + width), 2 * width, 2 * width))
-                at += b * ringRows[r] * 2 * width
+            blocks = (0..<columns).map { r in
+                defer { at += b * ringRows[r] * 2 * width }
+                return all.block(at, [b, ringRows[r], 2 * width])
             }
-            gathered = all
-        } else {
-            blocks = [(ops.k, ops.v, ops.ldk, ops.ldv)]
         }
-        withExtendedLifetime(gathered) {
-            for (column, block) in blocks.enumerated() {
-                var row = 0
-                for r in (column * u)..<((column + 1) * u) {
-                    let text = joint ? patch.text[r] : 0..<0, image = patch.image[r]
-                    // Each rank's rows are its text and image tokens in the model's order.
-                    let parts = textFirst ? [(text.count, text.lowerBound), (image.count, keys.size(1) - imageTokens + image.lowerBound)]
-                                          : [(image.count, keys.size(1) - imageTokens + image.lowerBound), (text.count, text.lowerBound)]
-                    for (n, at) in parts where n > 0 {
-                        for i in 0..<b {
-                            let src = i * ringRows[column] + row, dst = keys.data + (i * keys.size(1) + at) * 2 * width
-                            copy2D(rows: n, cols: width, src: block.k + src * block.ldk, lds: block.ldk, dst: dst, ldd: 2 * width)
-                            copy2D(rows: n, cols: width, src: block.v + src * block.ldv, lds: block.ldv, dst: dst + width, ldd: 2 * width)
-                        }
-                        row += n
+        for (column, block) in blocks.enumerated() {
+            var row = 0
+            for r in (column * u)..<((column + 1) * u) {
+                let text = joint ? patch.text[r] : 0..<0, image = patch.image[r]
+                // Each rank's rows are its text and image tokens in the model's order.
+                let parts = textFirst ? [(text.count, text.lowerBound), (image.count, keys.size(1) - imageTokens + image.lowerBound)]
+                                      : [(image.count, keys.size(1) - imageTokens + image.lowerBound), (text.count, text.lowerBound)]
+                for (n, at) in parts where n > 0 {
+                    for i in 0..<b {
+                        let dst = keys[i].rows(at..<(at + n)).allColumns
+                        if let block { copy(block[i].rows(row..<(row + n)).allColumns, into: dst) }
+                        else { ops.packKV(i, rows: row..<(row + n), into: dst) }
                     }
+                    row += n
                 }
             }
         }

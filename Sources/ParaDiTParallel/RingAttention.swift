@@ -7,63 +7,53 @@ import ParaDiTTensor
 /// current one are posted before the current one is computed (two buffers), so the transfer runs
 /// under the attention; the partial results merge exactly through their log-sum-exp.
 ///
-/// q, k, v: [batch, rows, heads, headDim] with row strides; shardRows: the local rows passed on
-/// (the others are replicated text, counted once); shardCounts[r]: ring rank r's shard rows.
-/// out: [batch, rows, heads, headDim] with stride ldo.
+/// x: the call's q, k, v and out (`batch` samples of the same rows); shardRows: the local rows
+/// passed on (the others are replicated text, counted once); shardCounts[r]: ring rank r's rows.
 struct RingAttention {
     let comm: Communicator
     let context: ParallelContext
 
-    func callAsFunction(batch b: Int, heads: Int, headDim d: Int, rows: Int,
-                        q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
-                        shardRows: Range<Int>, shardCounts: [Int],
-                        out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
+    func callAsFunction(_ x: AttentionOperands, shardRows: Range<Int>, shardCounts: [Int], scale: Float) throws {
         if context.plan.oneSided {
-            return try OneSidedRingAttention(comm: comm, context: context)(
-                batch: b, heads: heads, headDim: d, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
-                shardRows: shardRows, shardCounts: shardCounts, out: out, ldo: ldo, scale: scale)
+            return try OneSidedRingAttention(comm: comm, context: context)(x, shardRows: shardRows, shardCounts: shardCounts, scale: scale)
         }
-        let (n, me, width) = (comm.size, comm.rank, heads * d)
+        let (n, me, b, width) = (comm.size, comm.rank, x.batch, x.width)
         check(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
         let next = (me + 1) % n, prev = (me + n - 1) % n
         let maxShard = shardCounts.max()!
         // Two K|V buffers [b, shard, 2·width]; the LSEs and one partial output.
         let buffers = [Tensor(uninitialized: [b * maxShard * 2 * width]), Tensor(uninitialized: [b * maxShard * 2 * width])]
-        let lse = Tensor(uninitialized: [b * heads * rows]), partLse = Tensor(uninitialized: [b * heads * rows])
-        let part = Tensor(uninitialized: [b * rows * width])
-        try withExtendedLifetime((buffers, lse, partLse, part)) {
-            for i in 0..<b {
-                let src = (i * rows + shardRows.lowerBound)
-                let dst = buffers[0].data + i * shardRows.count * 2 * width
-                copy2D(rows: shardRows.count, cols: width, src: k + src * ldk, lds: ldk, dst: dst, ldd: 2 * width)
-                copy2D(rows: shardRows.count, cols: width, src: v + src * ldv, lds: ldv, dst: dst + width, ldd: 2 * width)
+        let lse = Tensor(uninitialized: [b * x.heads * x.rows]), partLse = Tensor(uninitialized: [b * x.heads * x.rows])
+        let part = Tensor(uninitialized: [b * x.rows, width])
+        for i in 0..<b { x.packKV(i, rows: shardRows, into: buffers[0].block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
+        var sending: CommRequest?, receiving: CommRequest?, posted: Double?
+        for step in 0..<n {
+            let origin = (me + n - step) % n
+            let current = buffers[step % 2].block(0, [b * shardCounts[origin], 2 * width])
+            if let r = receiving { try context.wait(r, "K/V shard of ring rank \(origin)", posted: posted, bytes: 4 * current.count) }
+            try sending?.wait()
+            if step + 1 < n {
+                let incoming = buffers[(step + 1) % 2].block(0, [b * shardCounts[(me + n - step - 1) % n] * 2 * width])
+                posted = context.tracer?.now()
+                receiving = comm.irecv(into: incoming, from: prev, tag: MessageTag.ringKV)
+                sending = try comm.isend(current, to: next, tag: MessageTag.ringKV)
+            } else {
+                (receiving, sending) = (nil, nil)
             }
-            var sending: CommRequest?, receiving: CommRequest?, posted: Double?, receivedCount = 0
-            for step in 0..<n {
-                let current = buffers[step % 2].data, origin = (me + n - step) % n
-                if let r = receiving { try context.wait(r, "K/V shard of ring rank \(origin)", posted: posted, bytes: 4 * receivedCount) }
-                try sending?.wait()
-                if step + 1 < n {
-                    receivedCount = b * shardCounts[(me + n - step - 1) % n] * 2 * width
-                    posted = context.tracer?.now()
-                    receiving = comm.irecv(buffers[(step + 1) % 2].data, count: receivedCount, from: prev, tag: MessageTag.ringKV)
-                    sending = try comm.isend(current, count: b * shardCounts[origin] * 2 * width, to: next, tag: MessageTag.ringKV)
-                } else {
-                    (receiving, sending) = (nil, nil)
-                }
-                context.span("ring attention step \(step)") {
-                    if step == 0 {
-                        attention(batch: b, heads: heads, lq: rows, lk: rows, headDim: d, q: q, ldq: ldq, k: k, ldk: ldk,
-                                  v: v, ldv: ldv, out: out, ldo: ldo, lse: lse.data, scale: scale)
-                        return
-                    }
-                    let lk = shardCounts[origin]
-                    attention(batch: b, heads: heads, lq: rows, lk: lk, headDim: d, q: q, ldq: ldq, k: current, ldk: 2 * width,
-                              v: current + width, ldv: 2 * width, out: part.data, ldo: width, lse: partLse.data, scale: scale)
-                    attentionMerge(batch: b, heads: heads, lq: rows, headDim: d, out: out, ldo: ldo, lse: lse.data,
-                                   part: part.data, ldp: width, partLse: partLse.data)
-                }
-            }
+            context.span("ring attention step \(step)") { attend(x, step: step, keys: current, part: part, lse: lse, partLse: partLse, scale: scale) }
         }
     }
+}
+
+/// Step `step` of a ring: the local keys at step 0 (into out and lse), otherwise the shard
+/// `keys` [b·shard, 2·width] (K | V) into a partial result merged into out.
+func attend(_ x: AttentionOperands, step: Int, keys: Tensor, part: Tensor, lse: Tensor, partLse: Tensor, scale: Float) {
+    if step == 0 {
+        attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: x.k, v: x.v, out: x.out, lse: lse, scale: scale)
+        return
+    }
+    let w = x.width
+    attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: keys.columns(0..<w), v: keys.columns(w..<(2 * w)),
+              out: part.allColumns, lse: partLse, scale: scale)
+    attentionMerge(batch: x.batch, heads: x.heads, headDim: x.headDim, out: x.out, lse: lse, part: part.allColumns, partLse: partLse)
 }

@@ -33,111 +33,91 @@ struct TorusPlan {
     func origin(_ s: Int) -> Int { (me - s + m) % m }
     func blockRows(_ s: Int) -> Int { (s + 1 < m ? starts[s + 1] : total) - starts[s] }
 
-    /// Block 0 of Z: the text rows, then this rank's rows, for this rank's heads.
-    func fillLocal(batch b: Int, q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
-                   v: UnsafePointer<Float>, ldv: Int, into z: UnsafeMutablePointer<Float>) {
-        let (w, col) = (width, heads[me].lowerBound * headDim)
-        for i in 0..<b {
-            var at = z + i * total * 3 * w
+    /// The columns of node j's heads in a row of all heads.
+    func columns(_ j: Int) -> Range<Int> { (heads[j].lowerBound * headDim)..<(heads[j].upperBound * headDim) }
+
+    /// q | k | v of sample i's rows `range`, node j's heads, into a [rows, 3·headWidth(j)] view.
+    func packQKV(_ x: AttentionOperands, sample i: Int, rows range: Range<Int>, node j: Int, into dst: StridedView) {
+        let hw = headWidth(j)
+        for (n, operand) in [x.q, x.k, x.v].enumerated() {
+            copy(x.sample(operand, i, rows: range, columns: columns(j)), into: dst.columns((n * hw)..<((n + 1) * hw)))
+        }
+    }
+
+    /// Block 0 of Z [batch, total, 3·width]: the text rows, then this rank's rows, for this rank's heads.
+    func fillLocal(_ x: AttentionOperands, into z: Tensor) {
+        for i in 0..<x.batch {
+            var at = 0
             for range in [textRows, shardRows] {
-                let row = i * rows + range.lowerBound
-                copy2D(rows: range.count, cols: w, src: q + row * ldq + col, lds: ldq, dst: at, ldd: 3 * w)
-                copy2D(rows: range.count, cols: w, src: k + row * ldk + col, lds: ldk, dst: at + w, ldd: 3 * w)
-                copy2D(rows: range.count, cols: w, src: v + row * ldv + col, lds: ldv, dst: at + 2 * w, ldd: 3 * w)
-                at += range.count * 3 * w
+                packQKV(x, sample: i, rows: range, node: me, into: z[i].rows(at..<(at + range.count)).allColumns)
+                at += range.count
             }
         }
     }
 
     /// This rank's rows for node j's heads: [batch, own rows, 3·headWidth(j)].
-    func pack(batch b: Int, forNode j: Int, q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
-              v: UnsafePointer<Float>, ldv: Int) -> Tensor {
-        let (n, hw, col) = (shardRows.count, headWidth(j), heads[j].lowerBound * headDim)
-        let out = Tensor(uninitialized: [b * n * 3 * hw])
-        for i in 0..<b {
-            let dst = out.data + i * n * 3 * hw, row = i * rows + shardRows.lowerBound
-            copy2D(rows: n, cols: hw, src: q + row * ldq + col, lds: ldq, dst: dst, ldd: 3 * hw)
-            copy2D(rows: n, cols: hw, src: k + row * ldk + col, lds: ldk, dst: dst + hw, ldd: 3 * hw)
-            copy2D(rows: n, cols: hw, src: v + row * ldv + col, lds: ldv, dst: dst + 2 * hw, ldd: 3 * hw)
-        }
+    func pack(_ x: AttentionOperands, forNode j: Int) -> Tensor {
+        let out = Tensor(uninitialized: [x.batch, shardRows.count, 3 * headWidth(j)])
+        for i in 0..<x.batch { packQKV(x, sample: i, rows: shardRows, node: j, into: out[i].allColumns) }
         return out
     }
 
     /// A received block [batch, rows, 3·width] into its rows of Z.
-    func place(block s: Int, batch b: Int, from buffer: UnsafePointer<Float>, into z: UnsafeMutablePointer<Float>) {
-        let count = blockRows(s) * 3 * width
-        for i in 0..<b { (z + (i * total + starts[s]) * 3 * width).update(from: buffer + i * count, count: count) }
+    func place(block s: Int, batch b: Int, from buffer: Tensor, into z: Tensor) {
+        copySequence(buffer.reshaped([b, blockRows(s), 3 * width]), into: z, at: starts[s])
     }
 
     /// Round s: block s's queries against every key present, then every earlier block's queries
-    /// against block s's keys, merged through the log-sum-exp. o: [batch, total, width];
-    /// lse[s]: [batch, myHeads, blockRows(s)].
-    func attendRound(_ s: Int, batch b: Int, scale: Float, z: UnsafeMutablePointer<Float>, o: UnsafeMutablePointer<Float>,
-                     lse: [UnsafeMutablePointer<Float>]) {
+    /// against block s's keys, merged through the log-sum-exp. z: [batch, total, 3·width],
+    /// o: [batch, total, width]; lse[s]: [batch, myHeads, blockRows(s)].
+    func attendRound(_ s: Int, batch b: Int, scale: Float, z: Tensor, o: Tensor, lse: [Tensor]) {
         let (w, h, d) = (width, myHeads, headDim)
         guard h > 0 else { return }
         let maxRows = (0..<s).map(blockRows).max() ?? 0
         let part = Tensor(uninitialized: [max(maxRows * w, 1)]), partLse = Tensor(uninitialized: [max(maxRows * h, 1)])
+        let (start, n) = (starts[s], blockRows(s))
         for i in 0..<b {
-            let base = z + i * total * 3 * w, outBase = o + i * total * w
-            let (start, n) = (starts[s], blockRows(s))
-            attention(batch: 1, heads: h, lq: n, lk: start + n, headDim: d, q: base + start * 3 * w, ldq: 3 * w,
-                      k: base + w, ldk: 3 * w, v: base + 2 * w, ldv: 3 * w, out: outBase + start * w, ldo: w,
-                      lse: lse[s] + i * h * n, scale: scale)
+            let rows = z[i].reshaped([total, 3 * w])
+            func q(_ r: Range<Int>) -> StridedView { rows.rows(r).columns(0..<w) }
+            func k(_ r: Range<Int>) -> StridedView { rows.rows(r).columns(w..<(2 * w)) }
+            func v(_ r: Range<Int>) -> StridedView { rows.rows(r).columns((2 * w)..<(3 * w)) }
+            let block = start..<(start + n)
+            attention(batch: 1, heads: h, headDim: d, q: q(block), k: k(0..<(start + n)), v: v(0..<(start + n)),
+                      out: o[i].rows(block).allColumns, lse: lse[s].block(i * h * n, [h * n]), scale: scale)
             for a in 0..<s {
-                let (sa, na) = (starts[a], blockRows(a))
-                attention(batch: 1, heads: h, lq: na, lk: n, headDim: d, q: base + sa * 3 * w, ldq: 3 * w,
-                          k: base + start * 3 * w + w, ldk: 3 * w, v: base + start * 3 * w + 2 * w, ldv: 3 * w,
-                          out: part.data, ldo: w, lse: partLse.data, scale: scale)
-                attentionMerge(batch: 1, heads: h, lq: na, headDim: d, out: outBase + sa * w, ldo: w, lse: lse[a] + i * h * na,
-                               part: part.data, ldp: w, partLse: partLse.data)
+                let earlier = starts[a]..<(starts[a] + blockRows(a)), p = part.block(0, [earlier.count, w]).allColumns
+                attention(batch: 1, heads: h, headDim: d, q: q(earlier), k: k(block), v: v(block), out: p, lse: partLse, scale: scale)
+                attentionMerge(batch: 1, heads: h, headDim: d, out: o[i].rows(earlier).allColumns,
+                               lse: lse[a].block(i * h * earlier.count, [h * earlier.count]), part: p, partLse: partLse)
             }
         }
-        withExtendedLifetime((part, partLse)) {}
     }
 
     /// Block s's outputs [batch, rows, width], to go back to its node.
-    func packOutput(block s: Int, batch b: Int, o: UnsafePointer<Float>) -> Tensor {
-        let count = blockRows(s) * width
-        let out = Tensor(uninitialized: [b * count])
-        for i in 0..<b { (out.data + i * count).update(from: o + (i * total + starts[s]) * width, count: count) }
-        return out
+    func packOutput(block s: Int, o: Tensor) -> Tensor { sliceSequence(o, starts[s]..<(starts[s] + blockRows(s))) }
+
+    /// This rank's own rows, its heads, from block 0 of the outputs o [batch, total, width].
+    func writeLocal(_ x: AttentionOperands, o: Tensor) {
+        let own = textRows.count..<(textRows.count + shardRows.count)
+        for i in 0..<x.batch { copy(o[i].rows(own).allColumns, into: x.sample(x.out, i, rows: shardRows, columns: columns(me))) }
     }
 
-    /// This rank's own rows, its heads, from block 0 of the outputs.
-    func writeLocal(batch b: Int, o: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldo: Int) {
-        for i in 0..<b {
-            copy2D(rows: shardRows.count, cols: width, src: o + (i * total + textRows.count) * width, lds: width,
-                   dst: out + (i * rows + shardRows.lowerBound) * ldo + heads[me].lowerBound * headDim, ldd: ldo)
-        }
-    }
-
-    /// Node j's heads of this rank's rows: [batch, own rows, headWidth(j)].
-    func writeShard(batch b: Int, fromNode j: Int, block: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldo: Int) {
+    /// Node j's heads of this rank's rows from `block` [batch, own rows, headWidth(j)].
+    func writeShard(_ x: AttentionOperands, fromNode j: Int, block: Tensor) {
         let (n, hw) = (shardRows.count, headWidth(j))
-        for i in 0..<b {
-            copy2D(rows: n, cols: hw, src: block + i * n * hw, lds: hw,
-                   dst: out + (i * rows + shardRows.lowerBound) * ldo + heads[j].lowerBound * headDim, ldd: ldo)
+        for i in 0..<x.batch {
+            copy(block.block(i * n * hw, [n, hw]).allColumns, into: x.sample(x.out, i, rows: shardRows, columns: columns(j)))
         }
     }
 
-    /// The text rows' outputs for this rank's heads: [batch, text rows, width].
-    func packText(batch b: Int, o: UnsafePointer<Float>) -> Tensor {
-        let t = textRows.count
-        let out = Tensor(uninitialized: [b * t * width])
-        for i in 0..<b { (out.data + i * t * width).update(from: o + i * total * width, count: t * width) }
-        return out
-    }
-
-    /// Every node's text heads [node][batch][text rows][its width] into the text rows of out.
-    func writeText(batch b: Int, all: UnsafePointer<Float>, counts: [Int], out: UnsafeMutablePointer<Float>, ldo: Int) {
+    /// Every node's text heads [node][batch][text rows][its width] into the text rows of the output.
+    func writeText(_ x: AttentionOperands, all: Tensor, counts: [Int]) {
         var src = 0
         let t = textRows.count
         for j in 0..<m {
             let hw = headWidth(j)
-            for i in 0..<b {
-                copy2D(rows: t, cols: hw, src: all + src + i * t * hw, lds: hw,
-                       dst: out + (i * rows + textRows.lowerBound) * ldo + heads[j].lowerBound * headDim, ldd: ldo)
+            for i in 0..<x.batch {
+                copy(all.block(src + i * t * hw, [t, hw]).allColumns, into: x.sample(x.out, i, rows: textRows, columns: columns(j)))
             }
             src += counts[j]
         }

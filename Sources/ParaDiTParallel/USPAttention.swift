@@ -40,49 +40,65 @@ public final class USPAttention: AttentionRuntime {
         let u = context.config.ulysses, ringIndex = context.ringIndex
         let ringCounts = (0..<context.config.columns).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
         guard let ulysses = context.ulyssesGroup else {
-            try ring(batch: c.batch, heads: c.heads, headDim: c.headDim, rows: c.queryTokens, q: c.q.data, ldq: c.ldq, k: c.k.data, ldk: c.ldk,
-                     v: c.v.data, ldv: c.ldv, shardRows: shardRows, ringCounts: ringCounts, out: c.out.data, ldo: c.ldo, scale: c.scale)
+            try ring(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out,
+                     shardRows: shardRows, ringCounts: ringCounts, scale: c.scale)
             return
         }
         let exchange = UlyssesExchange(comm: ulysses, context: context, call: c, replicated: replicated, shardRows: shardRows,
                                        heads: headSplit(c.heads), peerCounts: Array(counts[(ringIndex * u)..<((ringIndex + 1) * u)]))
-        let gathered = try exchange.scatterHeads()
-        let out = Tensor(uninitialized: [c.batch * exchange.rows * exchange.width])
-        try withExtendedLifetime(gathered) {
-            let ld = 3 * exchange.width, base = UnsafePointer(gathered.data)
-            try ring(batch: c.batch, heads: exchange.myHeads.count, headDim: c.headDim, rows: exchange.rows,
-                     q: base, ldq: ld, k: base + exchange.width, ldk: ld, v: base + 2 * exchange.width, ldv: ld,
-                     shardRows: replicated.count..<exchange.rows, ringCounts: ringCounts, out: out.data, ldo: exchange.width, scale: c.scale)
-        }
+        let gathered = try exchange.scatterHeads().reshaped([-1, 3 * exchange.width])
+        let out = Tensor(uninitialized: [c.batch * exchange.rows, exchange.width])
+        let w = exchange.width
+        try ring(batch: c.batch, heads: exchange.myHeads.count, headDim: c.headDim, q: gathered.columns(0..<w),
+                 k: gathered.columns(w..<(2 * w)), v: gathered.columns((2 * w)..<(3 * w)), out: out.allColumns,
+                 shardRows: replicated.count..<exchange.rows, ringCounts: ringCounts, scale: c.scale)
         try exchange.gatherHeads(out)
     }
 
-    /// The ring stage (or, with ring = 1, the fused kernel on the rows at hand).
-    func ring(batch: Int, heads: Int, headDim: Int, rows: Int, q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
-              v: UnsafePointer<Float>, ldv: Int, shardRows: Range<Int>, ringCounts: [Int],
-              out: UnsafeMutablePointer<Float>, ldo: Int, scale: Float) throws {
+    /// The ring stage (or, with ring = 1, the fused kernel on the rows at hand): q, k, v and out
+    /// hold `batch` samples of the same rows.
+    func ring(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView, out: StridedView,
+              shardRows: Range<Int>, ringCounts: [Int], scale: Float) throws {
+        let operands = AttentionOperands(batch: batch, heads: heads, headDim: headDim, q: q, k: k, v: v, out: out)
         switch (context.plan.columns, context.ringGroup) {
         case let (.torus, group?):
-            try TorusAttention(comm: group, context: context)(
-                batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
-                shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
+            try TorusAttention(comm: group, context: context)(operands, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
         case let (.ring, group?):
-            try RingAttention(comm: group, context: context)(
-                batch: batch, heads: heads, headDim: headDim, rows: rows, q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv,
-                shardRows: shardRows, shardCounts: ringCounts, out: out, ldo: ldo, scale: scale)
+            try RingAttention(comm: group, context: context)(operands, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
         default:
             context.span("attention") {
-                ParaDiTTensor.attention(batch: batch, heads: heads, lq: rows, lk: rows, headDim: headDim, q: q, ldq: ldq, k: k, ldk: ldk,
-                                        v: v, ldv: ldv, out: out, ldo: ldo, lse: nil, scale: scale)
+                ParaDiTTensor.attention(batch: batch, heads: heads, headDim: headDim, q: q, k: k, v: v, out: out, scale: scale)
             }
         }
     }
 }
 
-extension AttentionCall {
-    /// Row strides of the operands, for the exchanges that copy them.
-    var ldq: Int { q.rowStride }
-    var ldk: Int { k.rowStride }
-    var ldv: Int { v.rowStride }
-    var ldo: Int { out.rowStride }
+/// One attention call's operands as the exchanges see them: `batch` samples of `rows` rows each
+/// in q, k, v and out, heads · headDim columns.
+struct AttentionOperands {
+    let batch: Int, heads: Int, headDim: Int
+    let q: StridedView, k: StridedView, v: StridedView, out: StridedView
+
+    init(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView, out: StridedView) {
+        (self.batch, self.heads, self.headDim, self.q, self.k, self.v, self.out) = (batch, heads, headDim, q, k, v, out)
+    }
+
+    init(_ c: AttentionCall) {
+        self.init(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out)
+    }
+
+    var rows: Int { q.rows / batch }
+    var width: Int { heads * headDim }
+
+    /// Rows `range` of sample i of x, columns `columns` (all by default).
+    func sample(_ x: StridedView, _ i: Int, rows range: Range<Int>, columns: Range<Int>? = nil) -> StridedView {
+        let v = x.rows((i * rows + range.lowerBound)..<(i * rows + range.upperBound))
+        return columns.map { v.columns($0) } ?? v
+    }
+
+    /// Sample i's K|V rows `range` into a [rows, 2·width] view.
+    func packKV(_ i: Int, rows range: Range<Int>, into dst: StridedView) {
+        copy(sample(k, i, rows: range), into: dst.columns(0..<width))
+        copy(sample(v, i, rows: range), into: dst.columns(width..<(2 * width)))
+    }
 }

@@ -23,48 +23,48 @@ struct UlyssesExchange {
     var rows: Int { replicated.count + peerCounts.reduce(0, +) }
     func headWidth(_ u: Int) -> Int { heads[u].count * call.headDim }
 
+    /// Rows `range` of sample i of a call operand, columns of `heads`.
+    func operand(_ x: StridedView, sample i: Int, rows range: Range<Int>, heads h: Range<Int>) -> StridedView {
+        let (lq, d) = (call.queryTokens, call.headDim)
+        return x.rows((i * lq + range.lowerBound)..<(i * lq + range.upperBound)).columns((h.lowerBound * d)..<(h.upperBound * d))
+    }
+
+    /// q | k | v of sample i's `range` rows for `heads` into a [rows, 3·width] view.
+    func packQKV(sample i: Int, rows range: Range<Int>, heads h: Range<Int>, into dst: StridedView) {
+        let hw = h.count * call.headDim
+        for (j, x) in [call.q, call.k, call.v].enumerated() {
+            copy(operand(x, sample: i, rows: range, heads: h), into: dst.columns((j * hw)..<((j + 1) * hw)))
+        }
+    }
+
     /// [batch, rows, 3·width]: q | k | v of this rank's heads for every row of the group.
     func scatterHeads() throws -> Tensor {
-        let (b, n, d, lq, u) = (call.batch, shardRows.count, call.headDim, call.queryTokens, comm.size)
+        let (b, n, u) = (call.batch, shardRows.count, comm.size)
         let sendCounts = (0..<u).map { b * n * 3 * headWidth($0) }
         let recvCounts = peerCounts.map { b * $0 * 3 * width }
         let send = Tensor(uninitialized: [sendCounts.reduce(0, +)])
         var offset = 0
         for peer in 0..<u {
-            let hw = headWidth(peer), col = heads[peer].lowerBound * d
+            let hw = headWidth(peer)
             for i in 0..<b {
-                let dst = send.data + offset + i * n * 3 * hw, row = i * lq + shardRows.lowerBound
-                copy2D(rows: n, cols: hw, src: call.q.data + row * call.ldq + col, lds: call.ldq, dst: dst, ldd: 3 * hw)
-                copy2D(rows: n, cols: hw, src: call.k.data + row * call.ldk + col, lds: call.ldk, dst: dst + hw, ldd: 3 * hw)
-                copy2D(rows: n, cols: hw, src: call.v.data + row * call.ldv + col, lds: call.ldv, dst: dst + 2 * hw, ldd: 3 * hw)
+                packQKV(sample: i, rows: shardRows, heads: heads[peer], into: send.block(offset + i * n * 3 * hw, [n, 3 * hw]).allColumns)
             }
             offset += sendCounts[peer]
         }
         // One sample and no replicated rows: the received blocks already are [rows, 3·width].
-        let direct = b == 1 && replicated.isEmpty
         let recv = Tensor(uninitialized: [recvCounts.reduce(0, +)])
-        try withExtendedLifetime(send) {
-            try comm.allToAll(send.data, sendCounts: sendCounts, into: recv.data, recvCounts: recvCounts)
-        }
-        if direct { return recv }
-        let joint = Tensor(uninitialized: [b * rows * 3 * width])
-        let t = replicated.count, col = myHeads.lowerBound * d
-        for i in 0..<b {
-            let dst = joint.data + i * rows * 3 * width, row = i * lq + replicated.lowerBound
-            copy2D(rows: t, cols: width, src: call.q.data + row * call.ldq + col, lds: call.ldq, dst: dst, ldd: 3 * width)
-            copy2D(rows: t, cols: width, src: call.k.data + row * call.ldk + col, lds: call.ldk, dst: dst + width, ldd: 3 * width)
-            copy2D(rows: t, cols: width, src: call.v.data + row * call.ldv + col, lds: call.ldv, dst: dst + 2 * width, ldd: 3 * width)
-        }
+        try comm.allToAll(send, sendCounts: sendCounts, into: recv, recvCounts: recvCounts)
+        if b == 1 && replicated.isEmpty { return recv }
+        let joint = Tensor(uninitialized: [b, rows, 3 * width])
+        let t = replicated.count
+        for i in 0..<b { packQKV(sample: i, rows: replicated, heads: myHeads, into: joint[i].rows(0..<t).allColumns) }
         var src = 0, at = t
         for peer in 0..<u {
-            let count = peerCounts[peer] * 3 * width
-            for i in 0..<b {
-                (joint.data + (i * rows + at) * 3 * width).update(from: recv.data + src + i * count, count: count)
-            }
-            src += b * count
-            at += peerCounts[peer]
+            let n = peerCounts[peer]
+            copySequence(recv.block(src, [b, n, 3 * width]), into: joint, at: at)
+            src += b * n * 3 * width
+            at += n
         }
-        withExtendedLifetime(recv) {}
         return joint
     }
 
@@ -73,47 +73,40 @@ struct UlyssesExchange {
         let (b, n, u) = (call.batch, shardRows.count, comm.size)
         let sendCounts = peerCounts.map { b * $0 * width }
         let recvCounts = (0..<u).map { b * n * headWidth($0) }
-        let t = replicated.count
+        let t = replicated.count, x = out.reshaped([b, rows, width])
         var send = out
         if !(b == 1 && t == 0) {
             send = Tensor(uninitialized: [sendCounts.reduce(0, +)])
             var dst = 0, at = t
             for peer in 0..<u {
-                let count = peerCounts[peer] * width
-                for i in 0..<b { (send.data + dst + i * count).update(from: out.data + (i * rows + at) * width, count: count) }
-                dst += b * count
-                at += peerCounts[peer]
+                let count = peerCounts[peer]
+                copySequence(sliceSequence(x, at..<(at + count)), into: send.block(dst, [b, count, width]), at: 0)
+                dst += b * count * width
+                at += count
             }
         }
         let recv = Tensor(uninitialized: [recvCounts.reduce(0, +)])
-        try withExtendedLifetime((send, out)) {
-            try comm.allToAll(send.data, sendCounts: sendCounts, into: recv.data, recvCounts: recvCounts)
-        }
+        try comm.allToAll(send, sendCounts: sendCounts, into: recv, recvCounts: recvCounts)
         scatter(recv, rows: shardRows, counts: recvCounts)
         guard t > 0 else { return }
         // Replicated text: every rank computed its heads for all text rows; gather the others.
-        let mine = Tensor(uninitialized: [b * t * width])
-        for i in 0..<b { mine.data.advanced(by: i * t * width).update(from: out.data + i * rows * width, count: t * width) }
+        let mine = sliceSequence(x, 0..<t)
         let textCounts = (0..<u).map { b * t * headWidth($0) }
         let all = Tensor(uninitialized: [textCounts.reduce(0, +)])
-        try withExtendedLifetime(mine) {
-            try comm.allGather(mine.data, count: mine.count, into: all.data, counts: textCounts)
-        }
+        try comm.allGather(mine, into: all, counts: textCounts)
         scatter(all, rows: replicated, counts: textCounts)
     }
 
     /// Blocks [peer][batch][rows.count][peer's head width] → the call's output rows, head columns.
     func scatter(_ blocks: Tensor, rows target: Range<Int>, counts: [Int]) {
-        let (b, n, d) = (call.batch, target.count, call.headDim)
+        let (b, n) = (call.batch, target.count)
         var src = 0
         for peer in 0..<comm.size {
             let hw = headWidth(peer)
             for i in 0..<b {
-                copy2D(rows: n, cols: hw, src: blocks.data + src + i * n * hw, lds: hw,
-                       dst: call.out.data + (i * call.queryTokens + target.lowerBound) * call.ldo + heads[peer].lowerBound * d, ldd: call.ldo)
+                copy(blocks.block(src + i * n * hw, [n, hw]).allColumns, into: operand(call.out, sample: i, rows: target, heads: heads[peer]))
             }
             src += counts[peer]
         }
-        withExtendedLifetime(blocks) {}
     }
 }

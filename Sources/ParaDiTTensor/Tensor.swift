@@ -27,9 +27,12 @@ public final class TensorStorage: @unchecked Sendable {
     public let count: Int
     public let dtype = DType.f32
     public let device = Device.cpu
+    /// What keeps borrowed memory alive (a communicator's window); nil when this storage owns it.
+    let owner: AnyObject?
 
     public init(count: Int) {
         self.count = count
+        owner = nil
         if let reused = BufferCache.shared.take(count: count) {
             base = reused
             return
@@ -42,7 +45,14 @@ public final class TensorStorage: @unchecked Sendable {
         base = raw.bindMemory(to: Float.self, capacity: BufferCache.capacity(count))
     }
 
+    /// `count` elements at `base`, owned by `owner` (which this storage keeps alive): memory
+    /// allocated by someone else, such as a one-sided window, seen as a tensor.
+    public init(borrowing base: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        (self.base, self.count, self.owner) = (base, count, owner)
+    }
+
     deinit {
+        guard owner == nil else { return }
         if !BufferCache.shared.give(base, count: count) { free(base) }
     }
 }
@@ -133,7 +143,8 @@ public struct Tensor: @unchecked Sendable {
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: n) }
     }
 
-    init(shape: [Int], storage: TensorStorage, offset: Int) {
+    /// A view of `shape` at element `offset` of `storage`.
+    public init(shape: [Int], storage: TensorStorage, offset: Int) {
         self.shape = shape
         self.storage = storage
         self.offset = offset

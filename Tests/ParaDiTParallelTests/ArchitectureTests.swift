@@ -39,14 +39,15 @@ struct ArchitectureTests {
         }
     }
 
-    @Test("model sources call tensor operations: no raw pointers, no .data, no withUnsafe…")
-    func modelsUseTensors() throws {
-        let lines = try Self.codeLines("ParaDiTModels")
-        #expect(lines.count > 500, "found the sources of ParaDiTModels")
+    @Test("models and strategies call tensor operations: no raw pointers, no .data, no withUnsafe…",
+          arguments: ["ParaDiTModels", "ParaDiTParallel"])
+    func tensorsOnly(target: String) throws {
+        let lines = try Self.codeLines(target)
+        #expect(lines.count > 500, "found the sources of \(target)")
         let raw = try NSRegularExpression(pattern: "\\.data\\b|withUnsafe|Unsafe[A-Za-z]*Pointer")
         for (file, line, text) in lines {
             let hit = raw.firstMatch(in: text, range: NSRange(text.startIndex..., in: text))
-            #expect(hit == nil, "ParaDiTModels/\(file):\(line) reaches raw memory: \(text.trimmingCharacters(in: .whitespaces))")
+            #expect(hit == nil, "\(target)/\(file):\(line) reaches raw memory: \(text.trimmingCharacters(in: .whitespaces))")
         }
         #expect(raw.firstMatch(in: "x.data + 1", range: NSRange(location: 0, length: 10)) != nil)
     }
