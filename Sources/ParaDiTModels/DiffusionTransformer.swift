@@ -110,3 +110,28 @@ public func unpatchify(_ x: Tensor, grid: TokenLayout, patchSize p: Int, channel
     // [B, h, w, p, q, C] → [B, C, h, p, w, q]
     return permuted(x.reshaped([x.size(0), h, w, p, p, c]), [0, 5, 1, 3, 2, 4]).reshaped([x.size(0), c, h * p, w * p])
 }
+
+/// A block state of one token stream (plus per-pass conditioning that every stage embeds itself).
+public protocol SingleStreamState {
+    var hidden: Tensor { get set }
+}
+
+/// A model whose blocks carry one stream of `hiddenSize` features: its PipeFusion hand-off is
+/// that stream.
+public protocol SingleStreamTransformer: DiffusionTransformer where State: SingleStreamState {
+    var hiddenSize: Int { get }
+}
+
+extension SingleStreamTransformer {
+    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden] }
+
+    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
+        [[batch, imageTokens, hiddenSize]]
+    }
+
+    public func resume(_ s: State, from tensors: [Tensor]) -> State {
+        var s = s
+        s.hidden = tensors[0]
+        return s
+    }
+}

@@ -80,7 +80,9 @@ struct UlyssesExchange {
             var dst = 0, at = t
             for peer in 0..<u {
                 let count = peerCounts[peer]
-                copySequence(sliceSequence(x, at..<(at + count)), into: send.block(dst, [b, count, width]), at: 0)
+                for i in 0..<b {
+                    copy(x[i].rows(at..<(at + count)).allColumns, into: send.block(dst + i * count * width, [count, width]).allColumns)
+                }
                 dst += b * count * width
                 at += count
             }

@@ -45,7 +45,7 @@ struct TinyBlock {
     }
 }
 
-final class TinyDiTModel: DiffusionTransformer {
+final class TinyDiTModel: SingleStreamTransformer {
     let config: TinyConfig
     let posEmbed: PatchEmbed
     let timeEmbed: Linear
@@ -64,7 +64,7 @@ final class TinyDiTModel: DiffusionTransformer {
         projOut = try Linear(w.scope("proj_out"), in: dim, out: config.patchSize * config.patchSize * config.inChannels)
     }
 
-    struct State {
+    struct State: SingleStreamState {
         var hidden: Tensor
         var temb: Tensor
     }
@@ -98,13 +98,7 @@ final class TinyDiTModel: DiffusionTransformer {
         unpatchify(tokens, grid: grid, patchSize: config.patchSize, channels: config.inChannels)
     }
 
-    func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden] }
-
-    func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
-        [[batch, imageTokens, config.innerDim]]
-    }
-
-    func resume(_ s: State, from tensors: [Tensor]) -> State { State(hidden: tensors[0], temb: s.temb) }
+    var hiddenSize: Int { config.innerDim }
 
     static let family = ModelFamily(
         className: "TinyDiTModel",

@@ -57,7 +57,7 @@ public struct DiTInputs {
 
 /// `DiTTransformer2DModel`: class-conditional DiT with adaLN-zero blocks and (for the original
 /// checkpoints) learned sigma in the output channels.
-public final class DiTTransformer2DModel: DiffusionTransformer {
+public final class DiTTransformer2DModel: SingleStreamTransformer {
     public let config: DiTConfig
     let posEmbed: PatchEmbed
     public let transformerBlocks: [AdaLNZeroTransformerBlock]
@@ -82,7 +82,7 @@ public final class DiTTransformer2DModel: DiffusionTransformer {
     }
 
     /// State between blocks: the hidden states and the per-sample conditioning.
-    public struct State {
+    public struct State: SingleStreamState {
         public var hidden: Tensor
         var timestep: [Float], labels: [Int]
     }
@@ -128,15 +128,5 @@ public final class DiTTransformer2DModel: DiffusionTransformer {
         unpatchify(tokens, grid: grid, patchSize: config.patchSize, channels: config.outputChannels)
     }
 
-    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden] }
-
-    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
-        [[batch, imageTokens, config.innerDim]]
-    }
-
-    public func resume(_ s: State, from tensors: [Tensor]) -> State {
-        var s = s
-        s.hidden = tensors[0]
-        return s
-    }
+    public var hiddenSize: Int { config.innerDim }
 }

@@ -66,7 +66,7 @@ public struct PixArtInputs {
 }
 
 /// `PixArtTransformer2DModel`: adaLN-single blocks with cross-attention to T5 caption embeddings.
-public final class PixArtTransformer2DModel: DiffusionTransformer {
+public final class PixArtTransformer2DModel: SingleStreamTransformer {
     public let config: PixArtConfig
     let posEmbed: PatchEmbed
     let adalnSingle: AdaLayerNormSingle
@@ -104,7 +104,7 @@ public final class PixArtTransformer2DModel: DiffusionTransformer {
     }
 
     /// State between blocks: the hidden states and the conditioning.
-    public struct State {
+    public struct State: SingleStreamState {
         public var hidden: Tensor
         public var conditioning: Conditioning
     }
@@ -157,15 +157,5 @@ public final class PixArtTransformer2DModel: DiffusionTransformer {
         unpatchify(tokens, grid: grid, patchSize: config.patchSize, channels: config.outputChannels)
     }
 
-    public func handOff(_ s: State, nextBlock: Int) -> [Tensor] { [s.hidden] }
-
-    public func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]] {
-        [[batch, imageTokens, config.innerDim]]
-    }
-
-    public func resume(_ s: State, from tensors: [Tensor]) -> State {
-        var s = s
-        s.hidden = tensors[0]
-        return s
-    }
+    public var hiddenSize: Int { config.innerDim }
 }
