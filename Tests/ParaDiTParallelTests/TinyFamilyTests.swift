@@ -122,6 +122,7 @@ extension TinyInputs {
 struct TinyFamilyMPI {
     static let configs: [(ParallelConfig, String)] = [
         (.init(ulysses: 2), "ulysses=2"), (.init(ring: 2), "ring=2"), (.init(cfg: 2, ulysses: 2), "cfg=2,ulysses=2"),
+        (.init(ulysses: 2, ring: 2), "ulysses=2,ring=2"), (.init(torus: 2), "torus=2"), (ParallelConfig(ring: 2).oneSidedCopy, "ring=2,one-sided"),
         (ParallelConfig(ulysses: 2, torus: 2).oneSidedCopy, "ulysses=2,torus=2,one-sided"), (.init(distrifusion: 2), "distrifusion=2"),
         (.init(pipefusion: 2), "pipefusion=2"), (.init(cfg: 2, pipefusion: 2, patches: 2), "cfg=2,pipefusion=2"),
     ]

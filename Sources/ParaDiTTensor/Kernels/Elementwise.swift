@@ -252,3 +252,22 @@ public func addBroadcast(into x: Tensor, _ y: Tensor) {
         for i in 0..<(x.count / y.count) { add(count: y.count, x.data + i * y.count, y.data, out: x.data + i * y.count) }
     }
 }
+
+/// x · s.
+public func scaled(_ x: Tensor, by s: Float) -> Tensor {
+    let out = Tensor(uninitialized: x.shape)
+    withExtendedLifetime(x) { scale(count: x.count, x.data, by: s, out: out.data) }
+    return out
+}
+
+/// Classifier-free guidance: uncond + scale · (cond − uncond), each operation rounded to float32
+/// as torch computes it.
+public func guidanceCombine(uncond: Tensor, cond: Tensor, scale g: Float) -> Tensor {
+    check(uncond.shape == cond.shape, "guidance: \(uncond.shape) vs \(cond.shape)")
+    let out = Tensor(uninitialized: cond.shape)
+    withExtendedLifetime((uncond, cond)) {
+        let (u, c, o) = (uncond.data, cond.data, out.data)
+        for i in 0..<out.count { o[i] = u[i] + g * (c[i] - u[i]) }
+    }
+    return out
+}
