@@ -75,10 +75,8 @@ public final class PatchSampler {
         let full = latents.shape[axis], inner = latents.shape[(axis + 1)...].reduce(1, *)
         let outer = latents.count / (full * inner)
         check(band.count == outer * range.count * inner, "setLatentBand: \(band.shape) does not fit band \(m) of \(latents.shape)")
-        withExtendedLifetime((latents, band)) {
-            copy2D(rows: outer, cols: range.count * inner, src: band.data, lds: range.count * inner,
-                   dst: latents.data + range.lowerBound * inner, ldd: full * inner)
-        }
+        copy(band.reshaped([outer, range.count * inner]).allColumns,
+             into: latents.reshaped([outer, full * inner]).columns((range.lowerBound * inner)..<(range.upperBound * inner)))
     }
 
     /// Replaces the whole latents (received from the rank that stepped them).

@@ -35,7 +35,6 @@ package struct GroupNorm {
 
     func callAsFunction(_ x: Tensor, silu applySiLU: Bool = false) -> Tensor {
         let out = groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
-        if applySiLU { silu(count: out.count, out.data, out: out.data) }
-        return out
+        return applySiLU ? silu(out) : out
     }
 }

@@ -24,7 +24,7 @@ package struct ResnetBlock2D {
     func callAsFunction(_ x: Tensor) -> Tensor {
         let h = conv2(norm2(conv1(norm1(x, silu: true)), silu: true))
         let shortcut = convShortcut.map { $0(x) } ?? x
-        withExtendedLifetime(shortcut) { add(count: h.count, shortcut.data, h.data, out: h.data) }
+        addInPlace(h, shortcut)
         return h
     }
 }
