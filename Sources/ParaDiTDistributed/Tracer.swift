@@ -70,5 +70,5 @@ public final class Tracer: @unchecked Sendable {
                                           options: [.sortedKeys])
     }
 
-    public func write(to path: String) throws { try json().write(to: URL(fileURLWithPath: path)) }
+    public func write(to path: String) throws { try json().write(to: URL(fileURLWithPath: path), options: .atomic) }
 }

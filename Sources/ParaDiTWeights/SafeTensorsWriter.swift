@@ -36,7 +36,8 @@ public func writeSafeTensors(_ tensors: [String: SafeTensorsValue], metadata: [S
     file.append(json)
     file.append(payload)
     do {
-        try file.write(to: URL(fileURLWithPath: path))
+        // Written beside the target and renamed into place: a reader never sees a partial file.
+        try file.write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {
         throw WeightsError.cannotOpen(path: path, reason: error.localizedDescription)
     }

@@ -67,6 +67,25 @@ struct GenerateCommandTests {
         #expect(try latentsError("\(dir)/l.safetensors", name) <= 1e-4)
     }
 
+    /// An in-place rewrite changes the file a hard link shares; a rename into place leaves it as it was.
+    @Test("the image, latents and JSON replace older files atomically: a reader of the old file never sees it rewritten")
+    func atomicOutputs() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let outputs = ["\(dir)/out.png", "\(dir)/l.safetensors", "\(dir)/s.json"]
+        for path in outputs {
+            try Data("old".utf8).write(to: URL(fileURLWithPath: path))
+            try FileManager.default.linkItem(atPath: path, toPath: path + ".reader")
+        }
+        #expect(runCommand(generate("sd3", ["--output", outputs[0], "--save-latents", outputs[1], "--json", outputs[2]])) == nil)
+        for path in outputs {
+            #expect(try String(contentsOfFile: path + ".reader", encoding: .utf8) == "old", "\(path) was rewritten in place")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count > 3, "\(path) not written")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { !$0.hasSuffix(".reader") }
+        #expect(Set(leftovers) == ["out.png", "l.safetensors", "s.json"], "\(leftovers)")
+    }
+
     @Test("bad input is one line saying what to fix")
     func errors() {
         let m = runCommand(["generate", "--model", "/nonexistent"]) ?? ""

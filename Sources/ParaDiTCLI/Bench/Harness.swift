@@ -88,6 +88,6 @@ func writeJSON<T: Encodable>(_ report: T, to path: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     encoder.keyEncodingStrategy = .convertToSnakeCase
-    try encoder.encode(report).write(to: URL(fileURLWithPath: path))
+    try encoder.encode(report).write(to: URL(fileURLWithPath: path), options: .atomic)
     print("wrote \(path)")
 }

@@ -33,7 +33,8 @@ public enum PNGWriter {
     /// Writes `image` to `path` as PNG.
     public static func write(_ image: RGBImage, to path: String) throws {
         do {
-            try Data(encode(image)).write(to: URL(fileURLWithPath: path))
+            // Written beside the target and renamed into place: a reader never sees a partial file.
+            try Data(encode(image)).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
             throw ImageError.cannotWrite(path: path, reason: error.localizedDescription)
         }
