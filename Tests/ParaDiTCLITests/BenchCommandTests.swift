@@ -91,4 +91,14 @@ struct SelftestCommTests {
         #expect(runCommand(["selftest", "comm", "--world", "4", "--fail-rank", "1"])?.contains("injected failure on rank 1") == true)
         #expect(Date().timeIntervalSince(start) < 10)
     }
+
+    @Test("an injected failure must name a rank that exists (else the run would pass untested)")
+    func failRankOutOfRange() throws {
+        let local = runCommand(["selftest", "comm", "--world", "2", "--fail-rank", "5"]) ?? "accepted"
+        #expect(local.contains("--fail-rank 5 is not a rank of 2"), "\(local)")
+        let kill = runCommand(["selftest", "comm", "--world", "2", "--kill-rank", "1"]) ?? "accepted"
+        #expect(kill.contains("--kill-rank ends a process: it needs mpirun"), "\(kill)")
+        let (status, out, _) = try mpirun(2, ["selftest", "comm", "--fail-rank", "5"])
+        #expect(status != 0 && out.contains("--fail-rank 5 is not a rank of 2"), "\(out)")
+    }
 }

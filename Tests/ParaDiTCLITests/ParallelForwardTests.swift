@@ -62,6 +62,13 @@ struct ParallelForwardTests {
         let (status, out, _) = try mpirun(4, forwardArgs("dit-b2", output, ["--parallel", "ulysses=4"]))
         #expect(status != 0 && out.contains("ulysses=4 exceeds"), "\(out)")
         #expect((runCommand(forwardArgs("dit-b2", output, ["--parallel", "ring=2", "--world", "3"])) ?? "").contains("does not match"))
+        // Refused before any rank starts: no world of 10⁸ threads, no overflowing product.
+        let many = runCommand(forwardArgs("dit-b2", output, ["--parallel", "ring=1000"])) ?? "accepted"
+        #expect(many.contains("fewer than the 1000 sequence-parallel ranks"), "\(many)")
+        let huge = runCommand(forwardArgs("dit-b2", output, ["--parallel", "ring=100000000"])) ?? "accepted"
+        #expect(huge.contains("multiplies to more than 65536 ranks"), "\(huge)")
+        let overflow = runCommand(forwardArgs("dit-b2", output, ["--parallel", "ring=4294967296,ulysses=4294967296"])) ?? "accepted"
+        #expect(overflow.contains("multiplies to more than 65536 ranks"), "\(overflow)")
         // PipeFusion's stages and patches are checked against the model as generate checks them.
         for (args, expected) in [(["pipefusion=9"], "at least one block per stage"),
                                  (["pipefusion=2", "--stage-blocks", "5,5"], "summing to the model's 2 blocks"),

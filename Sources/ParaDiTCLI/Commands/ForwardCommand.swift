@@ -40,7 +40,9 @@ struct Forward: ParsableCommand {
         let transformer = try ModelRegistry.load(directory: model)
         let args = try ModelRegistry.family(transformer.className).readInputs(SafeTensorsFile(path: inputs))
         let loaded = Date()
-        let ranks = try self.ranks.planned(StepShape(transformer.problem(any: args)))
+        let problem = try transformer.problem(any: args)
+        let ranks = try self.ranks.planned(StepShape(problem))
+        try ranks.check(problem, blockCount: transformer.blockCount)
         let results = try ranks.launch { context in
             // PipeFusion passes the whole image through its stages (exact, as in its warm-up).
             context.config.pipefusion > 1 ? try PipeFusion(model: transformer, context: context).forward(args)

@@ -78,8 +78,9 @@ struct Generate: ParsableCommand {
             seed: seed, steps: steps ?? (model == nil ? 8 : 20), guidanceScale: guidance, height: size?.height, width: size?.width,
             classLabels: classes.isEmpty ? pipeline.family.defaultClassLabels ?? [] : classes)
         try pipeline.validate(request, conditioning: conditioning)
-        ranks = try ranks.planned(StepShape(pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning)
-                                                                                      .inputs(step: 0))))
+        let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
+        ranks = try ranks.planned(StepShape(problem))
+        try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in

@@ -27,7 +27,17 @@ struct ParallelSpec: ExpressibleByArgument, Equatable, CustomStringConvertible {
     static var defaultValueDescription: String { "serial" }
 
     var isSerial: Bool { degrees.values.allSatisfy { $0 == 1 } }
-    var worldSize: Int { degrees.values.reduce(1, *) }
+    /// The ranks the degrees multiply to; nil past `maxRanks` (or past Int: no overflow trap).
+    var worldSize: Int? {
+        degrees.values.reduce(Optional(1)) { w, d in
+            guard let w else { return nil }
+            let (p, overflow) = w.multipliedReportingOverflow(by: d)
+            return overflow || p > Self.maxRanks ? nil : p
+        }
+    }
+
+    /// More ranks than any run of this engine uses; a larger product is a typo, refused up front.
+    static let maxRanks = 1 << 16
     var description: String {
         auto ? "auto" : isSerial ? "serial"
             : degrees.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") + (oneSided ? ",one-sided" : "")

@@ -65,8 +65,9 @@ struct Quality: ParsableCommand {
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
                                         classLabels: classes.isEmpty ? pipeline.family.defaultClassLabels ?? [] : classes)
         try pipeline.validate(request, conditioning: conditioning)
-        ranks = try ranks.planned(StepShape(pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning)
-                                                                                      .inputs(step: 0))))
+        let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
+        ranks = try ranks.planned(StepShape(problem))
+        try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
         let (transformer, warmup) = (pipeline.transformer, try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps)
         log.info("generating with \(ranks.parallel)")
         let results = try ranks.launch { context -> Tensor in

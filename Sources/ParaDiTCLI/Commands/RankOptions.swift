@@ -62,9 +62,12 @@ struct RankOptions: ParsableArguments {
             }
             return
         }
+        guard let size = parallel.worldSize else {
+            throw ValidationError("--parallel \(parallel) multiplies to more than \(ParallelSpec.maxRanks) ranks; give each method a small degree")
+        }
         _ = try config()
-        if let world, world != parallel.worldSize {
-            throw ValidationError("--world \(world) does not match --parallel \(parallel) (\(parallel.worldSize) rank(s)); omit --world or make them agree")
+        if let world, world != size {
+            throw ValidationError("--world \(world) does not match --parallel \(parallel) (\(size) rank(s)); omit --world or make them agree")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard emulateNodes >= 1, interNodeGbps > 0, interNodeLatencyUs >= 0 else {
@@ -83,6 +86,14 @@ struct RankOptions: ParsableArguments {
     }
 
     func config() throws -> ParallelConfig { try config(parallel) }
+
+    /// Refuses, before any rank is started, a configuration the step cannot run (more sequence
+    /// ranks than tokens, ulysses above the heads, PipeFusion stages the model does not have…).
+    func check(_ problem: TransformerProblem, blockCount: Int) throws {
+        let config = try config()
+        try config.validate(problem)
+        if config.pipefusion > 1 { _ = try config.stageBlockRanges(blockCount: blockCount) }
+    }
 
     /// These options with `--parallel auto` resolved by the planner for this step's shape (printed
     /// with its reasons on the first rank); unchanged otherwise.

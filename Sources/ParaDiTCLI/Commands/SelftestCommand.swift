@@ -36,12 +36,26 @@ struct SelftestComm: ParsableCommand {
 
     func validate() throws {
         guard world >= 1 else { throw ValidationError("--world must be at least 1, got \(world)") }
+        if !MPICommunicator.isLaunchedByMPI { try checkRanks(size: world) }
+    }
+
+    /// The injected failures must name ranks that exist, or the check would pass untested.
+    func checkRanks(size: Int) throws {
+        for (name, rank) in [("--fail-rank", failRank), ("--kill-rank", killRank)] {
+            if let rank, !(0..<size).contains(rank) {
+                throw ValidationError("\(name) \(rank) is not a rank of \(size) (0...\(size - 1))")
+            }
+        }
+        if killRank != nil && !MPICommunicator.isLaunchedByMPI {
+            throw ValidationError("--kill-rank ends a process: it needs mpirun (with threads, use --fail-rank)")
+        }
     }
 
     func run() throws {
         let results: [[(String, String?)]]
         if MPICommunicator.isLaunchedByMPI {
             let comm = try MPICommunicator.world()
+            try checkRanks(size: comm.size)
             if comm.rank == failRank { comm.abort("\(InjectedFailure(rank: comm.rank))") }
             if comm.rank == killRank { kill(getpid(), SIGKILL) }
             let mine = CommunicatorChecks.run(comm)
