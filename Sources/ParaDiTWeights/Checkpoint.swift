@@ -18,6 +18,10 @@ public final class Checkpoint: @unchecked Sendable {
         var owner: [String: SafeTensorsFile] = [:]
         if FileManager.default.fileExists(atPath: index) {
             for (name, file) in try Self.readIndex(index) {
+                // Shards are files of this folder: a path out of it (or into a subfolder) is refused.
+                guard !file.isEmpty, !file.contains("/"), file != ".", file != ".." else {
+                    throw WeightsError.corrupt(path: index, reason: "weight_map puts '\(name)' in \(file), which is not a file of this folder")
+                }
                 let shardPath = (directory as NSString).appendingPathComponent(file)
                 let shard = try owner.values.first { $0.path == shardPath } ?? SafeTensorsFile(path: shardPath)
                 guard shard.entries[name] != nil else {

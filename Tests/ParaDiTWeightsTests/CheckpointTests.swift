@@ -36,6 +36,24 @@ struct CheckpointTests {
         #expect(throws: WeightsError.self) { try Checkpoint(directory: dir) }
     }
 
+    @Test("an index naming a shard outside the model folder is refused, naming it", arguments: [
+        "../outside.safetensors", "../../x.safetensors", "/etc/passwd", "sub/shard.safetensors", "..", "",
+    ])
+    func shardOutsideFolder(file: String) throws {
+        let dir = try shardedCheckpoint()
+        // A real shard outside the folder: reading it must not be what stops the load.
+        try writeSafeTensors(["proj.bias": .float(Tensor.randn([2], seed: 3))], to: dir + "/../outside.safetensors")
+        defer { try? FileManager.default.removeItem(atPath: dir + "/../outside.safetensors") }
+        let index: [String: Any] = ["weight_map": ["proj.bias": file]]
+        try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: dir + "/diffusion_pytorch_model.safetensors.index.json"))
+        do {
+            _ = try Checkpoint(directory: dir)
+            Issue.record("accepted shard \(file)")
+        } catch {
+            #expect("\(error)".contains("not a file of this folder"), "\(error)")
+        }
+    }
+
     @Test("a folder without weights says what it looked for")
     func noWeights() {
         let dir = temporaryDirectory()
