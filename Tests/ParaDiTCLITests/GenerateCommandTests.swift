@@ -94,6 +94,10 @@ struct GenerateCommandTests {
         #expect(size.contains("height 10 is not a positive multiple of 4"), "\(size)")
         let cfg = runCommand(generate("flux", ["--output", "\(dir)/x.png", "--parallel", "cfg=2"])) ?? ""
         #expect(cfg.contains("cfg=2"), "\(cfg)")
+        for g in ["inf", "nan", "-1"] {
+            let guidance = runCommand(["generate", "--guidance=\(g)"]) ?? ""
+            #expect(guidance.contains("--guidance must be a finite number, 0 or more"), "\(g): \(guidance)")
+        }
         let embeds = runCommand(["generate", "--prompt-embeds", "x.safetensors"]) ?? ""
         #expect(embeds.contains("--prompt-embeds needs --model"), "\(embeds)")
     }

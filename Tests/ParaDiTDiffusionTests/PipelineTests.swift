@@ -35,6 +35,23 @@ func relL2(_ a: Tensor, _ b: Tensor) -> Double {
 
 @Suite("Pipelines equal diffusers end to end")
 struct PipelineTests {
+    @Test("a step that makes NaN or Inf latents stops the run, naming the step", arguments: ["dit", "sd3", "flux"])
+    func nonFinite(name: String) throws {
+        let c = try PipelineCase(name)
+        let pipeline = try TextToImagePipeline.load(directory: "\(pipelineFixtures)/\(name)/pipeline")
+        var calls = 0
+        do {
+            _ = try pipeline.denoise(c.request, conditioning: c.conditioning, denoiser: { inputs in
+                calls += 1
+                let out = try pipeline.transformer.forward(any: inputs)
+                return calls == 2 ? Tensor(shape: out.shape, repeating: .nan) : out
+            })
+            Issue.record("\(name): finished with NaN latents")
+        } catch {
+            #expect("\(error)".contains("step 2 of \(c.request.steps) made NaN or Inf latents"), "\(error)")
+        }
+    }
+
     @Test("seeded noise, final latents (relative L2 ≤ 1e-4) and 8-bit image (±1 on ≥ 99.9 %) equal diffusers",
           arguments: ["dit", "pixart", "sd3", "flux", "flux-schnell"])
     func endToEnd(name: String) throws {

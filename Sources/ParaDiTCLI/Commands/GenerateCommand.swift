@@ -63,7 +63,7 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard guidance >= 0 else { throw ValidationError("--guidance cannot be negative") }
+        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number, 0 or more; got \(guidance)") }
         if model == nil && promptEmbeds != nil { throw ValidationError("--prompt-embeds needs --model (the demo is DiT: use --class)") }
     }
 

@@ -55,7 +55,8 @@ struct SelftestComm: ParsableCommand {
         let results: [[(String, String?)]]
         if MPICommunicator.isLaunchedByMPI {
             let comm = try MPICommunicator.world()
-            try checkRanks(size: comm.size)
+            // Every rank refuses; rank 0 alone says why, so the lines do not interleave.
+            do { try checkRanks(size: comm.size) } catch { throw comm.rank == 0 ? error : ExitCode.failure }
             if comm.rank == failRank { comm.abort("\(InjectedFailure(rank: comm.rank))") }
             if comm.rank == killRank { kill(getpid(), SIGKILL) }
             let mine = CommunicatorChecks.run(comm)

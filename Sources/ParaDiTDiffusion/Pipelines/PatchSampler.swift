@@ -57,6 +57,11 @@ public final class PatchSampler {
         let next = try schedulers[m].step(modelOutput: recipe.modelOutput(output), timestep: t, sample: sample) { [self] shape in
             try noise(step: i, band: m, shape: shape)
         }
+        // A NaN or Inf never heals: stop at the step that made it instead of writing a black image.
+        guard allFinite(next) else {
+            throw WeightsError.badInput(name: "latents", reason: "step \(i + 1) of \(timesteps.count) made NaN or Inf latents "
+                                        + "(model output \(allFinite(output) ? "finite" : "not finite")); check --guidance, --steps and the weights")
+        }
         setLatentBand(m, next)
     }
 

@@ -271,3 +271,20 @@ public func guidanceCombine(uncond: Tensor, cond: Tensor, scale g: Float) -> Ten
     }
     return out
 }
+
+/// Whether every element is finite (no NaN, no ±Inf).
+public func allFinite(_ x: Tensor) -> Bool {
+    withExtendedLifetime(x) {
+        let p = x.data
+        var i = 0, bad = F8(repeating: 0)
+        while i + 8 <= x.count {
+            let v = load8(p + i)
+            // v − v is 0 for finite values and NaN for NaN and ±Inf.
+            bad += v - v
+            i += 8
+        }
+        var tail: Float = 0
+        while i < x.count { tail += p[i] - p[i]; i += 1 }
+        return bad.sum() == 0 && tail == 0
+    }
+}
