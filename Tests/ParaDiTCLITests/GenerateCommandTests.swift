@@ -94,6 +94,16 @@ struct GenerateCommandTests {
         #expect(size.contains("height 10 is not a positive multiple of 4"), "\(size)")
         let cfg = runCommand(generate("flux", ["--output", "\(dir)/x.png", "--parallel", "cfg=2"])) ?? ""
         #expect(cfg.contains("cfg=2"), "\(cfg)")
+        // Sizes and counts are checked before anything is allocated (these crashed or ran out of memory).
+        for size in ["2147483648x2147483648", "100000x100000"] {
+            let message = runCommand(generate("sd3", ["--output", "\(dir)/x.png", "--size", size])) ?? "accepted"
+            #expect(message.contains("above 16384 pixels"), "\(size): \(message)")
+        }
+        // The demo's SD VAE decodes 512 channels at full resolution: terabytes at 16384².
+        let memory = runCommand(["generate", "--size", "16384x16384", "--output", "\(dir)/x.png"]) ?? "accepted"
+        #expect(memory.contains("GB to decode, this machine has"), "\(memory)")
+        let steps = runCommand(generate("flux", ["--output", "\(dir)/x.png", "--steps", "4611686018427387904"])) ?? "accepted"
+        #expect(steps.contains("must be 1...10000"), "\(steps)")
         for g in ["inf", "nan", "-1"] {
             let guidance = runCommand(["generate", "--guidance=\(g)"]) ?? ""
             #expect(guidance.contains("--guidance must be a finite number, 0 or more"), "\(g): \(guidance)")

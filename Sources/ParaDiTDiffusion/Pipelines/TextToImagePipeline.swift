@@ -56,16 +56,45 @@ public final class TextToImagePipeline {
 
     public var family: PipelineFamily { folder.family }
 
+    /// More steps than any schedule resolves (discrete ones train on 1000 timesteps).
+    public static let maxSteps = 10_000
+
     /// The recipe of the folder's pipeline class for a request (validated).
     func recipe(_ request: GenerationRequest, conditioning: Conditioning?) throws -> DenoisingRecipe {
-        guard request.steps >= 1 else { throw WeightsError.badInput(name: "steps", reason: "must be at least 1, got \(request.steps)") }
+        guard request.steps >= 1, request.steps <= Self.maxSteps else {
+            throw WeightsError.badInput(name: "steps", reason: "must be 1...\(Self.maxSteps), got \(request.steps)")
+        }
         return try family.recipe(transformer, vae, request, conditioning)
     }
 
-    /// Checks a request without running it (every rank does this before any compute).
+    /// Checks a request without running it (every rank does this before any compute): the
+    /// recipe's checks, then the memory the run would need against the machine's.
     public func validate(_ request: GenerationRequest, conditioning: Conditioning?) throws {
-        _ = try recipe(request, conditioning: conditioning)
+        let recipe = try recipe(request, conditioning: conditioning)
+        let memory = ProcessInfo.processInfo.physicalMemory
+        guard let need = peakBytes(noiseShape: recipe.noiseShape), UInt64(need) <= memory else {
+            let size = "\(request.height.map(String.init) ?? "native")x\(request.width.map(String.init) ?? "native")"
+            let estimate = peakBytes(noiseShape: recipe.noiseShape).map { "about \(Self.gigabytes($0)) GB" } ?? "more memory than can be counted"
+            throw WeightsError.badInput(name: "size", reason: "\(size) with batch \(recipe.noiseShape[0]) needs \(estimate) to decode, "
+                                        + "this machine has \(Self.gigabytes(Int(clamping: memory))) GB; use a smaller --size")
+        }
     }
+
+    /// The decoder's peak in bytes for latents of `noiseShape`, nil past Int: its widest feature
+    /// map at full resolution, three times over (input, output, a convolution's band buffer), in
+    /// float32. The VAE dominates the transformer at every size that could fit.
+    func peakBytes(noiseShape: [Int]) -> Int? {
+        let f = vae.config.upscaleFactor, widest = vae.config.blockOutChannels.max() ?? 1
+        let factors = [noiseShape[0], noiseShape[2], f, noiseShape[3], f, widest, 3, 4]
+        return factors.reduce(Optional(1)) { product, n in
+            product.flatMap { p in
+                let (r, overflow) = p.multipliedReportingOverflow(by: n)
+                return overflow ? nil : r
+            }
+        }
+    }
+
+    static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1e9) }
 
     /// Runs the denoising loop; returns the final latents as output_type="latent" gives them
     /// (Flux: packed). `onStep(i, n, seconds)` follows each step.

@@ -60,8 +60,15 @@ func textConditioning(_ conditioning: Conditioning?, request: GenerationRequest,
 
 /// The latent grid of a request: pixels / the VAE's factor, both multiples of `multiple`
 /// (the VAE factor times the transformer's patch or packing).
+/// The largest image side a request may ask for: past it no model or machine here would run, and
+/// the recipes' position tables would be enormous before the memory check could refuse.
+let maxImageSide = 16_384
+
 func latentSize(_ r: GenerationRequest, native: Int, vaeScale: Int, multiple: Int) throws -> (Int, Int) {
     let (h, w) = (r.height ?? native, r.width ?? native)
+    for (name, v) in [("height", h), ("width", w)] where v > maxImageSide {
+        throw WeightsError.badInput(name: "size", reason: "\(name) \(v) is above \(maxImageSide) pixels; use a smaller --size")
+    }
     for (name, v) in [("height", h), ("width", w)] where v < multiple || v % multiple != 0 {
         let near = max(multiple, (v / multiple) * multiple)
         throw WeightsError.badInput(name: "size", reason: "\(name) \(v) is not a positive multiple of \(multiple) (the VAE's factor \(vaeScale) × the model's patch); use e.g. \(near)")
