@@ -124,7 +124,13 @@ public enum ModelRegistry {
         let file = try ConfigFile(directory: directory)
         let family = try family(file.className, path: file.path)
         let blockOf = try family.blockOfKey(file)
-        let weights = Weights(checkpoint: try Checkpoint(directory: directory)) { key in
+        let checkpoint = try Checkpoint(directory: directory)
+        // The config's block count must match the checkpoint's before any block is built.
+        let blocks = try family.blockCount(file), stored = (checkpoint.names.compactMap(blockOf).max() ?? -1) + 1
+        guard blocks == stored else {
+            throw WeightsError.badConfig(path: file.path, reason: "describes \(blocks) blocks, but the checkpoint holds \(stored)")
+        }
+        let weights = Weights(checkpoint: checkpoint) { key in
             guard let keep, let block = blockOf(key) else { return false }
             return !keep.contains(block)
         }

@@ -42,11 +42,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // Non-blocking, so a FIFO or device is refused below instead of waiting for a writer.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw WeightsError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw WeightsError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw WeightsError.cannotOpen(path: path, reason: "not a regular file (a FIFO, device or folder): give a safetensors file")
+        }
         let size = Int(st.st_size)
         guard size >= 8 else { throw WeightsError.corrupt(path: path, reason: "\(size) bytes, shorter than the 8-byte header length") }
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {

@@ -52,6 +52,42 @@ struct GoldenTests {
         }
     }
 
+    /// A copy of a fixture model folder whose config.json `edit` changes.
+    func editedModel(_ name: String, _ edit: (inout [String: Any]) -> Void) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-model-\(UUID())").path
+        try FileManager.default.copyItem(atPath: "\(fixtures)/\(name)/model", toPath: dir)
+        let path = dir + "/config.json"
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        edit(&config)
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
+        return dir
+    }
+
+    @Test("a config whose block count the checkpoint does not hold is refused before any block is built")
+    func blockCountMismatch() throws {
+        let dir = try editedModel("dit-b2") { $0["num_layers"] = 1_000_000_000 }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(throws: WeightsError.self) { try ModelRegistry.load(directory: dir) }
+        do { _ = try ModelRegistry.load(directory: dir) } catch {
+            #expect("\(error)".contains("describes 1000000000 blocks, but the checkpoint holds 2"), "\(error)")
+        }
+    }
+
+    @Test("a weights file that is a FIFO is refused at once instead of waiting for a writer")
+    func fifoWeights() throws {
+        let dir = try editedModel("dit-b2") { _ in }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let weights = dir + "/diffusion_pytorch_model.safetensors"
+        try FileManager.default.removeItem(atPath: weights)
+        #expect(mkfifo(weights, 0o600) == 0)
+        do {
+            _ = try ModelRegistry.load(directory: dir)
+            Issue.record("loaded a FIFO")
+        } catch {
+            #expect("\(error)".contains("not a regular file"), "\(error)")
+        }
+    }
+
     @Test("DiT refuses non-square and non-patch-multiple latents")
     func ditLatents() throws {
         let model = try ModelRegistry.load(directory: "\(fixtures)/dit-b2/model", as: DiTTransformer2DModel.self)
