@@ -17,6 +17,10 @@ public struct ParaDiTCommand: ParsableCommand {
         Start with `paradit generate` (a random-weight demo, no download), then \
         `paradit generate --model FOLDER …`, and `paradit bench kernels` to see what this \
         machine's cores can do.
+
+        Exit status: 0 success; 1 an error, explained in one line on stderr (a file that cannot \
+        be read, a configuration the model cannot run…); 64 a usage error (an unknown or \
+        malformed option).
         """,
         subcommands: [Generate.self, Forward.self, Quality.self, Inspect.self, Bench.self, Selftest.self])
 }

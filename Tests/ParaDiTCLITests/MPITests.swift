@@ -76,3 +76,29 @@ struct MPITests {
         #expect(output.contains("2 emulated nodes at 1.0 Gbit/s"), "\(output)")
     }
 }
+
+/// Runs the paradit executable; returns (exit status, stdout and stderr).
+func runParadit(_ args: [String]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: paraditBinary)
+    process.arguments = args
+    let pipe = Pipe()
+    (process.standardOutput, process.standardError) = (pipe, pipe)
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
+@Suite("Exit status")
+struct ExitStatusTests {
+    @Test("0 success, 1 an error in one line, 64 a usage error; --help says so")
+    func codes() throws {
+        let (help, text) = try runParadit(["--help"])
+        #expect(help == 0 && text.contains("Exit status: 0 success; 1 an error"), "\(text)")
+        let (usage, _) = try runParadit(["generate", "--no-such-option"])
+        #expect(usage == 64)
+        let (error, message) = try runParadit(["inspect", "--model", "/nonexistent"])
+        #expect(error == 1 && message.split(separator: "\n").count == 1, "\(message)")
+    }
+}
