@@ -86,6 +86,32 @@ struct GenerateCommandTests {
         #expect(Set(leftovers) == ["out.png", "l.safetensors", "s.json"], "\(leftovers)")
     }
 
+    @Test("output paths are checked before any compute; several images are numbered in the file name only")
+    func outputPaths() throws {
+        try FileManager.default.createDirectory(atPath: dir + "/v.png", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let weights = "\(pipelineRoot)/dit/pipeline/transformer/diffusion_pytorch_model.safetensors"
+        for (output, expected) in [("/nonexistent-folder/x.png", "the folder /nonexistent-folder does not exist"),
+                                   (dir + "/v.png", "it is a folder"), (weights, "would overwrite the input")] {
+            let start = Date()
+            let message = runCommand(generate("dit", ["--output", output])) ?? "accepted"
+            #expect(message.contains(expected), "\(output): \(message)")
+            #expect(Date().timeIntervalSince(start) < 5)
+        }
+        let json = runCommand(generate("dit", ["--output", dir + "/x.png", "--json", "/nonexistent-folder/s.json"])) ?? "accepted"
+        #expect(json.contains("does not exist") && !FileManager.default.fileExists(atPath: dir + "/x_1.png"), "\(json)")
+        let same = runCommand(generate("dit", ["--output", dir + "/x.png", "--json", dir + "/x.png"])) ?? "accepted"
+        #expect(same.contains("given for two outputs"), "\(same)")
+        // A write that fails after compute (a file name too long for the file system) removes the images already written.
+        let long = dir + "/" + String(repeating: "j", count: 300) + ".json"
+        let failed = runCommand(generate("dit", ["--output", dir + "/y.png", "--save-latents", dir + "/l.safetensors", "--json", long]))
+        #expect(failed != nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["v.png"])
+        // Two classes, two images: v.png/img_1.png and v.png/img_2.png (not v/img_1.png).
+        #expect(runCommand(generate("dit", ["--output", dir + "/v.png/img.png"])) == nil)
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/v.png")) == ["img_1.png", "img_2.png"])
+    }
+
     @Test("bad input is one line saying what to fix")
     func errors() {
         let m = runCommand(["generate", "--model", "/nonexistent"]) ?? ""

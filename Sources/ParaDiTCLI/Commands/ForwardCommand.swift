@@ -37,6 +37,7 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         let start = Date()
+        try OutputPaths.check([output], inputs: [model, inputs])
         let transformer = try ModelRegistry.load(directory: model)
         let args = try ModelRegistry.family(transformer.className).readInputs(SafeTensorsFile(path: inputs))
         let loaded = Date()

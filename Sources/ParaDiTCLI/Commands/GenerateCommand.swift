@@ -81,6 +81,7 @@ struct Generate: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
+        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [model, promptEmbeds].compactMap { $0 })
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in
@@ -104,17 +105,20 @@ struct Generate: ParsableCommand {
         if parallelImage == nil { log.info("decoding") }
         let decoded = try parallelImage ?? pipeline.decode(latents, request: request, conditioning: conditioning)
         let images = try VaeImageProcessor.postprocess(decoded)
-        let paths = images.indices.map { images.count == 1 ? output : output.replacingOccurrences(of: ".png", with: "") + "_\($0 + 1).png" }
-        for (image, path) in zip(images, paths) { try PNGWriter.write(image, to: path) }
-        if let saveLatents { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }
+        let paths = images.indices.map { images.count == 1 ? output : OutputPaths.numbered(output, $0 + 1) }
         let summary = Summary(pipeline: pipeline.folder.className, model: model ?? DemoPipeline.name, parallel: ranks.parallel.description,
                               seed: seed, steps: request.steps, guidance: guidance, width: images[0].width, height: images[0].height,
                               stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
                               transformerParametersTotal: pipeline.transformerParameters.total, outputs: paths, randomWeights: model == nil)
+        var writes: [(String, () throws -> Void)] = zip(images, paths).map { image, path in
+            (path, { try PNGWriter.write(image, to: path) })
+        }
+        if let saveLatents { writes.append((saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) })) }
+        if let json { writes.append((json, { try writeJSON(summary, to: json) })) }
+        try OutputPaths.allOrNothing(writes)
         print(summary.text)
-        if let json { try writeJSON(summary, to: json) }
     }
 
     struct Summary: Codable {

@@ -68,6 +68,7 @@ struct Quality: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
+        try OutputPaths.check([json].compactMap { $0 }, inputs: [model, promptEmbeds].compactMap { $0 })
         let (transformer, warmup) = (pipeline.transformer, try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps)
         log.info("generating with \(ranks.parallel)")
         let results = try ranks.launch { context -> Tensor in
