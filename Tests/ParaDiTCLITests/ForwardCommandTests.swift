@@ -67,6 +67,21 @@ struct ForwardCommandTests {
         #expect(message.contains(key) && !message.contains("\n"), "\(kind): \(message)")
     }
 
+    /// A NaN in a query or key weight reaches every score of a head; PyTorch gives NaN, and so must
+    /// the engine (its softmax maxima skipped NaN and the output was finite but wrong).
+    @Test("a NaN weight in to_q or to_k is a NaN output, refused naming it", arguments: ["attn1.to_q.weight", "attn1.to_k.weight"])
+    func nanWeight(key: String) throws {
+        let model = try editedModel("dit-b2") { tensors in
+            guard case .float(let w)? = tensors["transformer_blocks.0.\(key)"] else { return }
+            let poisoned = w.copy()
+            poisoned.data[0] = .nan
+            tensors["transformer_blocks.0.\(key)"] = .float(poisoned)
+        }
+        let message = forward(model: model) ?? "accepted"
+        #expect(message.contains("not finite") && !message.contains("\n"), "\(key): \(message)")
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
     @Test("truncated and lying files are refused, never a crash", arguments: ["truncated", "lying"])
     func corruptFile(kind: String) throws {
         let model = try editedModel("dit-b2") { _ in }

@@ -15,9 +15,14 @@ struct OpCase: CustomStringConvertible, Sendable {
     var description: String { "\(op) \(sizes.map(String.init).joined(separator: "×")) \(dtype)" }
 }
 
-/// Seeded input of `dtype` (the storage element type under test).
+/// Seeded input of `dtype` (the storage element type under test). Under `Poison.$inputs` the
+/// first input a row draws gets a NaN in its middle element.
 func input(_ shape: [Int], seed: UInt64, dtype: DType, std: Float = 1) -> Tensor {
     let t = Tensor.randn(shape, seed: seed, std: std)
+    if let poison = Poison.inputs, !poison.done, t.count > 0 {
+        t.data[t.count / 2] = .nan
+        poison.done = true
+    }
     #expect(t.dtype == dtype && t.device == .cpu)
     return t
 }
@@ -27,6 +32,11 @@ func reference(_ shape: [Int], _ body: (UnsafeMutablePointer<Float>) -> Void) ->
     let out = Tensor(zeros: shape)
     body(out.data)
     return out
+}
+
+final class Poison: @unchecked Sendable {
+    var done = false
+    @TaskLocal static var inputs: Poison?
 }
 
 enum ConformanceTable {
@@ -109,9 +119,13 @@ enum ConformanceTable {
                 let (cos, sin) = ropeFrequencies(ids: ids, axesDim: axes, theta: 10000)
                 let fast = qkv.copy()
                 applyRope(fast.columns(w..<(2 * w)), batch: b, headDim: hd, cos: cos, sin: sin)
-                let k = slice(qkv, axis: 2, w..<(2 * w))
-                for i in 0..<b { applyRopeReference(tokens: t, heads: h, headDim: hd, x: k.data + i * t * w, ids: ids.data, axesDim: axes, theta: 10000) }
-                return (slice(fast, axis: 2, w..<(2 * w)), k)
+                // The whole buffer is compared: q and v columns must come through untouched.
+                let ref = qkv.copy()
+                for i in 0..<(b * t) {
+                    applyRopeReference(tokens: 1, heads: h, headDim: hd, x: ref.data + i * 3 * w + w, ids: ids.data + (i % t) * 3,
+                                       axesDim: axes, theta: 10000)
+                }
+                return (fast, ref)
             }
         }
         for (shape, dims) in [([2, 3, 4], [2, 0, 1]), ([2, 5, 3, 2, 2, 4], [0, 5, 1, 3, 2, 4]), ([1, 7, 9], [0, 2, 1])] {
@@ -134,6 +148,18 @@ struct ConformanceTableTests {
             let (fast, ref) = pool.withCurrent { c.run(c.dtype) }
             #expect(fast.shape == ref.shape, "\(c): shape \(fast.shape) vs \(ref.shape)")
             expectClose(fast, ref, tolerance: c.tolerance, "\(c) on \(pool.threadCount) threads")
+        }
+    }
+
+    @Test("a NaN in an input is NaN in the output exactly where the reference (PyTorch's semantics) has it",
+          arguments: ConformanceTable.cases)
+    func nanPropagates(_ c: OpCase) {
+        for pool in testPools {
+            let (fast, ref) = Poison.$inputs.withValue(Poison()) { pool.withCurrent { c.run(c.dtype) } }
+            let (f, r) = (fast.scalars, ref.scalars)
+            #expect(r.contains { $0.isNaN }, "\(c): the poisoned input reaches no output")
+            let mismatch = f.indices.first { f[$0].isNaN != r[$0].isNaN }
+            #expect(mismatch == nil, "\(c) on \(pool.threadCount) threads: element \(mismatch ?? 0) is \(mismatch.map { f[$0] } ?? 0), reference \(mismatch.map { r[$0] } ?? 0)")
         }
     }
 }

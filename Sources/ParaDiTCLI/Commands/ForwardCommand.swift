@@ -52,6 +52,11 @@ struct Forward: ParsableCommand {
         let done = Date()
         // Every rank holds the whole output; the first rank of this process writes it.
         guard let (rank, sample) = results.first, rank == 0 else { return }
+        guard allFinite(sample) else {
+            let bad = sample.scalars.filter { !$0.isFinite }.count
+            throw ValidationError("the output is not finite (\(bad) of \(sample.count) values NaN or Inf); "
+                                  + "check the weights and inputs for NaN or Inf")
+        }
         try writeSafeTensors(["sample": .float(sample)], to: output)
         print("sample \(sample.shape) → \(output)  (load \(fmt(loaded.timeIntervalSince(start), digits: 2)) s, "
               + "forward \(fmt(done.timeIntervalSince(loaded), digits: 3)) s, \(ranks.parallel))")

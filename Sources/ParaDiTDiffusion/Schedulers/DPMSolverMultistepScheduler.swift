@@ -122,6 +122,16 @@ public struct DPMSolverMultistepScheduler: Scheduler, Sendable {
         guard !ts.isEmpty else {
             throw SchedulerError.badInput(scheduler: className, reason: "lambda_min_clipped leaves no timestep for \(steps) steps")
         }
+        // A repeated timestep makes a solver step of zero length (λ_t = λ_s), whose multistep update
+        // divides by zero: diffusers' latents turn NaN there. Refuse, naming the most steps that work.
+        if Set(ts).count != ts.count {
+            let most = stride(from: min(steps - 1, config.betas.numTrainTimesteps), to: 0, by: -1).first { n in
+                let t = scheduledTimesteps(n)
+                return !t.isEmpty && Set(t).count == t.count
+            } ?? 1
+            throw SchedulerError.badInput(scheduler: className, reason: "\(steps) steps repeat timesteps of the "
+                + "\(config.timestepSpacing) schedule over \(config.betas.numTrainTimesteps) training steps; use at most \(most) steps")
+        }
         // np.interp over the training σ: exact at whole timesteps, clamped outside the table.
         let table = ts.map { trainSigmas[min(max($0, 0), trainSigmas.count - 1)] }
         let last: Float = config.finalSigmasType == "zero" ? 0 : trainSigmas[0]

@@ -123,17 +123,18 @@ public func attentionReference(
             var dot = 0.0
             for d in 0..<headDim { dot += Double(qi[d]) * Double(kj[d]) }
             s[j] = dot * Double(scale) + Double(mask.map { $0.data[b * $0.batchStride + i * $0.rowStride + j] } ?? 0)
-            m = max(m, s[j])
+            if s[j].isNaN || s[j] > m { m = s[j] }  // a NaN score makes the row NaN, as in PyTorch
         }
+        // A row whose keys are all masked gives 0 (not PyTorch's NaN): ring and padded shards rely on it.
         var total = 0.0
-        if m > -.infinity { for j in 0..<lk { s[j] = Foundation.exp(s[j] - m); total += s[j] } }
+        if m != -.infinity { for j in 0..<lk { s[j] = Foundation.exp(s[j] - m); total += s[j] } }
         let o = out + (b * lq + i) * ldo + h * headDim
         for d in 0..<headDim {
             var acc = 0.0
-            if total > 0 { for j in 0..<lk { acc += s[j] * Double(v[(b * lk + j) * ldv + h * headDim + d]) } }
-            o[d] = total > 0 ? Float(acc / total) : 0
+            if total != 0 { for j in 0..<lk { acc += s[j] * Double(v[(b * lk + j) * ldv + h * headDim + d]) } }
+            o[d] = total != 0 ? Float(acc / total) : 0
         }
-        lse?[(b * heads + h) * lq + i] = total > 0 ? Float(m + Foundation.log(total)) : -.infinity
+        lse?[(b * heads + h) * lq + i] = total != 0 ? Float(m + Foundation.log(total)) : -.infinity
     } } }
 }
 

@@ -194,7 +194,9 @@ func attentionBlock(
                 let mNew = max(mOld, fusedMax ? hmax(w.laneMax[r - s0])
                                               : maskedRowMax(s, cols, mask.map { $0 + r * maskRowStride + j0 }, Float(log2e)))
                 if mNew == -.infinity {
-                    // Every key so far is masked: contribute nothing.
+                    // Every key so far is masked: contribute nothing. The maxima skip NaN, so a NaN
+                    // score is found here and poisons the row sum, as PyTorch's softmax would.
+                    if (0..<cols).contains(where: { s[$0].isNaN }) { w.rowSum[r] = .nan }
                     s.update(repeating: 0, count: cols)
                     continue
                 }
@@ -212,8 +214,9 @@ func attentionBlock(
     }
     for r in 0..<rows {
         let l = w.rowSum[r]
-        scaleRow(w.outAcc + r * headPad, headDim, l > 0 ? 1 / l : 0, into: out + r * ldo)
-        lse?[r] = l > 0 ? Float(Double(w.rowMax[r]) / log2e) + Foundation.log(l) : -.infinity
+        // l is 0 (all keys masked), positive, or NaN (a NaN score), which the output keeps.
+        scaleRow(w.outAcc + r * headPad, headDim, l != 0 ? 1 / l : 0, into: out + r * ldo)
+        lse?[r] = l != 0 ? Float(Double(w.rowMax[r]) / log2e) + Foundation.log(l) : -.infinity
     }
 }
 
