@@ -59,7 +59,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         base = UnsafeRawPointer(map)
         mappedSize = size
         do {
-            (entries, metadata) = try Self.parseHeader(base, size: size, path: path)
+            (entries, metadata) = try Self.parseHeader(UnsafeRawBufferPointer(start: base, count: size), path: path)
         } catch {
             munmap(map, size)
             throw error
@@ -97,47 +97,44 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Header
 
-    static func parseHeader(_ base: UnsafeRawPointer, size: Int, path: String) throws
-        -> ([String: SafeTensorsEntry], [String: String])
+    /// The validated header of a whole safetensors file held in `file` (`path` names it in errors):
+    /// what `init(path:)` does after mapping the file, public for fuzzing.
+    public static func parseHeader(_ file: UnsafeRawBufferPointer, path: String) throws
+        -> (entries: [String: SafeTensorsEntry], metadata: [String: String])
     {
         func corrupt(_ reason: String) -> WeightsError { .corrupt(path: path, reason: reason) }
+        let size = file.count
+        guard let base = file.baseAddress, size >= 8 else { throw corrupt("\(size) bytes, shorter than the 8-byte header length") }
         let declared = base.loadUnaligned(as: UInt64.self).littleEndian
         guard declared <= UInt64(min(maxHeaderBytes, size - 8)) else {
             throw corrupt("header length \(declared) exceeds the file (\(size) bytes) or the 100 MB limit")
         }
         let headerLength = Int(declared)
-        let headerData = Data(bytes: base + 8, count: headerLength)
-        guard headerData.first == UInt8(ascii: "{") else { throw corrupt("header does not start with '{'") }
-        guard let json = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
-            throw corrupt("header is not a JSON object")
+        let header: (entries: [(String, RawHeaderEntry)], metadata: [String: String])
+        do {
+            header = try SafeTensorsHeaderReader.read(UnsafeRawBufferPointer(start: base + 8, count: headerLength))
+        } catch let e as HeaderSyntaxError {
+            throw corrupt("header is not valid JSON: \(e.reason)")
         }
         let dataStart = 8 + headerLength, dataSize = size - dataStart
         var entries: [String: SafeTensorsEntry] = [:]
-        var metadata: [String: String] = [:]
-        for (name, value) in json {
-            if name == "__metadata__" {
-                guard let m = value as? [String: String] else { throw corrupt("__metadata__ must map strings to strings") }
-                metadata = m
-                continue
-            }
-            entries[name] = try parseEntry(name, value, dataStart: dataStart, dataSize: dataSize, corrupt: corrupt)
+        entries.reserveCapacity(header.entries.count)
+        for (name, raw) in header.entries {
+            guard entries[name] == nil else { throw corrupt("tensor '\(name)' appears twice in the header") }
+            entries[name] = try parseEntry(name, raw, dataStart: dataStart, dataSize: dataSize, corrupt: corrupt)
         }
         try checkCoverage(entries, dataStart: dataStart, dataSize: dataSize, corrupt: corrupt)
-        return (entries, metadata)
+        return (entries, header.metadata)
     }
 
-    static func parseEntry(_ name: String, _ value: Any, dataStart: Int, dataSize: Int,
+    static func parseEntry(_ name: String, _ raw: RawHeaderEntry, dataStart: Int, dataSize: Int,
                            corrupt: (String) -> WeightsError) throws -> SafeTensorsEntry {
-        guard let info = value as? [String: Any] else { throw corrupt("entry '\(name)' is not an object") }
-        guard let dtypeName = info["dtype"] as? String else { throw corrupt("tensor '\(name)' has no dtype") }
+        guard let dtypeName = raw.dtype else { throw corrupt("tensor '\(name)' has no dtype") }
         guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
             throw corrupt("tensor '\(name)' has dtype \(dtypeName); supported: F32, F16, BF16, I64, I32")
         }
-        guard let shapeAny = info["shape"] as? [Any], let shape = exactInts(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
-            throw corrupt("tensor '\(name)' has a shape that is not a list of non-negative integers")
-        }
-        guard let offAny = info["data_offsets"] as? [Any], offAny.count == 2, let offsets = exactInts(offAny),
-              offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataSize else {
+        guard let shape = raw.shape else { throw corrupt("tensor '\(name)' has no shape") }
+        guard let offsets = raw.dataOffsets, offsets.count == 2, offsets[0] <= offsets[1], offsets[1] <= dataSize else {
             throw corrupt("tensor '\(name)' has data_offsets outside the \(dataSize)-byte data section")
         }
         var count = 1
@@ -163,17 +160,5 @@ public final class SafeTensorsFile: @unchecked Sendable {
             end = e.offset + e.byteCount
         }
         if end != dataStart + dataSize { throw corrupt("\(dataStart + dataSize - end) trailing bytes belong to no tensor") }
-    }
-
-    /// Integers from JSON numbers, refusing fractions and values beyond 2^53.
-    static func exactInts(_ values: [Any]) -> [Int]? {
-        var out: [Int] = []
-        for v in values {
-            guard let n = v as? NSNumber else { return nil }
-            let d = n.doubleValue
-            guard d == d.rounded(), abs(d) < 9e15 else { return nil }
-            out.append(n.intValue)
-        }
-        return out
     }
 }

@@ -82,6 +82,39 @@ struct ForwardCommandTests {
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 
+    /// These hung (the planner enumerating 2^63 ranks; an emulated link sleeping 10^6 s per message).
+    @Test("absurd rank options are refused before any rank starts", arguments: [
+        (["--parallel", "auto", "--world", "9223372036854775807"], "--world must be 1...65536"),
+        (["--parallel", "ring=2", "--emulate-nodes", "2", "--inter-node-latency-us", "1e12"], "--inter-node-latency-us 0...1000000"),
+        (["--parallel", "ring=2", "--emulate-nodes", "2", "--inter-node-gbps", "nan"], "--inter-node-gbps a positive number"),
+        (["--parallel", "ring=2", "--threads", "0"], "--threads must be 1...4096"),
+    ])
+    func absurdRankOptions(args: [String], expected: String) {
+        let start = Date()
+        let message = runCommand(["forward", "--model", "\(fixtureRoot)/dit-b2/model", "--inputs", "\(fixtureRoot)/dit-b2/inputs.safetensors",
+                                  "--output", output] + args) ?? "accepted"
+        #expect(message.contains(expected), "\(args): \(message)")
+        #expect(Date().timeIntervalSince(start) < 5)
+    }
+
+    /// Foundation's JSON objects made this 6.5 GB of memory (35 s); the header reader keeps only
+    /// the entries. 1.66 M zero-size tensors, run under a 2 GB address-space limit.
+    @Test("a legal 99 MB safetensors header is read within 2 GB of memory")
+    func hugeHeader() throws {
+        let model = try editedModel("dit-b2") { _ in }
+        var header = "{"
+        header.reserveCapacity(100_000_000)
+        for i in 0..<1_660_000 { header += "\(i == 0 ? "" : ",")\"t\(i + 1_000_000)\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}" }
+        header += "}"
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(Data(header.utf8))
+        #expect(file.count > 99_000_000 && file.count < 100_000_000)
+        try file.write(to: URL(fileURLWithPath: "\(model)/diffusion_pytorch_model.safetensors"))
+        let (status, output) = try runParadit(["inspect", "--model", model], addressSpaceKB: 2_000_000)
+        #expect(status == 1 && output.contains("the checkpoint holds 0"), "\(output)")
+    }
+
     @Test("truncated and lying files are refused, never a crash", arguments: ["truncated", "lying"])
     func corruptFile(kind: String) throws {
         let model = try editedModel("dit-b2") { _ in }

@@ -77,11 +77,16 @@ struct MPITests {
     }
 }
 
-/// Runs the paradit executable; returns (exit status, stdout and stderr).
-func runParadit(_ args: [String]) throws -> (Int32, String) {
+/// Runs the paradit executable (under an address-space limit, if given); returns (exit status, stdout and stderr).
+func runParadit(_ args: [String], addressSpaceKB: Int? = nil) throws -> (Int32, String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: paraditBinary)
-    process.arguments = args
+    if let addressSpaceKB {
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -v \(addressSpaceKB) && exec \"$0\" \"$@\"", paraditBinary] + args
+    } else {
+        process.executableURL = URL(fileURLWithPath: paraditBinary)
+        process.arguments = args
+    }
     let pipe = Pipe()
     (process.standardOutput, process.standardError) = (pipe, pipe)
     try process.run()

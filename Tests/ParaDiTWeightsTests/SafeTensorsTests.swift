@@ -89,8 +89,34 @@ struct SafeTensorsTests {
             ("a hole in the data", rawSafeTensors(header: entry(["dtype": "F32", "shape": [1], "data_offsets": [4, 8]]), payload: payload)),
             ("trailing bytes", rawSafeTensors(header: entry(["dtype": "F32", "shape": [1], "data_offsets": [0, 4]]), payload: payload)),
             ("bad metadata", rawSafeTensors(header: ["__metadata__": ["a": 1]], payload: [])),
+            ("a name twice", text(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, payload)),
+            ("garbage after the header", text(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} x"#, payload)),
+            ("a lone surrogate", text(#"{"\ud800":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, payload)),
+            ("a bad escape", text(#"{"\q":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, payload)),
+            ("a control character", text("{\"a\u{1}\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", payload)),
+            ("nesting 100 deep", text(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":"# + String(repeating: "[", count: 100)
+                                      + String(repeating: "]", count: 100) + "}}", payload)),
         ]
     }()
+
+    /// A file whose header is exactly `json`.
+    static func text(_ json: String, _ payload: [UInt8]) -> Data {
+        var file = Data()
+        withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { file.append(contentsOf: $0) }
+        return file + Data(json.utf8) + payload
+    }
+
+    @Test("the header reader decodes JSON escapes, skips unknown fields and accepts integral numbers as diffusers writes them")
+    func headerJSON() throws {
+        let json = #"{"__metadata__":{"format":"pt","n\u00e9":"\ud83d\ude00\n"}, "caf\u00e9" : {"dtype":"F32","shape":[2.0],"#
+            + #""data_offsets":[0,8],"extra":[{"a":[true,false,null,-1.5e3]}]}}     "#
+        let path = temporaryDirectory() + "/escapes.safetensors"
+        try Self.text(json, [UInt8](repeating: 0, count: 8)).write(to: URL(fileURLWithPath: path))
+        let f = try SafeTensorsFile(path: path)
+        #expect(f.names == ["café"])
+        #expect(f.metadata == ["format": "pt", "né": "😀\n"])
+        #expect(f.entries["café"]?.shape == [2])
+    }
 
     @Test("malformed files give a one-line error naming the problem", arguments: malformed.map(\.0))
     func malformedFile(name: String) throws {

@@ -56,6 +56,16 @@ struct RankOptions: ParsableArguments {
     var interleavedNodes = false
 
     func validate() throws {
+        if let world, !(1...ParallelSpec.maxRanks).contains(world) {
+            throw ValidationError("--world must be 1...\(ParallelSpec.maxRanks), got \(world)")
+        }
+        if let threads, !(1...4096).contains(threads) { throw ValidationError("--threads must be 1...4096, got \(threads)") }
+        // An emulated link slower than this is a typo, and its sleeps would look like a hang.
+        guard (1...ParallelSpec.maxRanks).contains(emulateNodes), interNodeGbps > 0, interNodeGbps.isFinite,
+              (0...1_000_000).contains(interNodeLatencyUs) else {
+            throw ValidationError("--emulate-nodes must be 1...\(ParallelSpec.maxRanks), --inter-node-gbps a positive number "
+                                  + "and --inter-node-latency-us 0...1000000 (1 s)")
+        }
         if parallel.auto {
             guard world != nil || MPICommunicator.isLaunchedByMPI else {
                 throw ValidationError("--parallel auto needs --world N (the ranks to plan for), or mpirun")
@@ -68,10 +78,6 @@ struct RankOptions: ParsableArguments {
         _ = try config()
         if let world, world != size {
             throw ValidationError("--world \(world) does not match --parallel \(parallel) (\(size) rank(s)); omit --world or make them agree")
-        }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        guard emulateNodes >= 1, interNodeGbps > 0, interNodeLatencyUs >= 0 else {
-            throw ValidationError("--emulate-nodes must be at least 1, --inter-node-gbps positive and --inter-node-latency-us not negative")
         }
     }
 

@@ -53,7 +53,8 @@ public struct FlowMatchEulerDiscreteSchedulerConfig: Decodable, Sendable, Equata
 
     func validate() throws {
         let name = "FlowMatchEulerDiscreteScheduler"
-        try require(numTrainTimesteps >= 1, name, key: "num_train_timesteps", value: "\(numTrainTimesteps)", supported: "at least 1")
+        try require((1...maxTrainTimesteps).contains(numTrainTimesteps), name, key: "num_train_timesteps",
+                    value: "\(numTrainTimesteps)", supported: "1...\(maxTrainTimesteps)")
         try require(["exponential", "linear"].contains(timeShiftType), name, key: "time_shift_type",
                     value: "\"\(timeShiftType)\"", supported: "\"exponential\", \"linear\"")
         try require(shiftTerminal == nil || shiftTerminal == 0, name, key: "shift_terminal",

@@ -34,8 +34,8 @@ public struct BetaScheduleConfig: Decodable, Sendable, Equatable {
 
     /// alphas_cumprod: the cumulative product of 1 − β over the training timesteps, as float32.
     func alphasCumprod(_ scheduler: String) throws -> [Float] {
-        try require(numTrainTimesteps >= 1, scheduler, key: "num_train_timesteps", value: "\(numTrainTimesteps)",
-                    supported: "at least 1")
+        try require((1...maxTrainTimesteps).contains(numTrainTimesteps), scheduler, key: "num_train_timesteps",
+                    value: "\(numTrainTimesteps)", supported: "1...\(maxTrainTimesteps)")
         try require(!rescaleBetasZeroSnr, scheduler, key: "rescale_betas_zero_snr", value: "true", supported: "false")
         let betas: [Float]
         if let trainedBetas {
@@ -139,6 +139,9 @@ func spacedTimesteps(spacing: String, trainSteps: Int, steps: Int, offset: Int, 
 }
 
 /// Checks a step count against what a scheduler can do.
+/// More training timesteps than any published model uses (1000); the tables are built per timestep.
+let maxTrainTimesteps = 100_000
+
 func checkStepCount(_ steps: Int, max: Int?, _ scheduler: String) throws {
     guard steps >= 1 else {
         throw SchedulerError.badInput(scheduler: scheduler, reason: "the number of inference steps must be at least 1, got \(steps)")
