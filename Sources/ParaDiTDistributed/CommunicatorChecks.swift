@@ -10,9 +10,19 @@ public enum CommunicatorChecks {
             ("non-blocking allGather and allToAll", nonBlocking), ("one-sided put and get", oneSided),
             ("notified puts around the ring, regions reused after a notification back", notifiedPut),
         ]
-        return checks.map { name, check in
-            do { return (name, try check(comm)) } catch { return (name, "\(error)") }
+        var results: [(String, String?)] = []
+        for (name, check) in checks {
+            do {
+                results.append((name, try check(comm)))
+            } catch let error as CommError {
+                results.append((name, "\(error)"))
+                // After a timeout every later check would wait out its own: stop here.
+                if case .timedOut = error { break }
+            } catch {
+                results.append((name, "\(error)"))
+            }
         }
+        return results
     }
 
     static func v(_ r: Int, _ i: Int) -> Float { Float(r * 1000 + i) }

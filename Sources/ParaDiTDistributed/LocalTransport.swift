@@ -75,7 +75,7 @@ public final class LocalWorld: @unchecked Sendable {
     /// An object being handed to every rank by a collective creation, and how many have taken it.
     private var staged: (object: AnyObject, taken: Int)?
 
-    public init(size: Int, timeout: Double = 120, tracer: Tracer? = nil, links: LinkModel? = nil) {
+    public init(size: Int, timeout: Double = 300, tracer: Tracer? = nil, links: LinkModel? = nil) {
         check(size >= 1, "a world needs at least one rank")
         self.size = size
         self.timeout = timeout
@@ -174,7 +174,7 @@ public final class LocalWorld: @unchecked Sendable {
     /// Runs `body` on `size` threads, one per rank, each with its own thread pool of
     /// `threadsPerRank` threads; returns the results in rank order. A rank that throws fails the
     /// world, so the others stop at their next communication; the first error is rethrown.
-    public static func run<R>(size: Int, threadsPerRank: Int = 1, timeout: Double = 120, tracer: Tracer? = nil,
+    public static func run<R>(size: Int, threadsPerRank: Int = 1, timeout: Double = 300, tracer: Tracer? = nil,
                               links: LinkModel? = nil,
                               _ body: @escaping @Sendable (LocalCommunicator) throws -> R) throws -> [R] {
         let world = LocalWorld(size: size, timeout: timeout, tracer: tracer, links: links)

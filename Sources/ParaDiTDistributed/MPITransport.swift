@@ -3,7 +3,10 @@ import Foundation
 
 // The MPI transport: Open MPI processes launched by mpirun, one rank each. Every operation maps to
 // the MPI call of the same meaning; errors return (MPI_ERRORS_RETURN) and become CommError.
-// Calls are made from the rank's own thread, never from a Swift concurrency task.
+// Calls are made from the rank's own thread, never from a Swift concurrency task. Every operation
+// is started non-blocking and completed by polling MPI_Test with growing pauses: a blocking MPI
+// call spins a core forever on a stopped peer, while a poll gives up after `timeout` seconds
+// without progress, naming the operation and the ranks it waited for.
 
 /// One rank of an MPI communicator.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
@@ -15,9 +18,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// An emulated network over the real one (set on the world before taking subgroups): each
     /// operation then also takes the time its traffic needs on the modelled links.
     public var links: LinkModel?
-    /// How long a wait on a notified window polls before it reports a hang (MPI's own calls block;
-    /// a failing rank ends the job with MPI_Abort instead).
-    public var timeout: Double = 120
+    /// Seconds an operation may wait without completing before it fails as a hang.
+    public var timeout: Double = 300
     /// Rank in MPI_COMM_WORLD (trace track).
     public let worldRank: Int
     /// The MPI_COMM_WORLD rank of each rank of this communicator (for the link model).
@@ -128,6 +130,37 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     func fromOne(_ peer: Int, _ count: Int) -> [Int] { (0..<size).map { $0 == peer ? count : 0 } }
 
+    // MARK: Completion
+
+    /// Starts an operation with `start` (which fills in its request) and polls it to completion.
+    func complete(_ call: String, waitingFor peers: [Int]? = nil, _ start: (inout MPI_Request?) -> Int32) throws {
+        var request: MPI_Request? = nil
+        try Self.checkMPI(start(&request), call)
+        try poll(&request, call, waitingFor: peers)
+    }
+
+    /// Polls `request` until it completes: spinning for the first 100 µs (most operations end
+    /// there), then pausing 10 µs … 200 µs between tests, so a long wait leaves its core to the
+    /// compute threads. Past `timeout` seconds it fails, naming the ranks it waited for (all the
+    /// others when `peers` is nil).
+    func poll(_ request: inout MPI_Request?, _ call: String, waitingFor peers: [Int]?) throws {
+        let start = monotonicSeconds()
+        var done: Int32 = 0, pause: UInt32 = 0
+        while true {
+            try Self.checkMPI(MPI_Test(&request, &done, paradit_mpi_status_ignore()), call)
+            if done != 0 { return }
+            let waited = monotonicSeconds() - start
+            if waited > timeout {
+                let others = (peers ?? Array(0..<size)).filter { $0 != rank && $0 >= 0 && $0 < size }
+                throw CommError.timedOut(rank: worldRank, operation: call, seconds: timeout, waitingFor: others.map { worldRanks[$0] })
+            }
+            if waited > 100e-6 {
+                pause = min(max(pause * 2, 10), 200)
+                usleep(pause)
+            }
+        }
+    }
+
     // MARK: Collectives
 
     public func allGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws {
@@ -135,7 +168,12 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         guard Int(c[rank]) == count else { throw CommError.badArgument(operation: "allGather", reason: "counts[\(rank)] = \(c[rank]) but this rank sends \(count)") }
         let total = c.reduce(0) { $0 + Int($1) }
         try traced("allGather", bytes: 4 * total, receivedFrom: c.enumerated().map { $0 == rank ? 0 : Int($1) }) {
-            try Self.checkMPI(MPI_Allgatherv(send, Int32(count), paradit_mpi_float(), out, c, Self.displacements(c), paradit_mpi_float(), comm), "MPI_Allgatherv")
+            // Counts, displacements and sources are read until completion: stable addresses, kept alive.
+            let keep = RequestArrays([c, Self.displacements(c)])
+            try withExtendedLifetime(keep) {
+                try complete("MPI_Iallgatherv") { MPI_Iallgatherv(send, Int32(count), paradit_mpi_float(), out, keep.arrays[0].base,
+                                                                   keep.arrays[1].base, paradit_mpi_float(), comm, &$0) }
+            }
         }
         stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: total - count)
     }
@@ -144,8 +182,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         let sc = try ints("allToAll", sendCounts), rc = try ints("allToAll", recvCounts)
         try traced("allToAll", bytes: 4 * (sendCounts.reduce(0, +) + recvCounts.reduce(0, +)),
                    receivedFrom: recvCounts.enumerated().map { $0 == rank ? 0 : $1 }) {
-            try Self.checkMPI(MPI_Alltoallv(send, sc, Self.displacements(sc), paradit_mpi_float(), out, rc, Self.displacements(rc),
-                                            paradit_mpi_float(), comm), "MPI_Alltoallv")
+            let keep = RequestArrays([sc, Self.displacements(sc), rc, Self.displacements(rc)])
+            try withExtendedLifetime(keep) {
+                try complete("MPI_Ialltoallv") { MPI_Ialltoallv(send, keep.arrays[0].base, keep.arrays[1].base, paradit_mpi_float(), out,
+                                                                 keep.arrays[2].base, keep.arrays[3].base, paradit_mpi_float(), comm, &$0) }
+            }
         }
         stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank], receivedFloats: recvCounts.reduce(0, +) - recvCounts[rank])
     }
@@ -153,7 +194,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         let copy = Array(UnsafeBufferPointer(start: buffer, count: count))
         try traced("allReduce", bytes: 8 * count, receivedFrom: Array(repeating: count, count: size)) {
-            try Self.checkMPI(MPI_Allreduce(copy, buffer, Int32(count), paradit_mpi_float(), paradit_mpi_sum(), comm), "MPI_Allreduce")
+            try copy.withUnsafeBufferPointer { source in
+                try complete("MPI_Iallreduce") {
+                    MPI_Iallreduce(source.baseAddress, buffer, Int32(count), paradit_mpi_float(), paradit_mpi_sum(), comm, &$0)
+                }
+            }
         }
         // Ring all-reduce: 2·(p−1)/p of the buffer each way.
         let moved = 2 * (size - 1) * count / max(size, 1)
@@ -163,7 +208,12 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func reduceScatter(_ send: UnsafePointer<Float>, counts: [Int], into out: UnsafeMutablePointer<Float>) throws {
         let c = try ints("reduceScatter", counts)
         try traced("reduceScatter", bytes: 4 * (counts.reduce(0, +) + counts[rank]), receivedFrom: Array(repeating: counts[rank], count: size)) {
-            try Self.checkMPI(MPI_Reduce_scatter(send, out, c, paradit_mpi_float(), paradit_mpi_sum(), comm), "MPI_Reduce_scatter")
+            let keep = RequestArrays([c])
+            try withExtendedLifetime(keep) {
+                try complete("MPI_Ireduce_scatter") {
+                    MPI_Ireduce_scatter(send, out, keep.arrays[0].base, paradit_mpi_float(), paradit_mpi_sum(), comm, &$0)
+                }
+            }
         }
         stats.record("reduceScatter", sentFloats: counts.reduce(0, +) - counts[rank], receivedFloats: counts[rank] * (size - 1))
     }
@@ -171,13 +221,15 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
         guard root >= 0 && root < size else { throw CommError.badArgument(operation: "broadcast", reason: "root \(root) is not a rank of \(size)") }
         try traced("broadcast", bytes: 4 * count, receivedFrom: rank == root ? nil : fromOne(root, count)) {
-            try Self.checkMPI(MPI_Bcast(buffer, Int32(count), paradit_mpi_float(), Int32(root), comm), "MPI_Bcast")
+            try complete("MPI_Ibcast", waitingFor: rank == root ? nil : [root]) {
+                MPI_Ibcast(buffer, Int32(count), paradit_mpi_float(), Int32(root), comm, &$0)
+            }
         }
         stats.record("broadcast", sentFloats: rank == root ? count * (size - 1) : 0, receivedFloats: rank == root ? 0 : count)
     }
 
     public func barrier() throws {
-        try traced("barrier", bytes: 0) { try Self.checkMPI(MPI_Barrier(comm), "MPI_Barrier") }
+        try traced("barrier", bytes: 0) { try complete("MPI_Ibarrier") { MPI_Ibarrier(comm, &$0) } }
         stats.record("barrier", sentFloats: 0, receivedFloats: 0)
     }
 
@@ -185,15 +237,18 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     public func send(_ buffer: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int) throws {
         try traced("send", bytes: 4 * count) {
-            try Self.checkMPI(MPI_Send(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm), "MPI_Send")
+            try complete("MPI_Isend to rank \(peer)", waitingFor: [peer]) {
+                MPI_Isend(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &$0)
+            }
         }
         stats.record("send", sentFloats: count, receivedFloats: 0)
     }
 
     public func recv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) throws {
         try traced("recv", bytes: 4 * count, receivedFrom: fromOne(peer, count)) {
-            try Self.checkMPI(MPI_Recv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm,
-                                       paradit_mpi_status_ignore()), "MPI_Recv")
+            try complete("MPI_Irecv from rank \(peer)", waitingFor: [peer]) {
+                MPI_Irecv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &$0)
+            }
         }
         stats.record("recv", sentFloats: 0, receivedFloats: count)
     }
@@ -202,14 +257,16 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var request: MPI_Request? = nil
         try Self.checkMPI(MPI_Isend(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &request), "MPI_Isend")
         stats.record("send", sentFloats: count, receivedFloats: 0)
-        return MPIRequest(request, "MPI_Isend")
+        return MPIRequest(request, "MPI_Isend to rank \(peer)", comm: self, waitingFor: [peer])
     }
 
     public func irecv(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int) -> CommRequest {
         var request: MPI_Request? = nil
         let code = MPI_Irecv(buffer, Int32(count), paradit_mpi_float(), Int32(peer), Int32(tag), comm, &request)
         stats.record("recv", sentFloats: 0, receivedFloats: count)
-        return code == paradit_mpi_success() ? MPIRequest(request, "MPI_Irecv", arrival: arrival(fromOne(peer, count))) : FailedRequest(code: code)
+        return code == paradit_mpi_success()
+            ? MPIRequest(request, "MPI_Irecv from rank \(peer)", comm: self, waitingFor: [peer], arrival: arrival(fromOne(peer, count)))
+            : FailedRequest(code: code)
     }
 
     public func iallGather(_ send: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, counts: [Int]?) throws -> CommRequest {
@@ -221,7 +278,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try Self.checkMPI(MPI_Iallgatherv(send, Int32(count), paradit_mpi_float(), out, keep.arrays[0].base, keep.arrays[1].base,
                                           paradit_mpi_float(), comm, &request), "MPI_Iallgatherv")
         stats.record("allGather", sentFloats: count * (size - 1), receivedFloats: c.reduce(0) { $0 + Int($1) } - count)
-        return MPIRequest(request, "MPI_Iallgatherv", keep: keep, arrival: arrival(c.enumerated().map { $0 == rank ? 0 : Int($1) }))
+        return MPIRequest(request, "MPI_Iallgatherv", comm: self, keep: keep, arrival: arrival(c.enumerated().map { $0 == rank ? 0 : Int($1) }))
     }
 
     public func iallToAll(_ send: UnsafePointer<Float>, sendCounts: [Int], into out: UnsafeMutablePointer<Float>, recvCounts: [Int]) throws -> CommRequest {
@@ -231,7 +288,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try Self.checkMPI(MPI_Ialltoallv(send, keep.arrays[0].base, keep.arrays[1].base, paradit_mpi_float(), out,
                                          keep.arrays[2].base, keep.arrays[3].base, paradit_mpi_float(), comm, &request), "MPI_Ialltoallv")
         stats.record("allToAll", sentFloats: sendCounts.reduce(0, +) - sendCounts[rank], receivedFloats: recvCounts.reduce(0, +) - recvCounts[rank])
-        return MPIRequest(request, "MPI_Ialltoallv", keep: keep, arrival: arrival(recvCounts.enumerated().map { $0 == rank ? 0 : $1 }))
+        return MPIRequest(request, "MPI_Ialltoallv", comm: self, keep: keep,
+                          arrival: arrival(recvCounts.enumerated().map { $0 == rank ? 0 : $1 }))
     }
 
     /// When a non-blocking receive posted now completes on the emulated links (nil without them).
@@ -240,8 +298,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func window(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CommWindow {
         var win: MPI_Win? = nil
         try Self.checkMPI(MPI_Win_create(buffer, MPI_Aint(count * 4), 4, paradit_mpi_info_null(), comm, &win), "MPI_Win_create")
-        try Self.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence")
-        return MPIWindow(win: win, comm: self)
+        let window = MPIWindow(win: win, comm: self)
+        try window.fence()
+        return window
     }
 
     public func subgroup(_ members: [Int]) throws -> Communicator {
@@ -280,17 +339,19 @@ final class RequestArrays {
 final class MPIRequest: CommRequest {
     private var request: MPI_Request?
     private let call: String
+    private let comm: MPICommunicator
+    private let waitingFor: [Int]?
     private var keep: RequestArrays?
     /// With emulated links: when the data arrives (a transfer in flight costs no extra wait).
     private let arrival: Double?
-    init(_ request: MPI_Request?, _ call: String, keep: RequestArrays? = nil, arrival: Double? = nil) {
-        self.request = request
-        self.call = call
+    init(_ request: MPI_Request?, _ call: String, comm: MPICommunicator, waitingFor: [Int]? = nil, keep: RequestArrays? = nil,
+         arrival: Double? = nil) {
+        (self.request, self.call, self.comm, self.waitingFor) = (request, call, comm, waitingFor)
         self.keep = keep
         self.arrival = arrival
     }
     func wait() throws {
-        try MPICommunicator.checkMPI(MPI_Wait(&request, paradit_mpi_status_ignore()), "MPI_Wait (\(call))")
+        try comm.poll(&request, call, waitingFor: waitingFor)
         keep = nil
         if let arrival { sleepUntil(arrival) }
     }
@@ -317,7 +378,11 @@ final class MPIWindow: CommWindow {
         comm.stats.record("get", sentFloats: 0, receivedFloats: target == comm.rank ? 0 : count)
     }
 
-    func fence() throws { try MPICommunicator.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence") }
+    /// MPI_Win_fence blocks; a polled barrier first makes a stalled peer a timeout, not a hang.
+    func fence() throws {
+        try comm.complete("MPI_Ibarrier before MPI_Win_fence") { MPI_Ibarrier(comm.comm, &$0) }
+        try MPICommunicator.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence")
+    }
 
     func free() throws {
         try MPICommunicator.checkMPI(MPI_Win_fence(0, win), "MPI_Win_fence")

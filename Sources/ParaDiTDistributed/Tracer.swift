@@ -71,4 +71,11 @@ public final class Tracer: @unchecked Sendable {
     }
 
     public func write(to path: String) throws { try json().write(to: URL(fileURLWithPath: path), options: .atomic) }
+
+    /// The file of one MPI process's trace: `t.json` → `t.rank1.json`, `t` → `t.rank1.json` (each
+    /// process must write its own, or the last to finish overwrites the others).
+    public static func path(_ path: String, rank: Int) -> String {
+        let base = path.hasSuffix(".json") ? String(path.dropLast(5)) : path
+        return base + ".rank\(rank).json"
+    }
 }

@@ -64,6 +64,31 @@ struct MPITests {
         #expect(seconds < 30)
     }
 
+    /// A blocking MPI call spun a core forever on a stopped peer; now the others poll, time out
+    /// naming the operation and the ranks they waited for, and end the job.
+    @Test("a stopped rank (SIGSTOP) makes the others time out and end the job, naming the operation")
+    func stoppedRank() throws {
+        let (status, output, seconds) = try mpirun(3, ["selftest", "comm", "--stall-rank", "1", "--comm-timeout", "2"])
+        #expect(status != 0)
+        #expect(output.contains("timed out after 2.0 s in MPI_Iallgatherv, waiting for rank(s) ["), "\(output)")
+        #expect(seconds < 30)
+    }
+
+    @Test("--trace under mpirun writes one file per process, with or without .json")
+    func tracePerRank() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-trace-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["t", "u.json"] {
+            let (status, output, _) = try mpirun(2, ["forward", "--model", "\(fixtureRoot)/dit-b2/model", "--inputs",
+                                                     "\(fixtureRoot)/dit-b2/inputs.safetensors", "--output", "\(dir)/o.safetensors",
+                                                     "--parallel", "ulysses=2", "--trace", "\(dir)/\(name)"])
+            #expect(status == 0, "\(output)")
+        }
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
+        #expect(files.isSuperset(of: ["t.rank0.json", "t.rank1.json", "u.rank0.json", "u.rank1.json"]), "\(files)")
+    }
+
     @Test("emulated hosts under mpirun: an all-gather across them takes the modelled link's time")
     func emulatedLinks() throws {
         // 1 M floats per rank from the other host at 1 Gbit/s: 32 ms.
@@ -93,6 +118,18 @@ func runParadit(_ args: [String], addressSpaceKB: Int? = nil) throws -> (Int32, 
     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, output)
+}
+
+@Suite("Local transport timeouts")
+struct LocalTimeoutTests {
+    @Test("a stalled rank thread makes the others fail after --comm-timeout, naming it")
+    func stalledThread() throws {
+        let start = Date()
+        let (status, output) = try runParadit(["selftest", "comm", "--world", "3", "--stall-rank", "1", "--comm-timeout", "1"])
+        #expect(status == 1)
+        #expect(output.contains("rank 0 timed out after 1.0 s in allGather, waiting for rank(s) [1]"), "\(output)")
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
 }
 
 @Suite("Exit status")

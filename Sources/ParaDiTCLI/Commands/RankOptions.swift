@@ -37,6 +37,9 @@ struct RankOptions: ParsableArguments {
     @Option(help: "Threads of this process, shared evenly by its ranks (default: every core; under mpirun, the cores over the ranks on this node).")
     var threads: Int?
 
+    @Option(help: "Seconds a rank waits for its peers without progress before the run fails naming them and the operation.")
+    var commTimeout: Double = 300
+
     @Option(help: "Write a Chrome trace of every rank's compute and communication to this JSON file (open in ui.perfetto.dev).")
     var trace: String?
 
@@ -65,6 +68,9 @@ struct RankOptions: ParsableArguments {
               (0...1_000_000).contains(interNodeLatencyUs) else {
             throw ValidationError("--emulate-nodes must be 1...\(ParallelSpec.maxRanks), --inter-node-gbps a positive number "
                                   + "and --inter-node-latency-us 0...1000000 (1 s)")
+        }
+        guard commTimeout > 0, commTimeout <= 86_400 else {
+            throw ValidationError("--comm-timeout must be 0...86400 seconds, got \(commTimeout)")
         }
         if parallel.auto {
             guard world != nil || MPICommunicator.isLaunchedByMPI else {
@@ -166,6 +172,7 @@ struct RankOptions: ParsableArguments {
         if MPICommunicator.isLaunchedByMPI {
             let comm = try MPICommunicator.world()
             comm.tracer = tracer
+            comm.timeout = commTimeout
             let nodes = try comm.nodeOfRank()
             let onNode = nodes.filter { $0 == nodes[comm.rank] }.count
             let pool = ThreadPool(threads: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / onNode))
@@ -179,13 +186,14 @@ struct RankOptions: ParsableArguments {
             } catch {
                 comm.abort("\(error)")
             }
-            if let trace, let tracer { try tracer.write(to: trace.replacingOccurrences(of: ".json", with: ".rank\(comm.rank).json")) }
+            if let trace, let tracer { try tracer.write(to: Tracer.path(trace, rank: comm.rank)) }
         } else {
             let size = spec == nil ? world ?? config.worldSize : config.worldSize
             let perRank = max(1, (threads ?? ProcessInfo.processInfo.activeProcessorCount) / size)
             let box = BodyBox(body)
             let emulated = try emulation(size: size)
-            results = try LocalWorld.run(size: size, threadsPerRank: perRank, tracer: tracer, links: emulated?.links) { comm in
+            results = try LocalWorld.run(size: size, threadsPerRank: perRank, timeout: commTimeout, tracer: tracer,
+                                         links: emulated?.links) { comm in
                 let context = try ParallelContext(config: config, world: comm, nodeOfRank: emulated?.nodes, tracer: tracer)
                 let value = try box.body(context)
                 try context.releaseWindows()

@@ -29,19 +29,26 @@ struct SelftestComm: ParsableCommand {
     @Option(help: "Under mpirun: make this rank's process die (SIGKILL) before the checks.")
     var killRank: Int?
 
+    @Option(help: "Make this rank stall before the checks (under mpirun it stops itself with SIGSTOP; a thread sleeps past the timeout), to see the others time out naming it.")
+    var stallRank: Int?
+
+    @Option(help: "Seconds a rank waits for its peers without progress before it fails naming them.")
+    var commTimeout: Double = 30
+
     struct InjectedFailure: Error, CustomStringConvertible {
         var rank: Int
         var description: String { "injected failure on rank \(rank) (--fail-rank)" }
     }
 
     func validate() throws {
-        guard world >= 1 else { throw ValidationError("--world must be at least 1, got \(world)") }
+        guard (1...1024).contains(world) else { throw ValidationError("--world must be 1...1024, got \(world)") }
+        guard commTimeout > 0, commTimeout <= 86_400 else { throw ValidationError("--comm-timeout must be 0...86400 seconds, got \(commTimeout)") }
         if !MPICommunicator.isLaunchedByMPI { try checkRanks(size: world) }
     }
 
     /// The injected failures must name ranks that exist, or the check would pass untested.
     func checkRanks(size: Int) throws {
-        for (name, rank) in [("--fail-rank", failRank), ("--kill-rank", killRank)] {
+        for (name, rank) in [("--fail-rank", failRank), ("--kill-rank", killRank), ("--stall-rank", stallRank)] {
             if let rank, !(0..<size).contains(rank) {
                 throw ValidationError("\(name) \(rank) is not a rank of \(size) (0...\(size - 1))")
             }
@@ -59,7 +66,11 @@ struct SelftestComm: ParsableCommand {
             do { try checkRanks(size: comm.size) } catch { throw comm.rank == 0 ? error : ExitCode.failure }
             if comm.rank == failRank { comm.abort("\(InjectedFailure(rank: comm.rank))") }
             if comm.rank == killRank { kill(getpid(), SIGKILL) }
+            if comm.rank == stallRank { raise(SIGSTOP) }
+            comm.timeout = commTimeout
             let mine = CommunicatorChecks.run(comm)
+            // A timed-out rank ends the job: its peers cannot finish either.
+            if let hang = mine.first(where: { $0.1?.contains("timed out") == true }) { comm.abort("\(hang.0): \(hang.1!)") }
             // Every rank reports its own failures; rank 0 prints the summary.
             for (name, failure) in mine { if let failure { print("rank \(comm.rank): FAILED \(name): \(failure)") } }
             var failed = Float(mine.filter { $0.1 != nil }.count)
@@ -68,9 +79,10 @@ struct SelftestComm: ParsableCommand {
             if failed > 0 { throw ExitCode.failure }
             return
         }
-        let failRank = self.failRank
-        results = try LocalWorld.run(size: world, timeout: 30) { comm in
+        let (failRank, stallRank, timeout) = (self.failRank, self.stallRank, commTimeout)
+        results = try LocalWorld.run(size: world, timeout: timeout) { comm in
             if comm.rank == failRank { throw InjectedFailure(rank: comm.rank) }
+            if comm.rank == stallRank { Thread.sleep(forTimeInterval: timeout + 1) }
             return CommunicatorChecks.run(comm)
         }
         for (rank, mine) in results.enumerated() {
