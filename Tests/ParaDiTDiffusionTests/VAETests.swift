@@ -155,11 +155,14 @@ struct VAETests {
 
     @Test("the 8-bit conversion clamps, rounds half to even and interleaves RGB")
     func eightBit() throws {
-        // One 1×3 image: R = [−2, 0, NaN], G = [1, 2, 0.5], B = [−1, 1/255·2 − 1, −0.5].
-        let values: [Float] = [-2, 0, .nan, 1, 2, 0.5, -1, 2 / 255 - 1, -0.5]
+        // One 1×3 image: R = [−2, 0, 0.25], G = [1, 2, 0.5], B = [−1, 1/255·2 − 1, −inf].
+        let values: [Float] = [-2, 0, 0.25, 1, 2, 0.5, -1, 2 / 255 - 1, -.infinity]
         let image = try VaeImageProcessor.postprocess(Tensor(shape: [1, 3, 1, 3], values: values))[0]
         #expect(image.width == 3 && image.height == 1)
-        #expect(image.pixels == [0, 255, 0, 128, 255, 1, 0, 191, 64])
+        #expect(image.pixels == [0, 255, 0, 128, 255, 1, 159, 191, 0])
         #expect(throws: WeightsError.self) { try VaeImageProcessor.postprocess(Tensor(zeros: [1, 4, 2, 2])) }
+        // NaN has no colour: it was a silent black pixel, now it is refused naming the VAE.
+        let nan = Tensor(shape: [1, 3, 1, 3], values: values.enumerated().map { $0.offset == 4 ? .nan : $0.element })
+        #expect { try VaeImageProcessor.postprocess(nan) } throws: { "\($0)".contains("NaN") && "\($0)".contains("VAE") }
     }
 }

@@ -19,10 +19,15 @@ public struct RGBImage: Equatable, Sendable {
 public enum VaeImageProcessor {
     /// Decoded images [B, 3, H, W] in [−1, 1] → 8-bit RGB, exactly as diffusers: `x·0.5 + 0.5`
     /// clamped to [0, 1] in float32, then numpy's `(v * 255).round().astype("uint8")` (float32
-    /// product, ties to even). NaN becomes 0.
+    /// product, ties to even). NaN is refused (numpy would make it an arbitrary byte, in practice black).
     public static func postprocess(_ images: Tensor) throws -> [RGBImage] {
         guard images.rank == 4, images.size(1) == 3, images.size(0) > 0, images.size(2) > 0, images.size(3) > 0 else {
             throw WeightsError.badInput(name: "images", reason: "has shape \(images.shape), expected decoded RGB images [B, 3, H, W]")
+        }
+        let nan = images.scalars.filter(\.isNaN).count
+        guard nan == 0 else {
+            throw WeightsError.badInput(name: "images", reason: "the decoded image has \(nan) NaN values from finite latents; "
+                                        + "check the VAE weights")
         }
         let (batch, height, width) = (images.size(0), images.size(2), images.size(3))
         let plane = height * width
