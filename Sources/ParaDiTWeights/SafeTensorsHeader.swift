@@ -25,7 +25,8 @@ struct SafeTensorsHeaderReader {
 
     /// The whole header: tensor entries in file order (a repeated name is the caller's to refuse)
     /// and the `__metadata__` map.
-    static func read(_ bytes: UnsafeRawBufferPointer) throws -> (entries: [(String, RawHeaderEntry)], metadata: [String: String]) {
+    static func read(_ bytes: UnsafeRawBufferPointer) throws
+        -> (entries: [(String, RawHeaderEntry)], metadata: [String: String]) {
         var reader = SafeTensorsHeaderReader(bytes)
         var entries: [(String, RawHeaderEntry)] = []
         var metadata: [String: String]?
@@ -102,7 +103,9 @@ struct SafeTensorsHeaderReader {
                 continue
             }
             let token = try number()
-            guard let n = Self.exactInteger(token) else { throw error("\(what) holds \(token), not a non-negative integer") }
+            guard let n = Self.exactInteger(token) else {
+                throw error("\(what) holds \(token), not a non-negative integer")
+            }
             out.append(n)
         } while consume(UInt8(ascii: ","))
         try expect(UInt8(ascii: "]"))

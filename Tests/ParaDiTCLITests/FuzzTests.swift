@@ -25,8 +25,9 @@ private func keep(_ input: @autoclosure () -> Data) {
 struct Mutator {
     var rng: SplitMix64
     static let punctuation = Array("{}[]\":,0123456789-.eE \\u/ntfa".utf8)
-    static let numbers = ["0", "-1", "1e308", "99999999999999999999", "4294967297", "2147483648", "1.5", "-0", "1e-9",
-                          "9007199254740993", "NaN", "Infinity", "null", "\"7\"", "[]", "{}", "true"].map { Array($0.utf8) }
+    static let numbers = ["0", "-1", "1e308", "99999999999999999999", "4294967297", "2147483648", "1.5", "-0",
+                          "1e-9", "9007199254740993", "NaN", "Infinity", "null", "\"7\"", "[]", "{}", "true"]
+        .map { Array($0.utf8) }
 
     mutating func mutate(_ input: [UInt8], protectPrefix: Int = 0) -> [UInt8] {
         var m = input
@@ -42,9 +43,12 @@ struct Mutator {
             case 3: m.removeSubrange(at..<min(m.count, at + Int.random(in: 1...16, using: &rng)))
             case 4:  // a span duplicated in place: repeated keys, deeper nesting
                 let span = m[at..<min(m.count, at + Int.random(in: 1...64, using: &rng))]
-                m.insert(contentsOf: Array(repeating: span, count: Int.random(in: 1...40, using: &rng)).joined(), at: at)
+                let copies = Int.random(in: 1...40, using: &rng)
+                m.insert(contentsOf: Array(repeating: span, count: copies).joined(), at: at)
             case 5: m = Array(m.prefix(at))
-            default: m.insert(contentsOf: Array(repeating: UInt8(ascii: "["), count: Int.random(in: 1...5000, using: &rng)), at: at)
+            default:
+                let depth = Int.random(in: 1...5000, using: &rng)
+                m.insert(contentsOf: Array(repeating: UInt8(ascii: "["), count: depth), at: at)
             }
         }
         return m
@@ -61,9 +65,10 @@ struct FuzzTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeSafeTensors(["w": .float(Tensor.randn([4, 3], seed: 2)), "b": .float(Tensor.randn([4], seed: 3)),
-                              "ids": .int64([1, 2], shape: [2])], metadata: ["format": "pt", "note": "a\\\"b\u{e9}"], to: dir + "/s.safetensors")
-        let seeds = [try Data(contentsOf: URL(fileURLWithPath: dir + "/s.safetensors"))] + Self.modelFixtures.map {
-            try! Data(contentsOf: URL(fileURLWithPath: "\(fixtureRoot)/\($0)/model/diffusion_pytorch_model.safetensors"))
+                              "ids": .int64([1, 2], shape: [2])],
+                             metadata: ["format": "pt", "note": "a\\\"b\u{e9}"], to: dir + "/s.safetensors")
+        let seeds = try ([dir + "/s.safetensors"] + Self.modelFixtures.map(Self.weights)).map {
+            try Data(contentsOf: URL(fileURLWithPath: $0))
         }
         var mutator = Mutator(rng: SplitMix64(seed: 1))
         let runs = full ? 100_000 : 20_000
@@ -74,7 +79,8 @@ struct FuzzTests {
             // Mutate the header and keep the length field true to it, so most inputs reach the JSON.
             var header = mutator.mutate(Array(bytes[8..<headerEnd]))
             if i % 10 == 0 { header = mutator.mutate(header) }
-            let length = i % 7 == 0 ? UInt64.random(in: 0...UInt64(header.count + 8), using: &mutator.rng) : UInt64(header.count)
+            let length = i % 7 == 0 ? UInt64.random(in: 0...UInt64(header.count + 8), using: &mutator.rng)
+                : UInt64(header.count)
             bytes = withUnsafeBytes(of: length.littleEndian, Array.init) + header + bytes[headerEnd...]
             keep(Data(bytes))
             do {
@@ -92,22 +98,24 @@ struct FuzzTests {
     @Test("config.json of every model family and scheduler")
     func configs() throws {
         var mutator = Mutator(rng: SplitMix64(seed: 2))
-        // A model folder per family whose config.json is rewritten each time, beside the fixture's weights.
+        // A model folder per family whose config.json is rewritten each time, beside its weights.
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-fuzz-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         for fixture in Self.modelFixtures {
             try FileManager.default.createDirectory(atPath: "\(root)/\(fixture)", withIntermediateDirectories: true)
             try FileManager.default.createSymbolicLink(atPath: "\(root)/\(fixture)/diffusion_pytorch_model.safetensors",
-                                                       withDestinationPath: "\(fixtureRoot)/\(fixture)/model/diffusion_pytorch_model.safetensors")
+                                                       withDestinationPath: Self.weights(fixture))
         }
         let runs = full ? 10_000 : 2_000
         var accepted = 0
         for i in 0..<runs {
             let isModel = i % 2 == 0, fixture = Self.modelFixtures[i % 4]
-            let source = isModel ? "\(fixtureRoot)/\(fixture)/model/config.json" : "\(schedulerFixtures[i % 4])/scheduler_config.json"
+            let source = isModel ? "\(fixtureRoot)/\(fixture)/model/config.json"
+                : "\(pipelineRoot)/\(Self.pipelines[i % 4])/pipeline/scheduler/scheduler_config.json"
             let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
             // Half the inputs stay valid JSON with one key's value made extreme: the semantic checks.
-            let data = (i % 4 < 2 ? Self.extremeValue(in: original, using: &mutator.rng) : nil) ?? Data(mutator.mutate(original))
+            let data = (i % 4 < 2 ? Self.extremeValue(in: original, using: &mutator.rng) : nil)
+                ?? Data(mutator.mutate(original))
             keep(Data("\(source)\n".utf8) + data)
             do {
                 if isModel {
@@ -131,38 +139,29 @@ struct FuzzTests {
     /// scheduler writes -Infinity, which the engine's reader accepts and Foundation's does not).
     static func extremeValue(in json: [UInt8], using rng: inout SplitMix64) -> Data? {
         guard var object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] else { return nil }
-        let extremes: [Any] = [0, -1, 1_000_000_000, 1 << 31, 1 << 62, 1.5, -1e300, "x", NSNull(), [Any](), [3, -1], ["a": 1], true,
-                               String(repeating: "y", count: 10_000)]
+        let extremes: [Any] = [0, -1, 1_000_000_000, 1 << 31, 1 << 62, 1.5, -1e300, "x", NSNull(), [Any](), [3, -1],
+                               ["a": 1], true, String(repeating: "y", count: 10_000)]
         let key = object.keys.sorted().randomElement(using: &rng)!
         object[key] = extremes.randomElement(using: &rng)!
         return try! JSONSerialization.data(withJSONObject: object)
     }
 
-    var schedulerFixtures: [String] { ["dit", "pixart", "sd3", "flux"].map { "\(pipelineRoot)/\($0)/pipeline/scheduler" } }
+    static let pipelines = ["dit", "pixart", "sd3", "flux"]
+
+    static func weights(_ fixture: String) -> String {
+        "\(fixtureRoot)/\(fixture)/model/diffusion_pytorch_model.safetensors"
+    }
 
     @Test("--parallel with --stage-blocks, --patches, --warmup-steps and --world, planned against a model")
     func parallelSpecs() throws {
         var mutator = Mutator(rng: SplitMix64(seed: 3))
-        let degrees = ["1", "2", "3", "4", "8", "0", "-1", "65537", "4294967296", "9223372036854775807"]
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-fuzz-\(UUID()).safetensors").path
+        let output = FileManager.default.temporaryDirectory
+            .appendingPathComponent("paradit-fuzz-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: output) }
         let runs = full ? 10_000 : 1_000
         var accepted = 0
         for i in 0..<runs {
-            // A spec from the grammar (methods with small, zero, negative or huge degrees), often mutated.
-            var parts = ParallelMethods.all.filter { _ in Int.random(in: 0..<4, using: &mutator.rng) == 0 }.map {
-                "\($0)=\(Int.random(in: 0..<3, using: &mutator.rng) == 0 ? degrees.randomElement(using: &mutator.rng)! : "2")"
-            }
-            if Bool.random(using: &mutator.rng) && parts.isEmpty { parts = [["auto", "serial"].randomElement(using: &mutator.rng)!] }
-            if Int.random(in: 0..<6, using: &mutator.rng) == 0 { parts.append("one-sided") }
-            var spec = parts.joined(separator: ",")
-            if Int.random(in: 0..<3, using: &mutator.rng) == 0 { spec = String(decoding: mutator.mutate(Array(spec.utf8)), as: UTF8.self) }
-            var extra: [String] = []
-            for option in ["--stage-blocks", "--patches", "--warmup-steps", "--world"] where Int.random(in: 0..<5, using: &mutator.rng) == 0 {
-                let value = option == "--stage-blocks" ? ["1,1", "2", "1,1,1", "0,2", "5,5"].randomElement(using: &mutator.rng)!
-                    : degrees.randomElement(using: &mutator.rng)!
-                extra += [option, Bool.random(using: &mutator.rng) ? value : String(decoding: mutator.mutate(Array(value.utf8)), as: UTF8.self)]
-            }
+            let (spec, extra) = Self.randomOptions(&mutator)
             let fixture = i % 3 == 0 ? "flux-schnell-b2-3x5" : "dit-b2"
             keep(Data("\(fixture) --parallel \(spec) \(extra.joined(separator: " "))".utf8))
             let message = runCommand(["forward", "--model", "\(fixtureRoot)/\(fixture)/model",
@@ -170,14 +169,41 @@ struct FuzzTests {
                                       "--parallel", spec] + extra)
             // The engine's own words are one line; a value it quotes may hold the mutation's newline.
             let own = ([spec] + extra).reduce(message ?? "") { $0.replacingOccurrences(of: $1, with: "") }
-            if let message { #expect(!message.isEmpty && !own.contains("\n"), "\(spec) \(extra): \(message)") } else { accepted += 1 }
+            if let message {
+                #expect(!message.isEmpty && !own.contains("\n"), "\(spec) \(extra): \(message)")
+            } else {
+                accepted += 1
+            }
         }
         print("fuzz: \(runs) parallel specs, \(accepted) accepted, \(runs - accepted) refused")
         #expect(accepted > 0 && accepted < runs)
     }
 }
 
-/// The `--parallel` method names (as `paradit forward --help` lists them).
-enum ParallelMethods {
-    static let all = ["cfg", "ulysses", "ring", "pipefusion", "distrifusion", "torus"]
+extension FuzzTests {
+    static let methods = ["cfg", "ulysses", "ring", "pipefusion", "distrifusion", "torus"]
+    static let degrees = ["1", "2", "3", "4", "8", "0", "-1", "65537", "4294967296", "9223372036854775807"]
+
+    /// A `--parallel` spec from the grammar (methods with small, zero, negative or huge degrees),
+    /// often mutated, and some of the options planned with it.
+    static func randomOptions(_ mutator: inout Mutator) -> (spec: String, extra: [String]) {
+        func mutated(_ s: String) -> String { String(decoding: mutator.mutate(Array(s.utf8)), as: UTF8.self) }
+        var parts = methods.filter { _ in Int.random(in: 0..<4, using: &mutator.rng) == 0 }.map {
+            "\($0)=\(Int.random(in: 0..<3, using: &mutator.rng) == 0 ? degrees.randomElement(using: &mutator.rng)! : "2")"
+        }
+        if Bool.random(using: &mutator.rng) && parts.isEmpty {
+            parts = [["auto", "serial"].randomElement(using: &mutator.rng)!]
+        }
+        if Int.random(in: 0..<6, using: &mutator.rng) == 0 { parts.append("one-sided") }
+        var spec = parts.joined(separator: ",")
+        if Int.random(in: 0..<3, using: &mutator.rng) == 0 { spec = mutated(spec) }
+        var extra: [String] = []
+        for option in ["--stage-blocks", "--patches", "--warmup-steps", "--world"]
+        where Int.random(in: 0..<5, using: &mutator.rng) == 0 {
+            let value = option == "--stage-blocks" ? ["1,1", "2", "1,1,1", "0,2", "5,5"].randomElement(using: &mutator.rng)!
+                : degrees.randomElement(using: &mutator.rng)!
+            extra += [option, Bool.random(using: &mutator.rng) ? value : mutated(value)]
+        }
+        return (spec, extra)
+    }
 }
