@@ -9,7 +9,7 @@ import ParaDiTWeights
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate an image with a diffusers pipeline folder (or a random-weight demo).",
+        abstract: "Generate images with a diffusers pipeline folder (or the shipped digits demo).",
         discussion: """
         --model is a pipeline folder as diffusers saves it (model_index.json, transformer/, vae/, \
         scheduler/) of \(PipelineRegistry.pipelineClasses.joined(separator: ", ")). Text encoders are not \
@@ -19,26 +19,35 @@ struct Generate: ParsableCommand {
         negative_pooled_prompt_embeds), or for DiT ImageNet class ids (--class 207 --class 88). \
         A seed gives the image diffusers gives for the same seed (torch's CPU generator).
 
-        Without --model a DiT-XL/2 256 px pipeline with RANDOM weights runs (no download; the image \
-        is noise-like and shows only that the engine works).
+        Without --model the shipped demo runs (models/digits-dit: a DiT trained on scikit-learn's \
+        digits, tools/train_demo.py): a contact sheet of the ten digits, one row per class, and the \
+        share its classifier recognises. A pipeline with a classifier/ folder does the same.
 
         Examples:
           paradit generate
+          paradit generate --class 3 --output three.png
+          paradit generate --parallel cfg=2,ulysses=2
           paradit generate --model pixart --prompt-embeds cat.safetensors --size 512x512 --output cat.png
           paradit generate --model pixart --prompt-embeds cat.safetensors --parallel cfg=2,ulysses=2
           mpirun -np 2 paradit generate --model sd3 --prompt-embeds e.safetensors --parallel ring=2
         """)
 
-    @Option(help: "Diffusers pipeline folder (default: the random-weight DiT-XL/2 demo).")
+    @Option(help: "Diffusers pipeline folder (default: the digits demo, models/digits-dit).")
     var model: String?
 
-    @Option(name: .customLong("class"), help: "ImageNet class id for DiT; repeat for several images.")
+    @Option(name: .customLong("class"), help: "Class id for DiT (ImageNet's, or a digit for the demo); repeat for several images.")
     var classes: [Int] = []
+
+    @Option(help: "Images per class when every class is drawn (the demo without --class).")
+    var perClass: Int = 8
+
+    @Flag(help: "Write one contact sheet, a labelled row per class, instead of one file per image.")
+    var sheet = false
 
     @Option(help: "safetensors file with the prompt embeddings (names as the pipeline's arguments).")
     var promptEmbeds: String?
 
-    @Option(help: "Denoising steps (default: 20; 8 for the demo).")
+    @Option(help: "Denoising steps (default: 20; \(DemoModel.steps) for the demo).")
     var steps: Int?
 
     @Option(help: "Guidance scale (classifier-free; Flux-dev embeds it). 1 disables CFG.")
@@ -50,7 +59,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
-    @Option(help: "Where to write the image (PNG, 8-bit RGB); several images get _1, _2… before .png.")
+    @Option(help: "Where to write the image or sheet (PNG, 8-bit RGB); several images get _1, _2… before .png.")
     var output: String = "paradit.png"
 
     @Option(help: "Also write the final latents to this safetensors file (tensor \"latents\").")
@@ -70,18 +79,20 @@ struct Generate: ParsableCommand {
     mutating func run() throws {
         let log = Logger(label: "paradit.generate")
         let start = Date()
-        log.info("loading \(model ?? DemoPipeline.name)")
-        let pipeline = try model.map { try TextToImagePipeline.load(directory: $0, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: $0)) }
-            ?? DemoPipeline.make()
+        let folder = try model ?? DemoModel.directory()
+        log.info("loading \(folder)")
+        let pipeline = try TextToImagePipeline.load(directory: folder, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: folder))
+        let classifier = try DigitClassifier.load(pipeline: folder)
+        let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: sheet, classifier: classifier, family: pipeline.family)
         let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(
-            seed: seed, steps: steps ?? (model == nil ? 8 : 20), guidanceScale: guidance, height: size?.height, width: size?.width,
-            classLabels: classes.isEmpty ? pipeline.family.defaultClassLabels ?? [] : classes)
+            seed: seed, steps: steps ?? (model == nil ? DemoModel.steps : 20), guidanceScale: guidance, height: size?.height,
+            width: size?.width, classLabels: selection.labels)
         try pipeline.validate(request, conditioning: conditioning)
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [model, promptEmbeds].compactMap { $0 })
+        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in
@@ -104,14 +115,19 @@ struct Generate: ParsableCommand {
         let denoised = Date()
         if parallelImage == nil { log.info("decoding") }
         let decoded = try parallelImage ?? pipeline.decode(latents, request: request, conditioning: conditioning)
-        let images = try VaeImageProcessor.postprocess(decoded)
+        let generated = try VaeImageProcessor.postprocess(decoded)
+        let accuracy = try classifier?.accuracy(generated, labels: request.classLabels)
+        let images = try selection.sheet.map { rows in
+            [try ContactSheet.make(generated, columns: rows.columns, labels: rows.classes.map(String.init))]
+        } ?? generated
         let paths = images.indices.map { images.count == 1 ? output : OutputPaths.numbered(output, $0 + 1) }
-        let summary = Summary(pipeline: pipeline.folder.className, model: model ?? DemoPipeline.name, parallel: ranks.parallel.description,
+        let summary = Summary(pipeline: pipeline.folder.className, model: folder, parallel: ranks.parallel.description,
                               seed: seed, steps: request.steps, guidance: guidance, width: images[0].width, height: images[0].height,
                               stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
-                              transformerParametersTotal: pipeline.transformerParameters.total, outputs: paths, randomWeights: model == nil)
+                              transformerParametersTotal: pipeline.transformerParameters.total, outputs: paths,
+                              images: generated.count, classifierAccuracy: accuracy)
         var writes: [(String, () throws -> Void)] = zip(images, paths).map { image, path in
             (path, { try PNGWriter.write(image, to: path) })
         }
@@ -133,11 +149,14 @@ struct Generate: ParsableCommand {
         /// Transformer parameters this process held (a PipeFusion stage under mpirun holds its blocks').
         var transformerParameters, transformerParametersTotal: Int
         var outputs: [String]
-        var randomWeights: Bool
+        var images: Int
+        /// The share of images the pipeline's classifier recognises as their class (pipelines with one).
+        var classifierAccuracy: Double?
 
         var text: String {
-            (randomWeights ? "RANDOM WEIGHTS (demo): the image is noise-like; pass --model for a real pipeline\n" : "")
-                + "image\(outputs.count > 1 ? "s" : "") → \(outputs.joined(separator: ", ")) (\(width)×\(height))\n"
+            (images > outputs.count ? "\(images) images on a sheet" : "image\(outputs.count > 1 ? "s" : "")")
+                + " → \(outputs.joined(separator: ", ")) (\(width)×\(height))\n"
+                + (classifierAccuracy.map { "classifier: \(fmt(100 * $0, digits: 0)) % recognised as their class\n" } ?? "")
                 + "\(steps) steps, \(fmt(medianStepSeconds, digits: 2)) s/step (median), total \(fmt(totalSeconds, digits: 1)) s "
                 + "(load \(fmt(loadSeconds, digits: 1)) s, decode \(fmt(decodeSeconds, digits: 1)) s), "
                 + "peak memory \(fmt(Double(peakMemoryBytes) / 1_073_741_824, digits: 2)) GiB, \(parallel)"
