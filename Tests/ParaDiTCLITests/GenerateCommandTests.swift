@@ -112,6 +112,31 @@ struct GenerateCommandTests {
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/v.png")) == ["img_1.png", "img_2.png"])
     }
 
+    /// The README's main command: the shipped digits model, a sheet of the ten classes.
+    @Test("without arguments: a labelled sheet of the ten digits, which the shipped classifier recognises (≥ 90 %)")
+    func demoSheet() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(runCommand(["generate", "--output", dir + "/sheet.png", "--json", dir + "/s.json"]) == nil)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/s.json"))) as! [String: Any]
+        #expect(summary["images"] as? Int == 80 && summary["outputs"] as? [String] == [dir + "/sheet.png"], "\(summary)")
+        #expect(summary["width"] as? Int == 580 && summary["height"] as? Int == 684, "\(summary)")
+        let accuracy = try #require(summary["classifierAccuracy"] as? Double)
+        #expect(accuracy >= 0.9, "recognised \(accuracy)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/sheet.png"))
+    }
+
+    @Test("100 demo samples, 10 per class, are recognised ≥ 90 % serially and under cfg=2,ulysses=2")
+    func demoAccuracy() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(runCommand(["quality", "--steps", "25", "--parallel", "cfg=2,ulysses=2", "--json", dir + "/q.json"]) == nil)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/q.json"))) as! [String: Any]
+        #expect(report["images"] as? Int == 100, "\(report)")
+        #expect((report["serialAccuracy"] as? Double ?? 0) >= 0.9 && (report["parallelAccuracy"] as? Double ?? 0) >= 0.9, "\(report)")
+        #expect((report["latentPSNR"] as? Double ?? 0) > 100, "exact methods equal serial: \(report)")
+    }
+
     @Test("bad input is one line saying what to fix")
     func errors() {
         let m = runCommand(["generate", "--model", "/nonexistent"]) ?? ""

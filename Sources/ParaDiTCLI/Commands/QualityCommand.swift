@@ -67,6 +67,25 @@ struct Quality: ParsableCommand {
         var parallelAccuracy: Double?
     }
 
+    @Flag(help: "Measure every method in turn against one serial run: cfg, ulysses, ring, usp, pipefusion 2 and 4 (warm-up 0, 1, 2) and distrifusion 2 and 4 (warm-up 0, 1, 4); --json then holds a list.")
+    var sweep = false
+
+    /// The configurations of `--sweep`: the exact methods, then the stale ones over their warm-ups.
+    static let sweepConfigurations: [(spec: String, warmup: Int?)] =
+        ["cfg=2", "ulysses=2", "ring=2", "ulysses=2,ring=2"].map { ($0, nil) }
+        + ["pipefusion=2", "pipefusion=4"].flatMap { spec in [0, 1, 2].map { (spec, $0) } }
+        + ["distrifusion=2", "distrifusion=4"].flatMap { spec in [0, 1, 4].map { (spec, $0) } }
+
+    /// What every configuration is compared on: the request and the serial run's latents and images.
+    struct Reference {
+        var pipeline: TextToImagePipeline
+        var request: GenerationRequest
+        var conditioning: Conditioning?
+        var classifier: DigitClassifier?
+        var latents: Tensor
+        var images: [RGBImage]
+    }
+
     mutating func run() throws {
         let log = Logger(label: "paradit.quality")
         let folder = try model ?? DemoModel.directory()
@@ -78,40 +97,69 @@ struct Quality: ParsableCommand {
                                         classLabels: selection.labels)
         try pipeline.validate(request, conditioning: conditioning)
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
-        ranks = try ranks.planned(StepShape(problem))
-        try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        try OutputPaths.check([json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
-        let (transformer, warmup) = (pipeline.transformer, try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps)
-        log.info("generating with \(ranks.parallel)")
-        let results = try ranks.launch { context -> Tensor in
-            try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup)
+        var configurations = [ranks]
+        if sweep {
+            configurations = try Self.sweepConfigurations.map { spec, warmup in
+                var options = ranks
+                guard let parsed = ParallelSpec(argument: spec) else { throw ValidationError("bad sweep configuration \(spec)") }
+                options.parallel = parsed
+                options.warmupSteps = warmup
+                return options
+            }
         }
-        guard let (rank, latents) = results.first, rank == 0 else { return }
+        configurations = try configurations.map { try $0.planned(StepShape(problem)) }
+        for options in configurations { try options.check(problem, blockCount: pipeline.transformer.blockCount) }
+        try OutputPaths.check([json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         log.info("generating serially")
         let serial = try ThreadPool(threads: ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount).withCurrent {
-            try pipeline.denoise(request, conditioning: conditioning, denoiser: { try transformer.forward(any: $0) })
+            try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         }
-        let parallelImages = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
-        let serialImages = try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request, conditioning: conditioning))
-        let (images, reference) = (parallelImages.flatMap(\.pixels), serialImages.flatMap(\.pixels))
-        let (a, b) = (latents.scalars, serial.scalars)
+        let reference = Reference(pipeline: pipeline, request: request, conditioning: conditioning, classifier: classifier,
+                                  latents: serial, images: try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request,
+                                                                                                             conditioning: conditioning)))
+        var reports: [Report] = []
+        for options in configurations {
+            log.info("generating with \(options.parallel)")
+            guard let report = try measure(options, against: reference, folder: folder) else { return }
+            print(report.text)
+            reports.append(report)
+        }
+        if let json { try sweep ? writeJSON(reports, to: json) : writeJSON(reports[0], to: json) }
+    }
+
+    /// One configuration's run against the serial reference; nil on ranks other than the first.
+    func measure(_ options: RankOptions, against reference: Reference, folder: String) throws -> Report? {
+        let (pipeline, request, conditioning) = (reference.pipeline, reference.request, reference.conditioning)
+        let warmup = try options.warmupSteps ?? options.config(options.parallel).defaultWarmupSteps
+        let results = try options.launch { context -> Tensor in
+            try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup)
+        }
+        guard let (rank, latents) = results.first, rank == 0 else { return nil }
+        let images = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
+        let (pixels, referencePixels) = (images.flatMap(\.pixels), reference.images.flatMap(\.pixels))
+        let (a, b) = (latents.scalars, reference.latents.scalars)
         let range = Double(b.max()! - b.min()!)
-        let report = Report(
-            model: folder, parallel: ranks.parallel.description, warmupSteps: warmup, steps: steps, seed: seed,
-            latentPSNR: psnr(peak: range, mse: zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(b.count)),
-            imagePSNR: psnr(peak: 255, mse: zip(images, reference).reduce(0.0) { $0 + pow(Double($1.0) - Double($1.1), 2) } / Double(reference.count)),
+        let latentMSE = zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(b.count)
+        let pixelMSE = zip(pixels, referencePixels).reduce(0.0) { $0 + pow(Double($1.0) - Double($1.1), 2) } / Double(pixels.count)
+        return Report(
+            model: folder, parallel: options.parallel.description, warmupSteps: warmup, steps: steps, seed: seed,
+            latentPSNR: psnr(peak: range, mse: latentMSE), imagePSNR: psnr(peak: 255, mse: pixelMSE),
             maxLatentError: zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0,
-            maxPixelError: zip(images, reference).map { abs(Int($0) - Int($1)) }.max() ?? 0, images: serialImages.count,
-            serialAccuracy: try classifier?.accuracy(serialImages, labels: request.classLabels),
-            parallelAccuracy: try classifier?.accuracy(parallelImages, labels: request.classLabels))
-        print("\(report.parallel) (warm-up \(warmup)) vs serial, \(steps) steps, seed \(seed):")
+            maxPixelError: zip(pixels, referencePixels).map { abs(Int($0) - Int($1)) }.max() ?? 0, images: images.count,
+            serialAccuracy: try reference.classifier?.accuracy(reference.images, labels: request.classLabels),
+            parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels))
+    }
+}
+
+extension Quality.Report {
+    var text: String {
         func db(_ v: Double) -> String { v >= 999 ? "∞ (identical)" : fmt(v, digits: 1) + " dB" }
-        print("  latents: PSNR \(db(report.latentPSNR)), max |error| \(String(format: "%.3g", report.maxLatentError))")
-        print("  image:   PSNR \(db(report.imagePSNR)), max pixel error \(report.maxPixelError)/255")
-        if let s = report.serialAccuracy, let p = report.parallelAccuracy {
-            print("  classifier: \(fmt(100 * p, digits: 0)) % of \(report.images) recognised (serial \(fmt(100 * s, digits: 0)) %)")
-        }
-        if let json { try writeJSON(report, to: json) }
+        return "\(parallel) (warm-up \(warmupSteps)) vs serial, \(steps) steps, seed \(seed):\n"
+            + "  latents: PSNR \(db(latentPSNR)), max |error| \(String(format: "%.3g", maxLatentError))\n"
+            + "  image:   PSNR \(db(imagePSNR)), max pixel error \(maxPixelError)/255"
+            + (serialAccuracy.flatMap { s in parallelAccuracy.map { p in
+                "\n  classifier: \(fmt(100 * p, digits: 0)) % of \(images) recognised (serial \(fmt(100 * s, digits: 0)) %)"
+            } } ?? "")
     }
 }
 
