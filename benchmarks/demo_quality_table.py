@@ -19,13 +19,13 @@ def main(paths):
     head = "| parallel | warm-up | " + " | ".join(f"{s} steps: latent PSNR | image PSNR | recognised" for s in steps) + " |"
     print(head)
     print("|---|---:|" + "---:|---:|---:|" * len(runs))
-    print("| serial | — | " + " | ".join(f"— | — | {100 * r[0]['serialAccuracy']:.0f} %" for r in runs) + " |")
+    print("| serial | — | " + " | ".join(f"— | — | {100 * r[0]['serial_accuracy']:.0f} %" for r in runs) + " |")
     for i, first in enumerate(runs[0]):
         cells = []
         for r in runs:
             x = r[i]
-            cells.append(f"{db(x['latentPSNR'])} | {db(x['imagePSNR'])} | {100 * x['parallelAccuracy']:.0f} %")
-        warm = first["warmupSteps"] if "fusion" in first["parallel"] else "—"
+            cells.append(f"{db(x['latent_psnr'])} | {db(x['image_psnr'])} | {100 * x['parallel_accuracy']:.0f} %")
+        warm = first["warmup_steps"] if "fusion" in first["parallel"] else "—"
         print(f"| {first['parallel']} | {warm} | " + " | ".join(cells) + " |")
 
 

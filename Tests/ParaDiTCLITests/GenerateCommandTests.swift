@@ -121,7 +121,7 @@ struct GenerateCommandTests {
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/s.json"))) as! [String: Any]
         #expect(summary["images"] as? Int == 80 && summary["outputs"] as? [String] == [dir + "/sheet.png"], "\(summary)")
         #expect(summary["width"] as? Int == 580 && summary["height"] as? Int == 684, "\(summary)")
-        let accuracy = try #require(summary["classifierAccuracy"] as? Double)
+        let accuracy = try #require(summary["classifier_accuracy"] as? Double)
         #expect(accuracy >= 0.9, "recognised \(accuracy)")
         #expect(FileManager.default.fileExists(atPath: dir + "/sheet.png"))
     }
@@ -133,8 +133,8 @@ struct GenerateCommandTests {
         #expect(runCommand(["quality", "--steps", "25", "--parallel", "cfg=2,ulysses=2", "--json", dir + "/q.json"]) == nil)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/q.json"))) as! [String: Any]
         #expect(report["images"] as? Int == 100, "\(report)")
-        #expect((report["serialAccuracy"] as? Double ?? 0) >= 0.9 && (report["parallelAccuracy"] as? Double ?? 0) >= 0.9, "\(report)")
-        #expect((report["latentPSNR"] as? Double ?? 0) > 100, "exact methods equal serial: \(report)")
+        #expect((report["serial_accuracy"] as? Double ?? 0) >= 0.9 && (report["parallel_accuracy"] as? Double ?? 0) >= 0.9, "\(report)")
+        #expect((report["latent_psnr"] as? Double ?? 0) > 100, "exact methods equal serial: \(report)")
     }
 
     @Test("bad input is one line saying what to fix")

@@ -53,7 +53,7 @@ struct PipelineTests {
     }
 
     @Test("seeded noise, final latents (relative L2 ≤ 1e-4) and 8-bit image (±1 on ≥ 99.9 %) equal diffusers",
-          arguments: ["dit", "pixart", "sd3", "flux", "flux-schnell"])
+          arguments: ["dit", "pixart", "sd3", "flux", "flux-schnell", "digits"])
     func endToEnd(name: String) throws {
         let c = try PipelineCase(name)
         let pipeline = try TextToImagePipeline.load(directory: "\(pipelineFixtures)/\(name)/pipeline")
@@ -76,7 +76,7 @@ struct PipelineTests {
         #expect(Double(off) <= 0.001 * Double(pixels.count), "\(name): \(off) of \(pixels.count) pixels differ by more than 1/255")
     }
 
-    @Test("the initial noise is torch's for the pipeline's seed and shape", arguments: ["dit", "pixart", "sd3", "flux"])
+    @Test("the initial noise is torch's for the pipeline's seed and shape", arguments: ["dit", "pixart", "sd3", "flux", "digits"])
     func noise(name: String) throws {
         let c = try PipelineCase(name)
         let expected = try c.expected.tensor("noise")
