@@ -15,6 +15,11 @@ extension Communicator {
         try withExtendedLifetime((x, out)) { try allToAll(x.data, sendCounts: sendCounts, into: out.data, recvCounts: recvCounts) }
     }
 
+    /// x = the sum of every rank's x, on every rank.
+    public func allReduce(_ x: Tensor) throws {
+        try withExtendedLifetime(x) { try allReduce(x.data, count: x.count) }
+    }
+
     /// x = root's x on every rank.
     public func broadcast(_ x: Tensor, root: Int) throws {
         try withExtendedLifetime(x) { try broadcast(x.data, count: x.count, root: root) }

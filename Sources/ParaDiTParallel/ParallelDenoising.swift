@@ -7,10 +7,14 @@ extension TextToImagePipeline {
     /// configuration has stages, otherwise one `ParallelTransformer` pass per step. Every rank
     /// returns the final latents.
     public func denoise(_ request: GenerationRequest, conditioning: Conditioning?, context: ParallelContext, warmupSteps: Int,
-                        onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
+                        cache: FirstBlockCache? = nil, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
         let config = context.config
+        if cache != nil && (config.pipefusion > 1 || config.distrifusion > 1) {
+            throw ParallelError.unsupported("--cache runs with the exact methods (cfg, ulysses, ring, torus); "
+                                            + "PipeFusion and DistriFusion would mix stale K/V with skipped blocks")
+        }
         guard config.pipefusion > 1 else {
-            let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmupSteps)
+            let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmupSteps, cache: cache)
             let latents = try denoise(request, conditioning: conditioning, denoiser: { try parallel.forward($0) }, onStep: onStep)
             try parallel.finish()
             return latents

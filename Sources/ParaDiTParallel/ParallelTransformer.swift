@@ -14,11 +14,14 @@ public final class ParallelTransformer {
     /// Synchronous steps before DistriFusion uses stale K/V.
     public let warmupSteps: Int
     var distrifusion: DistriFusionAttention?
+    /// The step cache of this generation (every rank holds its own, and they decide together).
+    public let cache: FirstBlockCache?
 
-    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 4) {
+    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 4, cache: FirstBlockCache? = nil) {
         self.model = model
         self.context = context
         self.warmupSteps = warmupSteps
+        self.cache = cache
     }
 
     /// Completes communication still in flight (DistriFusion's last gathers); call after the last step.
@@ -63,7 +66,21 @@ public final class ParallelTransformer {
                                                  shards: SequenceShards) throws -> Tensor {
         let runtime = runtime(shards), r = context.sequenceIndex
         var state = try model.embed(inputs, layout: grid.holding(shards.image[r], text: shards.text?[r]))
-        for b in 0..<model.blockCount { try context.span("block \(b)") { try model.block(b, &state, attention: runtime) } }
+        func blocks(_ range: Range<Int>, _ state: inout M.State) throws {
+            for b in range { try context.span("block \(b)") { try model.block(b, &state, attention: runtime) } }
+        }
+        if let cache, model.blockCount > 1 {
+            // A copy: blocks update the streams in place.
+            let before = model.handOff(state, nextBlock: 0).map { $0.copy() }
+            try blocks(0..<1, &state)
+            try cache.runRest(model, &state, before: before, change: { sums in
+                let buffer = Tensor(shape: [sums.count], values: sums.map(Float.init))
+                try context.world.allReduce(buffer)
+                return buffer.scalars.map(Double.init)
+            }, blocks: { try blocks(1..<model.blockCount, &$0) })
+        } else {
+            try blocks(0..<model.blockCount, &state)
+        }
         return model.output(try gatherTokens(model.head(state), shards), grid: grid)
     }
 

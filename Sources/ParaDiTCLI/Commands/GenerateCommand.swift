@@ -56,6 +56,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed of torch's CPU generator.")
     var seed: UInt64 = 0
 
+    @Option(help: "Step cache: fbcache:THRESHOLD skips blocks 1… on steps where block 0's residual changed by less than THRESHOLD (relative L1) since the last computed step; 0 never skips.")
+    var cache: CacheSpec?
+
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
@@ -92,26 +95,30 @@ struct Generate: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
+        try cache?.check(pipeline.transformer, problem, ranks.config())
         try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
-        let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double) in
+        let cache = self.cache
+        let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double, Int?) in
             let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
+            let stepCache = cache.map { FirstBlockCache(threshold: $0.threshold) }
             var seconds: [Double] = []
-            let latents = try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup) { i, n, s in
+            let latents = try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup,
+                                               cache: stepCache) { i, n, s in
                 seconds.append(s)
-                progress.update(step: i, of: n, seconds: seconds)
+                progress.update(step: i, of: n, seconds: seconds, skipped: stepCache?.skipped)
             }
             progress.finish()
             // Patch-parallel decode over every rank when the latent has a row for each (DistVAE).
             let (z, scaling) = try pipeline.vaeInput(latents, request: request, conditioning: conditioning)
-            guard context.world.size > 1 && z.size(2) >= context.world.size else { return (latents, seconds, nil, 0) }
+            guard context.world.size > 1 && z.size(2) >= context.world.size else { return (latents, seconds, nil, 0, stepCache?.skipped) }
             if context.world.rank == 0 { log.info("decoding on \(context.world.size) ranks") }
             let start = Date()
             let image = try pipeline.vae.decode(latents: z, scaling: scaling, comm: context.world)
-            return (latents, seconds, image, Date().timeIntervalSince(start))
+            return (latents, seconds, image, Date().timeIntervalSince(start), stepCache?.skipped)
         }
-        guard let (rank, (latents, seconds, parallelImage, parallelDecode)) = results.first, rank == 0 else { return }
+        guard let (rank, (latents, seconds, parallelImage, parallelDecode, skipped)) = results.first, rank == 0 else { return }
         let denoised = Date()
         if parallelImage == nil { log.info("decoding") }
         let decoded = try parallelImage ?? pipeline.decode(latents, request: request, conditioning: conditioning)
@@ -127,7 +134,8 @@ struct Generate: ParsableCommand {
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
                               transformerParametersTotal: pipeline.transformerParameters.total, outputs: paths,
-                              images: generated.count, classifierAccuracy: accuracy)
+                              images: generated.count, classifierAccuracy: accuracy, cache: cache?.description,
+                              stepsSkipped: skipped)
         var writes: [(String, () throws -> Void)] = zip(images, paths).map { image, path in
             (path, { try PNGWriter.write(image, to: path) })
         }
@@ -152,6 +160,9 @@ struct Generate: ParsableCommand {
         var images: Int
         /// The share of images the pipeline's classifier recognises as their class (pipelines with one).
         var classifierAccuracy: Double?
+        /// The step cache and the steps it skipped (the others ran every block).
+        var cache: String?
+        var stepsSkipped: Int?
 
         var text: String {
             (images > outputs.count ? "\(images) images on a sheet" : "image\(outputs.count > 1 ? "s" : "")")
@@ -160,6 +171,7 @@ struct Generate: ParsableCommand {
                 + "\(steps) steps, \(fmt(medianStepSeconds, digits: 2)) s/step (median), total \(fmt(totalSeconds, digits: 1)) s "
                 + "(load \(fmt(loadSeconds, digits: 1)) s, decode \(fmt(decodeSeconds, digits: 1)) s), "
                 + "peak memory \(fmt(Double(peakMemoryBytes) / 1_073_741_824, digits: 2)) GiB, \(parallel)"
+                + (cache.map { c in "\ncache \(c): \(steps - (stepsSkipped ?? 0)) steps computed, \(stepsSkipped ?? 0) skipped" } ?? "")
                 + (transformerParameters < transformerParametersTotal
                    ? "\nthis stage holds \(transformerParameters) of the transformer's \(transformerParametersTotal) parameters "
                      + "(\(fmt(100 * Double(transformerParameters) / Double(transformerParametersTotal), digits: 1)) %)"
@@ -185,10 +197,11 @@ final class Progress {
 
     init(total: Int, enabled: Bool) { (self.total, self.enabled) = (total, enabled) }
 
-    func update(step: Int, of n: Int, seconds: [Double]) {
+    func update(step: Int, of n: Int, seconds: [Double], skipped: Int? = nil) {
         guard enabled else { return }
         let perStep = seconds.reduce(0, +) / Double(seconds.count), eta = perStep * Double(n - step)
         let line = "step \(step)/\(n)  \(fmt(perStep, digits: 2)) s/step  ETA \(fmt(eta, digits: 0)) s"
+            + (skipped.map { "  (\(step - $0) computed, \($0) cached)" } ?? "")
         if terminal {
             let width = 24, filled = width * step / n
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)

@@ -272,6 +272,25 @@ public func guidanceCombine(uncond: Tensor, cond: Tensor, scale g: Float) -> Ten
     return out
 }
 
+/// a − b, elementwise (same shape).
+public func difference(_ a: Tensor, _ b: Tensor) -> Tensor {
+    check(a.shape == b.shape, "difference: \(a.shape) and \(b.shape) differ")
+    let out = Tensor(uninitialized: a.shape)
+    withExtendedLifetime((a, b)) { for i in 0..<a.count { out.data[i] = a.data[i] - b.data[i] } }
+    return out
+}
+
+/// Σ|a − b| in Double (same shape): the numerator of a relative L1 change.
+public func l1Distance(_ a: Tensor, _ b: Tensor) -> Double {
+    check(a.shape == b.shape, "l1Distance: \(a.shape) and \(b.shape) differ")
+    return withExtendedLifetime((a, b)) { (0..<a.count).reduce(0.0) { $0 + Double(abs(a.data[$1] - b.data[$1])) } }
+}
+
+/// Σ|x| in Double.
+public func l1Norm(_ x: Tensor) -> Double {
+    withExtendedLifetime(x) { (0..<x.count).reduce(0.0) { $0 + Double(abs(x.data[$1])) } }
+}
+
 /// Whether every element is finite (no NaN, no ±Inf).
 public func allFinite(_ x: Tensor) -> Bool {
     withExtendedLifetime(x) {
