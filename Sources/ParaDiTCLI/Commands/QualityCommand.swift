@@ -46,6 +46,9 @@ struct Quality: ParsableCommand {
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
+    @Option(help: "Step cache of the measured run (the serial reference runs every block): fbcache:THRESHOLD.")
+    var cache: CacheSpec?
+
     @Option(help: "Also write the figures as JSON to this file.")
     var json: String?
 
@@ -65,6 +68,10 @@ struct Quality: ParsableCommand {
         /// Shares recognised by the pipeline's classifier as their class (pipelines with one).
         var serialAccuracy: Double?
         var parallelAccuracy: Double?
+        /// The measured run's step cache, the steps it skipped, and the wall time of both denoising loops.
+        var cache: String?
+        var stepsSkipped: Int?
+        var seconds, serialSeconds: Double
     }
 
     @Flag(help: "Measure every method in turn against one serial run: cfg, ulysses, ring, usp, pipefusion 2 and 4 (warm-up 0, 1, 2) and distrifusion 2 and 4 (warm-up 0, 1, 4); --json then holds a list.")
@@ -83,6 +90,7 @@ struct Quality: ParsableCommand {
         var conditioning: Conditioning?
         var classifier: DigitClassifier?
         var latents: Tensor
+        var seconds: Double
         var images: [RGBImage]
     }
 
@@ -108,14 +116,18 @@ struct Quality: ParsableCommand {
             }
         }
         configurations = try configurations.map { try $0.planned(StepShape(problem)) }
-        for options in configurations { try options.check(problem, blockCount: pipeline.transformer.blockCount) }
+        for options in configurations {
+            try options.check(problem, blockCount: pipeline.transformer.blockCount)
+            try cache?.check(pipeline.transformer, problem, options.config())
+        }
         try OutputPaths.check([json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         log.info("generating serially")
+        let serialStart = Date()
         let serial = try ThreadPool(threads: ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount).withCurrent {
             try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         }
         let reference = Reference(pipeline: pipeline, request: request, conditioning: conditioning, classifier: classifier,
-                                  latents: serial, images: try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request,
+                                  latents: serial, seconds: Date().timeIntervalSince(serialStart), images: try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request,
                                                                                                              conditioning: conditioning)))
         var reports: [Report] = []
         for options in configurations {
@@ -130,11 +142,15 @@ struct Quality: ParsableCommand {
     /// One configuration's run against the serial reference; nil on ranks other than the first.
     func measure(_ options: RankOptions, against reference: Reference, folder: String) throws -> Report? {
         let (pipeline, request, conditioning) = (reference.pipeline, reference.request, reference.conditioning)
-        let warmup = try options.warmupSteps ?? options.config(options.parallel).defaultWarmupSteps
-        let results = try options.launch { context -> Tensor in
-            try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup)
+        let (warmup, cache) = (try options.warmupSteps ?? options.config(options.parallel).defaultWarmupSteps, self.cache)
+        let start = Date()
+        let results = try options.launch { context -> (Tensor, Int?) in
+            let stepCache = cache.map { FirstBlockCache(threshold: $0.threshold) }
+            return (try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup, cache: stepCache),
+                    stepCache?.skipped)
         }
-        guard let (rank, latents) = results.first, rank == 0 else { return nil }
+        let seconds = Date().timeIntervalSince(start)
+        guard let (rank, (latents, skipped)) = results.first, rank == 0 else { return nil }
         let images = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
         let (pixels, referencePixels) = (images.flatMap(\.pixels), reference.images.flatMap(\.pixels))
         let (a, b) = (latents.scalars, reference.latents.scalars)
@@ -147,14 +163,16 @@ struct Quality: ParsableCommand {
             maxLatentError: zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0,
             maxPixelError: zip(pixels, referencePixels).map { abs(Int($0) - Int($1)) }.max() ?? 0, images: images.count,
             serialAccuracy: try reference.classifier?.accuracy(reference.images, labels: request.classLabels),
-            parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels))
+            parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels),
+            cache: cache?.description, stepsSkipped: skipped, seconds: seconds, serialSeconds: reference.seconds)
     }
 }
 
 extension Quality.Report {
     var text: String {
         func db(_ v: Double) -> String { v >= 999 ? "∞ (identical)" : fmt(v, digits: 1) + " dB" }
-        return "\(parallel) (warm-up \(warmupSteps)) vs serial, \(steps) steps, seed \(seed):\n"
+        return "\(parallel) (warm-up \(warmupSteps))\(cache.map { ", cache \($0): \(stepsSkipped ?? 0) steps skipped" } ?? "")"
+            + " vs serial, \(steps) steps, seed \(seed): \(fmt(seconds, digits: 2)) s vs \(fmt(serialSeconds, digits: 2)) s\n"
             + "  latents: PSNR \(db(latentPSNR)), max |error| \(String(format: "%.3g", maxLatentError))\n"
             + "  image:   PSNR \(db(imagePSNR)), max pixel error \(maxPixelError)/255"
             + (serialAccuracy.flatMap { s in parallelAccuracy.map { p in

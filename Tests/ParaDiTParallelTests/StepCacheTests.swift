@@ -1,0 +1,67 @@
+import ParaDiTDiffusion
+import ParaDiTDistributed
+import ParaDiTModels
+import ParaDiTParallel
+import ParaDiTTensor
+import Testing
+
+@Suite("First-Block Cache: exact at threshold 0, the same under every exact method")
+struct StepCacheTests {
+    static let exact: [ParallelConfig] = [.init(), .init(cfg: 2), .init(ulysses: 2), .init(ring: 2), .init(cfg: 2, ulysses: 2)]
+
+    /// Final latents and skipped steps of a fixture's generation split as `config` (nil: no cache).
+    func generate(_ name: String, _ config: ParallelConfig, threshold: Double?) throws -> (latents: Tensor, skipped: Int) {
+        let (pipeline, request, conditioning) = try fixtureRequest(name)
+        let box = UncheckedBox((pipeline, request, conditioning))
+        let ranks = try LocalWorld.run(size: config.worldSize, timeout: 60) { comm in
+            let (pipeline, request, conditioning) = box.value
+            let cache = threshold.map { FirstBlockCache(threshold: $0) }
+            let latents = try pipeline.denoise(request, conditioning: conditioning, context: try ParallelContext(config: config, world: comm),
+                                               warmupSteps: 0, cache: cache)
+            return UncheckedBox((latents, cache?.skipped ?? 0))
+        }
+        #expect(ranks.allSatisfy { $0.value.1 == ranks[0].value.1 }, "\(name) \(config): ranks skipped different steps")
+        return ranks[0].value
+    }
+
+    @Test("threshold 0 skips nothing and equals the uncached run bit for bit", arguments: ["dit", "pixart", "sd3"])
+    func zero(name: String) throws {
+        for config in Self.exact {
+            let (plain, cached) = (try generate(name, config, threshold: nil), try generate(name, config, threshold: 0))
+            #expect(cached.skipped == 0)
+            #expect(plain.latents.scalars == cached.latents.scalars, "\(name) \(config)")
+        }
+    }
+
+    /// A threshold no change reaches: every step after the first reuses the cache, on every rank alike.
+    @Test("with the cache every exact method equals the serial run with the cache", arguments: ["dit", "pixart", "sd3"])
+    func parity(name: String) throws {
+        let serial = try generate(name, .init(), threshold: 1e9)
+        #expect(serial.skipped > 0)
+        #expect(relativeL2(serial.latents, try generate(name, .init(), threshold: nil).latents) > 1e-4, "skipping changes the result")
+        for config in Self.exact.dropFirst() {
+            let parallel = try generate(name, config, threshold: 1e9)
+            #expect(parallel.skipped == serial.skipped, "\(name) \(config)")
+            #expect(relativeL2(parallel.latents, serial.latents) <= 1e-5, "\(name) \(config)")
+        }
+    }
+
+    @Test("refused: PipeFusion and DistriFusion; a model whose streams join midway (Flux) is reported unsupported")
+    func refused() throws {
+        let (pipeline, request, conditioning) = try fixtureRequest("dit")
+        let box = UncheckedBox((pipeline, request, conditioning))
+        for config in [ParallelConfig(pipefusion: 2), ParallelConfig(distrifusion: 2)] {
+            #expect(throws: ParallelError.self) {
+                _ = try LocalWorld.run(size: 2, timeout: 30) { comm in
+                    let (pipeline, request, conditioning) = box.value
+                    return UncheckedBox(try pipeline.denoise(request, conditioning: conditioning,
+                                                             context: try ParallelContext(config: config, world: comm), warmupSteps: 1,
+                                                             cache: FirstBlockCache(threshold: 0.1)))
+                }
+            }
+        }
+        let flux = try fixtureRequest("flux").0.transformer
+        #expect(!FirstBlockCache.supports(flux, batch: 1, imageTokens: 4, textTokens: 3))
+        #expect(FirstBlockCache.supports(pipeline.transformer, batch: 2, imageTokens: 16, textTokens: 0))
+    }
+}
