@@ -137,6 +137,22 @@ struct GenerateCommandTests {
         #expect((report["latent_psnr"] as? Double ?? 0) > 100, "exact methods equal serial: \(report)")
     }
 
+    @Test("--cache fbcache: the JSON and summary report the steps skipped; unsupported runs are refused before compute")
+    func stepCache() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(runCommand(["generate", "--per-class", "1", "--cache", "fbcache:0.2", "--output", dir + "/c.png", "--json", dir + "/c.json"]) == nil)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/c.json"))) as! [String: Any]
+        #expect(summary["cache"] as? String == "fbcache:0.2" && (summary["steps_skipped"] as? Int ?? 0) > 0, "\(summary)")
+        for (args, expected) in [(["--cache", "fbcache", "--parallel", "pipefusion=2"], "not with PipeFusion or DistriFusion"),
+                                 (["--cache", "fbcache:-1"], "--cache")] {
+            let message = runCommand(["generate", "--output", dir + "/x.png"] + args) ?? "accepted"
+            #expect(message.contains(expected), "\(args): \(message)")
+        }
+        let flux = runCommand(generate("flux", ["--output", dir + "/f.png", "--cache", "fbcache"])) ?? "accepted"
+        #expect(flux.contains("cannot be cached yet"), "\(flux)")
+    }
+
     @Test("bad input is one line saying what to fix")
     func errors() {
         let m = runCommand(["generate", "--model", "/nonexistent"]) ?? ""
