@@ -71,9 +71,15 @@ public protocol DiffusionTransformer: AnyObject {
     func handOffShapes(nextBlock: Int, batch: Int, imageTokens: Int, textTokens: Int) -> [[Int]]
     /// A locally embedded state (its conditioning) with the streams received from the previous stage.
     func resume(_ state: State, from tensors: [Tensor]) -> State
+
+    /// TeaCache's signal: the image tokens entering block 0's attention, after its timestep
+    /// modulation; nil for a family that does not expose it (TeaCache is then refused).
+    func modulatedInput(_ state: State) -> Tensor?
 }
 
 extension DiffusionTransformer {
+    public func modulatedInput(_ state: State) -> Tensor? { nil }
+
     /// The whole forward pass on one rank: the serial definition every strategy must equal.
     public func forward(_ inputs: Inputs, attention: AttentionRuntime = SerialAttention()) throws -> Tensor {
         let grid = try problem(inputs).grid

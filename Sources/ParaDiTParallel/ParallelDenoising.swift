@@ -7,7 +7,7 @@ extension TextToImagePipeline {
     /// configuration has stages, otherwise one `ParallelTransformer` pass per step. Every rank
     /// returns the final latents.
     public func denoise(_ request: GenerationRequest, conditioning: Conditioning?, context: ParallelContext, warmupSteps: Int,
-                        cache: FirstBlockCache? = nil, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
+                        cache: StepCache? = nil, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
         let config = context.config
         if cache != nil && (config.pipefusion > 1 || config.distrifusion > 1) {
             throw ParallelError.unsupported("--cache runs with the exact methods (cfg, ulysses, ring, torus); "

@@ -15,9 +15,9 @@ public final class ParallelTransformer {
     public let warmupSteps: Int
     var distrifusion: DistriFusionAttention?
     /// The step cache of this generation (every rank holds its own, and they decide together).
-    public let cache: FirstBlockCache?
+    public let cache: StepCache?
 
-    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 4, cache: FirstBlockCache? = nil) {
+    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 4, cache: StepCache? = nil) {
         self.model = model
         self.context = context
         self.warmupSteps = warmupSteps
@@ -70,14 +70,11 @@ public final class ParallelTransformer {
             for b in range { try context.span("block \(b)") { try model.block(b, &state, attention: runtime) } }
         }
         if let cache, model.blockCount > 1 {
-            // A copy: blocks update the streams in place.
-            let before = model.handOff(state, nextBlock: 0).map { $0.copy() }
-            try blocks(0..<1, &state)
-            try cache.runRest(model, &state, before: before, change: { sums in
+            try cache.run(model, &state, change: { sums in
                 let buffer = Tensor(shape: [sums.count], values: sums.map(Float.init))
                 try context.world.allReduce(buffer)
                 return buffer.scalars.map(Double.init)
-            }, blocks: { try blocks(1..<model.blockCount, &$0) })
+            }, blocks: blocks)
         } else {
             try blocks(0..<model.blockCount, &state)
         }

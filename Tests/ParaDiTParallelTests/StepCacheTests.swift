@@ -5,17 +5,20 @@ import ParaDiTParallel
 import ParaDiTTensor
 import Testing
 
-@Suite("First-Block Cache: exact at threshold 0, the same under every exact method")
+@Suite("Step caches (FBCache, TeaCache): exact at threshold 0, the same under every exact method")
 struct StepCacheTests {
     static let exact: [ParallelConfig] = [.init(), .init(cfg: 2), .init(ulysses: 2), .init(ring: 2), .init(cfg: 2, ulysses: 2)]
 
+    static let cases: [(String, CacheSpec.Method)] = ["dit", "pixart", "sd3"].flatMap { [($0, .fbcache), ($0, .teacache)] }
+
     /// Final latents and skipped steps of a fixture's generation split as `config` (nil: no cache).
-    func generate(_ name: String, _ config: ParallelConfig, threshold: Double?) throws -> (latents: Tensor, skipped: Int) {
+    func generate(_ name: String, _ config: ParallelConfig, _ method: CacheSpec.Method = .fbcache,
+                  threshold: Double?) throws -> (latents: Tensor, skipped: Int) {
         let (pipeline, request, conditioning) = try fixtureRequest(name)
         let box = UncheckedBox((pipeline, request, conditioning))
         let ranks = try LocalWorld.run(size: config.worldSize, timeout: 60) { comm in
             let (pipeline, request, conditioning) = box.value
-            let cache = threshold.map { FirstBlockCache(threshold: $0) }
+            let cache = threshold.map { StepCache(CacheSpec("\(method.rawValue):\($0)")!, steps: request.steps) }
             let latents = try pipeline.denoise(request, conditioning: conditioning, context: try ParallelContext(config: config, world: comm),
                                                warmupSteps: 0, cache: cache)
             return UncheckedBox((latents, cache?.skipped ?? 0))
@@ -24,23 +27,23 @@ struct StepCacheTests {
         return ranks[0].value
     }
 
-    @Test("threshold 0 skips nothing and equals the uncached run bit for bit", arguments: ["dit", "pixart", "sd3"])
-    func zero(name: String) throws {
+    @Test("threshold 0 skips nothing and equals the uncached run bit for bit", arguments: cases)
+    func zero(name: String, method: CacheSpec.Method) throws {
         for config in Self.exact {
-            let (plain, cached) = (try generate(name, config, threshold: nil), try generate(name, config, threshold: 0))
+            let (plain, cached) = (try generate(name, config, threshold: nil), try generate(name, config, method, threshold: 0))
             #expect(cached.skipped == 0)
             #expect(plain.latents.scalars == cached.latents.scalars, "\(name) \(config)")
         }
     }
 
     /// A threshold no change reaches: every step after the first reuses the cache, on every rank alike.
-    @Test("with the cache every exact method equals the serial run with the cache", arguments: ["dit", "pixart", "sd3"])
-    func parity(name: String) throws {
-        let serial = try generate(name, .init(), threshold: 1e9)
+    @Test("with the cache every exact method equals the serial run with the cache", arguments: cases)
+    func parity(name: String, method: CacheSpec.Method) throws {
+        let serial = try generate(name, .init(), method, threshold: 1e9)
         #expect(serial.skipped > 0)
         #expect(relativeL2(serial.latents, try generate(name, .init(), threshold: nil).latents) > 1e-4, "skipping changes the result")
         for config in Self.exact.dropFirst() {
-            let parallel = try generate(name, config, threshold: 1e9)
+            let parallel = try generate(name, config, method, threshold: 1e9)
             #expect(parallel.skipped == serial.skipped, "\(name) \(config)")
             #expect(relativeL2(parallel.latents, serial.latents) <= 1e-5, "\(name) \(config)")
         }
@@ -56,12 +59,13 @@ struct StepCacheTests {
                     let (pipeline, request, conditioning) = box.value
                     return UncheckedBox(try pipeline.denoise(request, conditioning: conditioning,
                                                              context: try ParallelContext(config: config, world: comm), warmupSteps: 1,
-                                                             cache: FirstBlockCache(threshold: 0.1)))
+                                                             cache: StepCache(CacheSpec("fbcache")!, steps: 4)))
                 }
             }
         }
         let flux = try fixtureRequest("flux").0.transformer
-        #expect(!FirstBlockCache.supports(flux, batch: 1, imageTokens: 4, textTokens: 3))
-        #expect(FirstBlockCache.supports(pipeline.transformer, batch: 2, imageTokens: 16, textTokens: 0))
+        #expect(!StepCache.supports(CacheSpec("fbcache")!, flux, batch: 1, imageTokens: 4, textTokens: 3))
+        #expect(StepCache.supports(CacheSpec("teacache")!, pipeline.transformer, batch: 2, imageTokens: 16, textTokens: 0))
+        #expect(CacheSpec("teacache") == CacheSpec("teacache:0.2") && CacheSpec("fbcache:-1") == nil && CacheSpec("x:1") == nil)
     }
 }

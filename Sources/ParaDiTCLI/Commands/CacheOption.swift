@@ -12,7 +12,7 @@ extension CacheSpec {
         guard config.pipefusion == 1 && config.distrifusion == 1 else {
             throw ValidationError("--cache runs with the exact methods (cfg, ulysses, ring, torus), not with PipeFusion or DistriFusion")
         }
-        guard FirstBlockCache.supports(model, batch: problem.batch, imageTokens: problem.imageTokens,
+        guard StepCache.supports(self, model, batch: problem.batch, imageTokens: problem.imageTokens,
                                        textTokens: problem.jointTextTokens) else {
             throw ValidationError("--cache: \(model.className) changes its token streams between blocks (joins text and image); "
                                   + "it cannot be cached yet")

@@ -102,7 +102,7 @@ struct Generate: ParsableCommand {
         let cache = self.cache
         let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double, Int?) in
             let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
-            let stepCache = cache.map { FirstBlockCache(threshold: $0.threshold) }
+            let stepCache = cache.map { StepCache($0, steps: request.steps) }
             var seconds: [Double] = []
             let latents = try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup,
                                                cache: stepCache) { i, n, s in

@@ -145,7 +145,7 @@ struct Quality: ParsableCommand {
         let (warmup, cache) = (try options.warmupSteps ?? options.config(options.parallel).defaultWarmupSteps, self.cache)
         let start = Date()
         let results = try options.launch { context -> (Tensor, Int?) in
-            let stepCache = cache.map { FirstBlockCache(threshold: $0.threshold) }
+            let stepCache = cache.map { StepCache($0, steps: request.steps) }
             return (try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: warmup, cache: stepCache),
                     stepCache?.skipped)
         }

@@ -116,6 +116,10 @@ public final class DiTTransformer2DModel: SingleStreamTransformer {
         try transformerBlocks[i](s.hidden, timesteps: s.timestep, labels: s.labels, runtime: attention)
     }
 
+    public func modulatedInput(_ s: State) -> Tensor? {
+        transformerBlocks[0].modulatedInput(s.hidden, timesteps: s.timestep, labels: s.labels)
+    }
+
     /// Final modulated norm and projection: [B, tokens here, patch²·out_channels].
     public func head(_ s: State) -> Tensor {
         // diffusers conditions the head on block 0's embedding (every stage loads it).

@@ -17,6 +17,11 @@ public struct AdaLNZeroTransformerBlock {
         ff = try FeedForward(w.scope("ff"), dim: dim, inner: 4 * dim, activation: activation)
     }
 
+    /// What the attention reads: norm1's modulated x (TeaCache's signal).
+    public func modulatedInput(_ x: Tensor, timesteps: [Float], labels: [Int]) -> Tensor {
+        norm1.modulation(timesteps: timesteps, labels: labels).modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0)
+    }
+
     /// Updates x: [B, L, dim] in place.
     public func callAsFunction(_ x: Tensor, timesteps: [Float], labels: [Int], runtime: AttentionRuntime) throws {
         // Chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp.

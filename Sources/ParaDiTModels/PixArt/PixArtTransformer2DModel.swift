@@ -139,6 +139,10 @@ public final class PixArtTransformer2DModel: SingleStreamTransformer {
                      conditioning: Conditioning(timestepChunks: chunks, embeddedTimestep: embedded, caption: caption, captionBias: bias))
     }
 
+    public func modulatedInput(_ s: State) -> Tensor? {
+        transformerBlocks[0].modulatedInput(s.hidden, timestepChunks: s.conditioning.timestepChunks)
+    }
+
     public func block(_ i: Int, _ s: inout State, attention: AttentionRuntime) throws {
         let c = s.conditioning
         try transformerBlocks[i](s.hidden, timestepChunks: c.timestepChunks, caption: c.caption, captionBias: c.captionBias,

@@ -24,6 +24,11 @@ public struct AdaLNSingleTransformerBlock {
     }
 
     /// Updates x: [B, L, dim] in place. `timestepChunks` is adaLN-single's [B, 6·dim] projection.
+    /// What the self-attention reads: norm1's modulated x (TeaCache's signal).
+    public func modulatedInput(_ x: Tensor, timestepChunks: Tensor) -> Tensor {
+        Modulation(addTable(scaleShiftTable, to: timestepChunks), dim: dim).modulate(norm1(x), scale: 1, shift: 0)
+    }
+
     public func callAsFunction(_ x: Tensor, timestepChunks: Tensor, caption: Tensor, captionBias: Tensor?,
                                runtime: AttentionRuntime) throws {
         // Chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp.

@@ -25,6 +25,11 @@ public struct JointTransformerBlock {
     }
 
     /// Updates x [B, L, dim] and context [B, Lc, dim] in place (context is left as is in the last block).
+    /// What the joint attention reads of the image stream: norm1's modulated x (TeaCache's signal).
+    public func modulatedInput(_ x: Tensor, temb: Tensor) -> Tensor {
+        norm1(temb).modulate(layerNorm(x, eps: 1e-6), scale: 1, shift: 0)
+    }
+
     public func callAsFunction(_ x: Tensor, context: Tensor, temb: Tensor, rope: RotaryTables? = nil, runtime: AttentionRuntime) throws {
         // Image chunks: 0 shift_msa, 1 scale_msa, 2 gate_msa, 3 shift_mlp, 4 scale_mlp, 5 gate_mlp
         // (+ 6 shift_msa2, 7 scale_msa2, 8 gate_msa2 with dual attention).

@@ -108,6 +108,8 @@ public final class SD3Transformer2DModel: DiffusionTransformer {
               temb: timeTextEmbed(timesteps: inputs.timestep, pooled: inputs.pooledProjections))
     }
 
+    public func modulatedInput(_ s: State) -> Tensor? { transformerBlocks[0].modulatedInput(s.hidden, temb: s.temb) }
+
     public func block(_ i: Int, _ s: inout State, attention: AttentionRuntime) throws {
         try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, runtime: attention)
     }

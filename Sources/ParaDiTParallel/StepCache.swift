@@ -1,0 +1,118 @@
+import ParaDiTModels
+import ParaDiTTensor
+
+/// `--cache fbcache:0.1` or `--cache teacache:0.2`: which step cache a generation uses, and its threshold.
+public struct CacheSpec: Sendable, Equatable, CustomStringConvertible {
+    public enum Method: String, Sendable { case fbcache, teacache }
+    public var method: Method
+    public var threshold: Double
+
+    /// The threshold of a bare method name: on the demo model the largest of those measured that
+    /// keeps the classifier's accuracy and an image PSNR above 30 dB (docs/QUALITY.md "Step caching").
+    public static func defaultThreshold(_ method: Method) -> Double { method == .fbcache ? 0.1 : 0.2 }
+
+    /// "METHOD" or "METHOD:THRESHOLD" (threshold ≥ 0, finite); nil for anything else.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        guard let method = Method(rawValue: parts[0]) else { return nil }
+        guard parts.count == 2 else { (self.method, threshold) = (method, Self.defaultThreshold(method)); return }
+        guard let t = Double(parts[1]), t.isFinite, t >= 0 else { return nil }
+        (self.method, threshold) = (method, t)
+    }
+
+    public var description: String { "\(method.rawValue):\(threshold)" }
+}
+
+/// A step cache: on steps where the model's input barely changed, reuse the residual the skipped
+/// blocks produced at the last computed step.
+///
+/// - First-Block Cache (ParaAttention's FBCache): block 0 always runs; blocks 1… are skipped when
+///   the relative L1 change of block 0's residual (its output minus its input, image stream) since
+///   the last computed step is below the threshold.
+/// - TeaCache: before any block, the relative L1 change of block 0's modulated input since the
+///   previous step is accumulated; while the sum stays below the threshold every block is skipped,
+///   and a computed step resets it. The first and last steps always compute. TeaCache rescales the
+///   change with a polynomial fitted per model; none is published for DiT, PixArt or SD3 (its
+///   published ones are for FLUX, HunyuanVideo, Wan and other video models), so the raw change is used.
+///
+/// The change is summed over every rank of the run before deciding, so all ranks skip the same
+/// steps (CFG halves together, sequence shards adding up to the whole image); each rank keeps its own
+/// shard of the residuals. Threshold 0 never skips: the uncached run bit for bit.
+public final class StepCache {
+    public let spec: CacheSpec
+    /// The generation's steps (TeaCache computes the last).
+    let steps: Int
+    var step = 0
+    /// FBCache: block 0's residual at the last computed step; TeaCache: the previous step's signal.
+    var reference: Tensor?
+    /// The skipped blocks' residual of every stream at the last computed step.
+    var residual: [Tensor]?
+    var accumulated = 0.0
+    public private(set) var computed = 0, skipped = 0
+
+    public init(_ spec: CacheSpec, steps: Int) { (self.spec, self.steps) = (spec, steps) }
+
+    /// Whether a model can be cached: its streams keep their form from block 0 to the head (Flux
+    /// joins text and image midway), and for TeaCache it exposes block 0's modulated input.
+    public static func supports(_ spec: CacheSpec, _ model: any DiffusionTransformer, batch: Int, imageTokens: Int,
+                                textTokens: Int) -> Bool {
+        let shapes = { (block: Int) in model.handOffShapes(nextBlock: block, batch: batch, imageTokens: imageTokens, textTokens: textTokens) }
+        return shapes(0) == shapes(model.blockCount) && shapes(1) == shapes(0)
+    }
+
+    /// The blocks of one step on `state`, run or skipped. `change` sums (|Δ|, |previous|) over the
+    /// ranks; `blocks` runs a range of blocks.
+    func run<M: DiffusionTransformer>(_ model: M, _ state: inout M.State, change: ([Double]) throws -> [Double],
+                                      blocks: (Range<Int>, inout M.State) throws -> Void) throws {
+        defer { step += 1 }
+        let (n, first) = (model.blockCount, spec.method == .fbcache ? 1 : 0)
+        // Copies: blocks update the streams in place.
+        let entry = model.handOff(state, nextBlock: 0).map { $0.copy() }
+        let signal: Tensor
+        if spec.method == .fbcache {
+            try blocks(0..<1, &state)
+            signal = difference(model.handOff(state, nextBlock: 1)[0], entry[0])
+        } else {
+            guard let modulated = model.modulatedInput(state) else {
+                throw ParallelError.unsupported("teacache: \(model.className) does not expose block 0's modulated input")
+            }
+            signal = modulated
+        }
+        let before = first == 0 ? entry : model.handOff(state, nextBlock: 1).map { $0.copy() }
+        if try decide(signal, change: change), let residual {
+            state = model.resume(state, from: zip(before, residual).map { b, r in
+                let out = b.copy()
+                addInPlace(out, r)
+                return out
+            })
+            skipped += 1
+            return
+        }
+        try blocks(first..<n, &state)
+        residual = zip(model.handOff(state, nextBlock: n), before).map { difference($0, $1) }
+        if spec.method == .fbcache { reference = signal }
+        computed += 1
+    }
+
+    /// Whether this step may reuse the cache, given its signal (TeaCache also keeps it as the next
+    /// step's reference; FBCache's reference changes only on computed steps).
+    func decide(_ signal: Tensor, change: ([Double]) throws -> [Double]) throws -> Bool {
+        switch spec.method {
+        case .fbcache:
+            guard spec.threshold > 0, residual != nil, let previous = reference, previous.shape == signal.shape else { return false }
+            let sums = try change([l1Distance(signal, previous), l1Norm(previous)])
+            return sums[1] > 0 && sums[0] / sums[1] < spec.threshold
+        case .teacache:
+            defer { reference = signal }
+            guard spec.threshold > 0, residual != nil, step < steps - 1, let previous = reference, previous.shape == signal.shape else {
+                accumulated = 0
+                return false
+            }
+            let sums = try change([l1Distance(signal, previous), l1Norm(previous)])
+            accumulated += sums[1] > 0 ? sums[0] / sums[1] : 0
+            if accumulated < spec.threshold { return true }
+            accumulated = 0
+            return false
+        }
+    }
+}
