@@ -7,15 +7,15 @@ public struct CacheSpec: Sendable, Equatable, CustomStringConvertible {
     public var method: Method
     public var threshold: Double
 
-    /// The threshold of a bare method name: on the demo model the largest of those measured that
-    /// keeps the classifier's accuracy and an image PSNR above 30 dB (docs/QUALITY.md "Step caching").
-    public static func defaultThreshold(_ method: Method) -> Double { method == .fbcache ? 0.1 : 0.2 }
+    /// The threshold of a bare method name, for either method: on the demo model the largest of those
+    /// measured that keeps the classifier's accuracy and an image PSNR above 30 dB (docs/QUALITY.md).
+    public static let defaultThreshold = 0.1
 
     /// "METHOD" or "METHOD:THRESHOLD" (threshold ≥ 0, finite); nil for anything else.
     public init?(_ text: String) {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
         guard let method = Method(rawValue: parts[0]) else { return nil }
-        guard parts.count == 2 else { (self.method, threshold) = (method, Self.defaultThreshold(method)); return }
+        guard parts.count == 2 else { (self.method, threshold) = (method, Self.defaultThreshold); return }
         guard let t = Double(parts[1]), t.isFinite, t >= 0 else { return nil }
         (self.method, threshold) = (method, t)
     }

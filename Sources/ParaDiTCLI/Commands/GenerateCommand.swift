@@ -56,7 +56,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed of torch's CPU generator.")
     var seed: UInt64 = 0
 
-    @Option(help: "Step cache: fbcache[:THRESHOLD] skips blocks 1… on steps where block 0's residual changed by less than THRESHOLD (relative L1, default 0.1) since the last computed step; 0 never skips. With the exact methods only; not yet for Flux.")
+    @Option(help: "Step cache: fbcache[:T] skips blocks 1… while block 0's residual changed by less than T (relative L1) since the last computed step; teacache[:T] skips every block while the accumulated change of block 0's modulated input stays below T. Default T 0.1; 0 never skips. With the exact methods only; not yet for Flux.")
     var cache: CacheSpec?
 
     @Option(help: "Image size HxW in pixels (default: the model's native size).")

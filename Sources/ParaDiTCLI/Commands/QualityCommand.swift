@@ -46,7 +46,7 @@ struct Quality: ParsableCommand {
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
-    @Option(help: "Step cache of the measured run (the serial reference runs every block): fbcache:THRESHOLD.")
+    @Option(help: "Step cache of the measured run (the serial reference runs every block): fbcache[:T] or teacache[:T].")
     var cache: CacheSpec?
 
     @Option(help: "Also write the figures as JSON to this file.")
