@@ -75,10 +75,18 @@ public protocol DiffusionTransformer: AnyObject {
     /// TeaCache's signal: the image tokens entering block 0's attention, after its timestep
     /// modulation; nil for a family that does not expose it (TeaCache is then refused).
     func modulatedInput(_ state: State) -> Tensor?
+    /// TeaCache's rescaling polynomial for this model, highest degree first, as published (nil:
+    /// none is, and the change is used as it is).
+    var teaCacheCoefficients: [Double]? { get }
+    /// The state in the form the head reads, without running blocks: what a step cache adds the
+    /// skipped blocks' residual to (Flux joins its text and image streams for its single blocks).
+    func headForm(_ state: State) -> State
 }
 
 extension DiffusionTransformer {
     public func modulatedInput(_ state: State) -> Tensor? { nil }
+    public var teaCacheCoefficients: [Double]? { nil }
+    public func headForm(_ state: State) -> State { state }
 
     /// The whole forward pass on one rank: the serial definition every strategy must equal.
     public func forward(_ inputs: Inputs, attention: AttentionRuntime = SerialAttention()) throws -> Tensor {

@@ -30,12 +30,13 @@ public struct CacheSpec: Sendable, Equatable, CustomStringConvertible {
 ///   the relative L1 change of block 0's residual (its output minus its input, image stream) since
 ///   the last computed step is below the threshold.
 /// - TeaCache: before any block, the relative L1 change of block 0's modulated input since the
-///   previous step is accumulated; while the sum stays below the threshold every block is skipped,
-///   and a computed step resets it. The first and last steps always compute. TeaCache rescales the
-///   change with a polynomial fitted per model; none is published for DiT, PixArt or SD3 (its
-///   published ones are for FLUX, HunyuanVideo, Wan and other video models), so the raw change is used.
+///   previous step, rescaled by the model's published polynomial (`teaCacheCoefficients`: FLUX.1's;
+///   none is published for DiT, PixArt or SD3, whose change is used as it is), is accumulated; while
+///   the sum stays below the threshold every block is skipped, and a computed step resets it. The
+///   first and last steps always compute.
 ///
-/// The change is summed over every rank of the run before deciding, so all ranks skip the same
+/// The skipped blocks' residual is taken on the streams in the form the head reads (`headForm`: Flux's
+/// joined text and image). The change is summed over every rank of the run before deciding, so all ranks skip the same
 /// steps (CFG halves together, sequence shards adding up to the whole image); each rank keeps its own
 /// shard of the residuals. Threshold 0 never skips: the uncached run bit for bit.
 public final class StepCache {
@@ -52,35 +53,28 @@ public final class StepCache {
 
     public init(_ spec: CacheSpec, steps: Int) { (self.spec, self.steps) = (spec, steps) }
 
-    /// Whether a model can be cached: its streams keep their form from block 0 to the head (Flux
-    /// joins text and image midway), and for TeaCache it exposes block 0's modulated input.
-    public static func supports(_ spec: CacheSpec, _ model: any DiffusionTransformer, batch: Int, imageTokens: Int,
-                                textTokens: Int) -> Bool {
-        let shapes = { (block: Int) in model.handOffShapes(nextBlock: block, batch: batch, imageTokens: imageTokens, textTokens: textTokens) }
-        return shapes(0) == shapes(model.blockCount) && shapes(1) == shapes(0)
-    }
-
     /// The blocks of one step on `state`, run or skipped. `change` sums (|Δ|, |previous|) over the
     /// ranks; `blocks` runs a range of blocks.
     func run<M: DiffusionTransformer>(_ model: M, _ state: inout M.State, change: ([Double]) throws -> [Double],
                                       blocks: (Range<Int>, inout M.State) throws -> Void) throws {
         defer { step += 1 }
         let (n, first) = (model.blockCount, spec.method == .fbcache ? 1 : 0)
-        // Copies: blocks update the streams in place.
-        let entry = model.handOff(state, nextBlock: 0).map { $0.copy() }
         let signal: Tensor
         if spec.method == .fbcache {
+            let entry = model.handOff(state, nextBlock: 0)[0].copy()  // a copy: blocks update it in place
             try blocks(0..<1, &state)
-            signal = difference(model.handOff(state, nextBlock: 1)[0], entry[0])
+            signal = difference(model.handOff(state, nextBlock: 1)[0], entry)
         } else {
             guard let modulated = model.modulatedInput(state) else {
                 throw ParallelError.unsupported("teacache: \(model.className) does not expose block 0's modulated input")
             }
             signal = modulated
         }
-        let before = first == 0 ? entry : model.handOff(state, nextBlock: 1).map { $0.copy() }
-        if try decide(signal, change: change), let residual {
-            state = model.resume(state, from: zip(before, residual).map { b, r in
+        // The streams the skipped blocks start from, in the form the head reads.
+        let start = model.headForm(state)
+        let before = model.handOff(start, nextBlock: n).map { $0.copy() }
+        if try decide(signal, change: change, model: model), let residual {
+            state = model.resume(start, from: zip(before, residual).map { b, r in
                 let out = b.copy()
                 addInPlace(out, r)
                 return out
@@ -96,7 +90,7 @@ public final class StepCache {
 
     /// Whether this step may reuse the cache, given its signal (TeaCache also keeps it as the next
     /// step's reference; FBCache's reference changes only on computed steps).
-    func decide(_ signal: Tensor, change: ([Double]) throws -> [Double]) throws -> Bool {
+    func decide<M: DiffusionTransformer>(_ signal: Tensor, change: ([Double]) throws -> [Double], model: M) throws -> Bool {
         switch spec.method {
         case .fbcache:
             guard spec.threshold > 0, residual != nil, let previous = reference, previous.shape == signal.shape else { return false }
@@ -109,7 +103,9 @@ public final class StepCache {
                 return false
             }
             let sums = try change([l1Distance(signal, previous), l1Norm(previous)])
-            accumulated += sums[1] > 0 ? sums[0] / sums[1] : 0
+            let relative = sums[1] > 0 ? sums[0] / sums[1] : 0
+            // The published polynomial in Horner form (highest degree first), or the change itself.
+            accumulated += model.teaCacheCoefficients.map { $0.reduce(0) { $0 * relative + $1 } } ?? relative
             if accumulated < spec.threshold { return true }
             accumulated = 0
             return false

@@ -56,7 +56,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed of torch's CPU generator.")
     var seed: UInt64 = 0
 
-    @Option(help: "Step cache: fbcache[:T] skips blocks 1… while block 0's residual changed by less than T (relative L1) since the last computed step; teacache[:T] skips every block while the accumulated change of block 0's modulated input stays below T. Default T 0.1; 0 never skips. With the exact methods only; not yet for Flux.")
+    @Option(help: "Step cache: fbcache[:T] skips blocks 1… while block 0's residual changed by less than T (relative L1) since the last computed step; teacache[:T] skips every block while the accumulated change of block 0's modulated input stays below T. Default T 0.1; 0 never skips. With the exact methods only.")
     var cache: CacheSpec?
 
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
@@ -95,7 +95,7 @@ struct Generate: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        try cache?.check(pipeline.transformer, problem, ranks.config())
+        try cache?.check(ranks.config())
         try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps

@@ -118,7 +118,7 @@ struct Quality: ParsableCommand {
         configurations = try configurations.map { try $0.planned(StepShape(problem)) }
         for options in configurations {
             try options.check(problem, blockCount: pipeline.transformer.blockCount)
-            try cache?.check(pipeline.transformer, problem, options.config())
+            try cache?.check(options.config())
         }
         try OutputPaths.check([json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         log.info("generating serially")

@@ -88,6 +88,8 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
     /// State shared by the blocks of one forward pass.
     public struct State {
         public var hidden: Tensor, context: Tensor, temb: Tensor, rope: RotaryTables
+        /// Whether `hidden` holds [text; image] (from the first single block on).
+        var joined = false
     }
 
     public var className: String { "FluxTransformer2DModel" }
@@ -147,10 +149,26 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
             try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, rope: s.rope, runtime: runtime)
             return
         }
-        if i == transformerBlocks.count { s.hidden = concatSequence([s.context, s.hidden]) }
+        if i == transformerBlocks.count && !s.joined { s = headForm(s) }
         try singleTransformerBlocks[i - transformerBlocks.count](s.hidden, textTokens: s.context.size(1), temb: s.temb, rope: s.rope,
                                                              runtime: runtime)
     }
+
+    /// Joined as the single blocks and the head read it (the double-stream blocks' streams otherwise).
+    public func headForm(_ s: State) -> State {
+        guard !s.joined && !singleTransformerBlocks.isEmpty else { return s }
+        var s = s
+        s.hidden = concatSequence([s.context, s.hidden])
+        s.joined = true
+        return s
+    }
+
+    public func modulatedInput(_ s: State) -> Tensor? {
+        s.joined ? nil : transformerBlocks.first?.modulatedInput(s.hidden, temb: s.temb)
+    }
+
+    /// TeaCache's published FLUX.1 polynomial (its TeaCache4FLUX), highest degree first.
+    public var teaCacheCoefficients: [Double]? { [498.651651, -283.781631, 55.8554382, -3.82021401, 0.264230861] }
 
     /// Output [B, image tokens here, patch²·out_channels] (still packed, as diffusers returns it).
     public func head(_ s: State) -> Tensor {
@@ -177,6 +195,7 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
         // After the join the text length is all the blocks need of `context`.
         s.hidden = tensors[0]
         if tensors.count == 2 { s.context = tensors[1] }
+        s.joined = tensors.count == 1 && !singleTransformerBlocks.isEmpty
         return s
     }
 }
