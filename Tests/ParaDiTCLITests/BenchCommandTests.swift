@@ -4,6 +4,20 @@ import Testing
 
 @Suite("paradit bench kernels")
 struct BenchCommandTests {
+    @Test("bench cache times generations with and without each cache, alternating, and reports what they cost")
+    func cache() throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-cache-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        #expect(runCommand(["bench", "cache", "--runs", "2", "--steps", "4", "--per-class", "1", "--cache", "fbcache:1e9",
+                            "--cache", "teacache:0", "--json", json]) == nil)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        #expect(rows.map { $0["cache"] as? String } == ["none", "fbcache:1000000000.0", "teacache:0.0"], "\(rows)")
+        #expect(rows[1]["steps_skipped"] as? Int == 3 && rows[2]["steps_skipped"] as? Int == 0, "\(rows)")
+        #expect(rows[2]["latent_psnr"] as? Double == 999 && (rows[1]["latent_psnr"] as? Double ?? 999) < 999, "\(rows)")
+        #expect((rows[1]["seconds"] as? [String: Any])?["runs"] as? Int == 2)
+    }
+
     @Test("writes a JSON report with machine, config and every case")
     func jsonReport() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-bench-\(UUID()).json").path

@@ -5,13 +5,13 @@ import ParaDiTTensor
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the engine: kernels, forward passes of real architectures, communication.",
+        abstract: "Measure the engine: kernels, forward passes of real architectures, communication, step caches.",
         discussion: """
         Every figure is the median of --runs timed runs after --warmup untimed ones, and every \
         comparison is a ratio of two figures measured in the same process. Tables go to stdout; \
         --json FILE also writes the machine, the configuration and every timing.
         """,
-        subcommands: [BenchKernels.self, BenchForward.self, BenchParallel.self, BenchComm.self])
+        subcommands: [BenchKernels.self, BenchForward.self, BenchParallel.self, BenchComm.self, BenchCache.self])
 }
 
 struct BenchKernels: ParsableCommand {
