@@ -153,14 +153,10 @@ struct Quality: ParsableCommand {
         guard let (rank, (latents, skipped)) = results.first, rank == 0 else { return nil }
         let images = try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
         let (pixels, referencePixels) = (images.flatMap(\.pixels), reference.images.flatMap(\.pixels))
-        let (a, b) = (latents.scalars, reference.latents.scalars)
-        let range = Double(b.max()! - b.min()!)
-        let latentMSE = zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(b.count)
-        let pixelMSE = zip(pixels, referencePixels).reduce(0.0) { $0 + pow(Double($1.0) - Double($1.1), 2) } / Double(pixels.count)
         return Report(
             model: folder, parallel: options.parallel.description, warmupSteps: warmup, steps: steps, seed: seed,
-            latentPSNR: psnr(peak: range, mse: latentMSE), imagePSNR: psnr(peak: 255, mse: pixelMSE),
-            maxLatentError: zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0,
+            latentPSNR: latentPSNR(latents, reference.latents), imagePSNR: imagePSNR(images, reference.images),
+            maxLatentError: zip(latents.scalars, reference.latents.scalars).map { Double(abs($0 - $1)) }.max() ?? 0,
             maxPixelError: zip(pixels, referencePixels).map { abs(Int($0) - Int($1)) }.max() ?? 0, images: images.count,
             serialAccuracy: try reference.classifier?.accuracy(reference.images, labels: request.classLabels),
             parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels),
