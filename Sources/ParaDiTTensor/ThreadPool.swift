@@ -203,4 +203,25 @@ extension BLAS {
         let core = String(cString: openblas_get_corename())
         return "\(config) (core \(core))"
     }
+
+    /// The OpenBLAS core this CPU should use when OpenBLAS fell back to pre-AVX2 kernels on it: its
+    /// DYNAMIC_ARCH does not recognise some virtual Xeons and picks Prescott (SSE3), which made GEMM
+    /// 4.8× slower than SkylakeX on a 2-core one (docs/PERFORMANCE.md). nil when its choice is fine.
+    public static var preferredCoreType: String? {
+        let core = String(cString: openblas_get_corename()).lowercased()
+        let fallbacks = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai", "coppermine", "northwood", "banias"]
+        guard fallbacks.contains(core), let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq"]) { return "SkylakeX" }
+        return flags.isSuperset(of: ["avx2", "fma"]) ? "Haswell" : nil
+    }
+
+    /// A one-line warning while OpenBLAS runs fallback kernels on a CPU that has better ones.
+    public static var coreWarning: String? {
+        preferredCoreType.map { core in
+            "OpenBLAS runs its \(String(cString: openblas_get_corename())) kernels on a CPU it did not recognise; GEMM runs "
+                + "several times slower than with OPENBLAS_CORETYPE=\(core)"
+        }
+    }
 }

@@ -132,6 +132,21 @@ struct LocalTimeoutTests {
     }
 }
 
+@Suite("OpenBLAS kernels")
+struct BLASCoreTests {
+    /// OpenBLAS 0.3.21 takes some virtual Xeons for a Prescott (SSE3) and ran GEMM 4.8× slower; the
+    /// executable restarts itself with the right core named.
+    @Test("the executable never runs OpenBLAS's pre-AVX2 kernels on a CPU with AVX2")
+    func core() throws {
+        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let (status, output) = try runParadit(["bench", "kernels", "--only", "gemm", "--runs", "1", "--warmup", "0", "--threads", "1"])
+        #expect(status == 0, "\(output)")
+        let line = output.split(separator: "\n").first { $0.hasPrefix("machine:") }.map(String.init) ?? ""
+        #expect(line.contains("(core "), "\(output)")
+        if info.contains(" avx2") { #expect(!["Prescott", "Core2", "Nehalem"].contains { line.contains("(core \($0))") }, "\(line)") }
+    }
+}
+
 @Suite("Exit status")
 struct ExitStatusTests {
     @Test("0 success, 1 an error in one line, 64 a usage error; --help says so")

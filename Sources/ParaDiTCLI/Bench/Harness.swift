@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ParaDiTTensor
 
 // The benchmark harness shared by every `paradit bench` suite: timing with warm-up and a median
@@ -45,6 +46,7 @@ struct MachineInfo: Codable {
     var date: String
 
     static func current(threads: Int) -> MachineInfo {
+        warnAboutBLAS()
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
             .map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown"
@@ -79,6 +81,14 @@ struct ResultTable {
         return ([title, line(columns), rule] + rows.map(line)).joined(separator: "\n")
     }
 }
+
+/// Says once per process, on stderr, when OpenBLAS runs kernels far below what the CPU can do.
+func warnAboutBLAS() {
+    guard !warnedAboutBLAS.exchange(true, ordering: .relaxed), let warning = BLAS.coreWarning else { return }
+    FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+}
+
+private let warnedAboutBLAS = Atomic<Bool>(false)
 
 /// Formats a figure with 3 significant digits or so.
 func fmt(_ v: Double, digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }

@@ -167,6 +167,7 @@ struct RankOptions: ParsableArguments {
     /// on the local transport, this process's one under MPI) and writes the trace and report.
     func launch<R>(_ spec: ParallelSpec? = nil, _ body: @escaping (ParallelContext) throws -> R) throws -> [(rank: Int, value: R)] {
         let config = try config(spec ?? parallel)
+        if !MPICommunicator.isLaunchedByMPI || (try? MPICommunicator.world().rank) == 0 { warnAboutBLAS() }
         let tracer = trace.map { _ in Tracer() }
         let results: [(Int, R, [(String, Int)])]
         if MPICommunicator.isLaunchedByMPI {
