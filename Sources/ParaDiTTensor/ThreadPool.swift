@@ -192,8 +192,22 @@ public enum BLAS {
     /// so BLAS runs single-threaded inside each pool thread.
     public static func useSingleThread() { openblas_set_num_threads(1) }
 
-    /// Lets OpenBLAS use `threads` threads for its own calls (benchmarks of raw cblas only).
-    public static func setThreads(_ threads: Int) { openblas_set_num_threads(Int32(threads)) }
+    /// Held while OpenBLAS runs multi-threaded. OpenBLAS's thread count is global, and its threaded
+    /// GEMM sums in another order, so code that must give the same bits run to run in this process
+    /// (tests of bit-exactness) takes it too.
+    public static let multiThreadLock = NSLock()
+
+    /// Runs `body` with OpenBLAS using `threads` threads for its own calls (benchmarks of raw cblas
+    /// only), then back to one.
+    public static func withThreads<R>(_ threads: Int, _ body: () throws -> R) rethrows -> R {
+        multiThreadLock.lock()
+        defer {
+            useSingleThread()
+            multiThreadLock.unlock()
+        }
+        openblas_set_num_threads(Int32(threads))
+        return try body()
+    }
 }
 
 extension BLAS {

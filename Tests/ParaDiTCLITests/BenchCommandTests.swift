@@ -1,5 +1,6 @@
 import Foundation
 import ParaDiTCLI
+import ParaDiTTensor
 import Testing
 
 @Suite("paradit bench kernels")
@@ -8,6 +9,9 @@ struct BenchCommandTests {
     func cache() throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-cache-\(UUID()).json").path
         defer { try? FileManager.default.removeItem(atPath: json) }
+        // Bit-equal runs need OpenBLAS single-threaded throughout (the kernel bench threads it).
+        BLAS.multiThreadLock.lock()
+        defer { BLAS.multiThreadLock.unlock() }
         #expect(runCommand(["bench", "cache", "--runs", "2", "--steps", "4", "--per-class", "1", "--cache", "fbcache:1e9",
                             "--cache", "teacache:0", "--json", json]) == nil)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]

@@ -84,9 +84,7 @@ struct KernelBenchmark {
         var engineTimes: [Double] = [], rawTimes: [Double] = []
         for round in 0..<(warmup + runs) {
             let e = measure(warmup: 0, runs: 1, engineRun).median
-            BLAS.setThreads(threads)
-            let r = measure(warmup: 0, runs: 1, rawRun).median
-            BLAS.useSingleThread()
+            let r = BLAS.withThreads(threads) { measure(warmup: 0, runs: 1, rawRun).median }
             Thread.sleep(forTimeInterval: 0.25)
             if round >= warmup { engineTimes.append(e); rawTimes.append(r) }
         }
