@@ -92,6 +92,7 @@ struct Quality: ParsableCommand {
         var latents: Tensor
         var seconds: Double
         var images: [RGBImage]
+        var accuracy: Double?
     }
 
     mutating func run() throws {
@@ -126,9 +127,11 @@ struct Quality: ParsableCommand {
         let serial = try ThreadPool(threads: ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount).withCurrent {
             try pipeline.denoise(request, conditioning: conditioning, denoiser: { try pipeline.transformer.forward(any: $0) })
         }
+        let seconds = Date().timeIntervalSince(serialStart)
+        let images = try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request, conditioning: conditioning))
         let reference = Reference(pipeline: pipeline, request: request, conditioning: conditioning, classifier: classifier,
-                                  latents: serial, seconds: Date().timeIntervalSince(serialStart), images: try VaeImageProcessor.postprocess(pipeline.decode(serial, request: request,
-                                                                                                             conditioning: conditioning)))
+                                  latents: serial, seconds: seconds, images: images,
+                                  accuracy: try classifier?.accuracy(images, labels: request.classLabels))
         var reports: [Report] = []
         for options in configurations {
             log.info("generating with \(options.parallel)")
@@ -158,7 +161,7 @@ struct Quality: ParsableCommand {
             latentPSNR: latentPSNR(latents, reference.latents), imagePSNR: imagePSNR(images, reference.images),
             maxLatentError: zip(latents.scalars, reference.latents.scalars).map { Double(abs($0 - $1)) }.max() ?? 0,
             maxPixelError: zip(pixels, referencePixels).map { abs(Int($0) - Int($1)) }.max() ?? 0, images: images.count,
-            serialAccuracy: try reference.classifier?.accuracy(reference.images, labels: request.classLabels),
+            serialAccuracy: reference.accuracy,
             parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels),
             cache: cache?.description, stepsSkipped: skipped, seconds: seconds, serialSeconds: reference.seconds)
     }
@@ -166,7 +169,7 @@ struct Quality: ParsableCommand {
 
 extension Quality.Report {
     var text: String {
-        func db(_ v: Double) -> String { v >= 999 ? "∞ (identical)" : fmt(v, digits: 1) + " dB" }
+        func db(_ v: Double) -> String { v >= 999 ? "∞ (identical)" : dB(v) }
         return "\(parallel) (warm-up \(warmupSteps))\(cache.map { ", cache \($0): \(stepsSkipped ?? 0) steps skipped" } ?? "")"
             + " vs serial, \(steps) steps, seed \(seed): \(fmt(seconds, digits: 2)) s vs \(fmt(serialSeconds, digits: 2)) s\n"
             + "  latents: PSNR \(db(latentPSNR)), max |error| \(String(format: "%.3g", maxLatentError))\n"
@@ -176,6 +179,3 @@ extension Quality.Report {
             } } ?? "")
     }
 }
-
-/// Peak signal-to-noise ratio in dB (infinite for identical signals, reported as 999).
-func psnr(peak: Double, mse: Double) -> Double { mse == 0 ? 999 : 10 * log10(peak * peak / mse) }
