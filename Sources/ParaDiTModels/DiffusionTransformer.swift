@@ -78,15 +78,16 @@ public protocol DiffusionTransformer: AnyObject {
     /// TeaCache's rescaling polynomial for this model, highest degree first, as published (nil:
     /// none is, and the change is used as it is).
     var teaCacheCoefficients: [Double]? { get }
-    /// The state in the form the head reads, without running blocks: what a step cache adds the
-    /// skipped blocks' residual to (Flux joins its text and image streams for its single blocks).
-    func headForm(_ state: State) -> State
+    /// The state in the form `handOff(_:nextBlock:)` takes for `nextBlock` (`blockCount`: the head),
+    /// without running blocks: what a step cache adds the skipped blocks' residual to (Flux joins its
+    /// text and image streams after its double-stream blocks).
+    func prepared(_ state: State, forBlock nextBlock: Int) -> State
 }
 
 extension DiffusionTransformer {
     public func modulatedInput(_ state: State) -> Tensor? { nil }
     public var teaCacheCoefficients: [Double]? { nil }
-    public func headForm(_ state: State) -> State { state }
+    public func prepared(_ state: State, forBlock nextBlock: Int) -> State { state }
 
     /// The whole forward pass on one rank: the serial definition every strategy must equal.
     public func forward(_ inputs: Inputs, attention: AttentionRuntime = SerialAttention()) throws -> Tensor {

@@ -9,10 +9,6 @@ extension TextToImagePipeline {
     public func denoise(_ request: GenerationRequest, conditioning: Conditioning?, context: ParallelContext, warmupSteps: Int,
                         cache: StepCache? = nil, onStep: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> Tensor {
         let config = context.config
-        if cache != nil && (config.pipefusion > 1 || config.distrifusion > 1) {
-            throw ParallelError.unsupported("--cache runs with the exact methods (cfg, ulysses, ring, torus); "
-                                            + "PipeFusion and DistriFusion would mix stale K/V with skipped blocks")
-        }
         guard config.pipefusion > 1 else {
             let parallel = ParallelTransformer(model: transformer, context: context, warmupSteps: warmupSteps, cache: cache)
             let latents = try denoise(request, conditioning: conditioning, denoiser: { try parallel.forward($0) }, onStep: onStep)
@@ -20,7 +16,7 @@ extension TextToImagePipeline {
             return latents
         }
         let sampler = try sampler(request, conditioning: conditioning, patches: config.patchCount)
-        try PipeFusion(model: transformer, context: context, warmupSteps: warmupSteps).run(sampler, onStep: onStep)
+        try PipeFusion(model: transformer, context: context, warmupSteps: warmupSteps, cache: cache).run(sampler, onStep: onStep)
         return sampler.finalLatents
     }
 }

@@ -39,15 +39,17 @@ public final class PipeFusion {
     public let model: any DiffusionTransformer
     public let context: ParallelContext
     public let warmupSteps: Int
+    /// The step cache, per patch (`StepCache`); its decision travels with each patch's activations.
+    public let cache: StepCache?
     let stages: [Range<Int>]
 
     /// One pass through the stages: step i's whole image (patch nil) or its patch m.
     struct Item { var step: Int, patch: Int? }
 
-    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 1) throws {
+    public init(model: any DiffusionTransformer, context: ParallelContext, warmupSteps: Int = 1, cache: StepCache? = nil) throws {
         let c = context.config
         guard c.pipefusion > 1, context.pipelineGroup != nil else { throw ParallelError.unsupported("PipeFusion needs pipefusion ≥ 2") }
-        (self.model, self.context, self.warmupSteps) = (model, context, max(1, warmupSteps))
+        (self.model, self.context, self.warmupSteps, self.cache) = (model, context, max(1, warmupSteps), cache)
         stages = try c.stageBlockRanges(blockCount: model.blockCount)
     }
 
@@ -129,8 +131,9 @@ final class PipeFusionPass {
             activations = Inbox(comm: pipe, peer: s - 1, tag: MessageTag.pipefusionActivations, context: runner.context, name: "activations",
                                 shapes: items.map { item in
                                     let mine = shards(item), r = runner.context.sequenceIndex
-                                    return runner.model.handOffShapes(nextBlock: next, batch: batch, imageTokens: mine.image[r].count,
-                                                                      textTokens: mine.text[r].count)
+                                    let streams = runner.model.handOffShapes(nextBlock: next, batch: batch, imageTokens: mine.image[r].count,
+                                                                             textTokens: mine.text[r].count)
+                                    return streams + (runner.cache == nil ? [] : [[1]])
                                 })
         }
         if runner.isFirst {
@@ -160,11 +163,19 @@ final class PipeFusionPass {
                                  text: problem.jointTextTokens > 0 ? patch.text[r] : nil)
         // Every stage embeds the patch for its conditioning; later stages take the streams received.
         var state = try model.embed(inputs, layout: layout)
-        if let activations { state = model.resume(state, from: try activations.take()) }
+        var decided: Bool?
+        if let activations {
+            var streams = try activations.take()
+            // With a step cache the last tensor is the skip decision of stage 0.
+            if runner.cache != nil { decided = streams.removeLast().scalars[0] > 0 }
+            state = model.resume(state, from: streams)
+        }
         attention.begin(patch)
-        for b in blocks { try context.span("block \(b)") { try model.block(b, &state, attention: attention) } }
+        let skipped = try runBlocks(blocks, item, model, &state, decided: decided)
         if !runner.isLast {
-            try send(model.handOff(state, nextBlock: blocks.upperBound), to: context.stageIndex + 1, tag: MessageTag.pipefusionActivations)
+            let flag = runner.cache == nil ? [] : [Tensor(shape: [1], values: [skipped ? 1 : 0])]
+            try send(model.handOff(state, nextBlock: blocks.upperBound) + flag, to: context.stageIndex + 1,
+                     tag: MessageTag.pipefusionActivations)
             return
         }
         let rows = item.patch.map { sampler.bands[$0].count } ?? sampler.gridRows
@@ -180,6 +191,28 @@ final class PipeFusionPass {
         if item.step < items.last!.step {
             try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: MessageTag.pipefusionLatents)
         }
+    }
+
+    /// This stage's blocks on one pass, through the step cache when there is one; whether it skipped.
+    func runBlocks<M: DiffusionTransformer>(_ blocks: Range<Int>, _ item: PipeFusion.Item, _ model: M, _ state: inout M.State,
+                                            decided: Bool?) throws -> Bool {
+        let context = runner.context
+        func run(_ range: Range<Int>, _ state: inout M.State) throws {
+            for b in range { try context.span("block \(b)") { try model.block(b, &state, attention: attention) } }
+        }
+        guard let cache = runner.cache, model.blockCount > 1 else {
+            try run(blocks, &state)
+            return false
+        }
+        let share = item.patch == nil ? 1 : 1 / Double(sampler.bands.count)
+        return try cache.pass(model, &state, blocks: blocks, region: tokens(item), step: item.step, share: share, decided: decided,
+                              change: { sums in
+                                  // Stage 0's ranks: the sequence shards of the patch and both CFG halves.
+                                  let buffer = Tensor(shape: [sums.count], values: sums.map(Float.init))
+                                  try context.sequenceGroup?.allReduce(buffer)
+                                  try context.cfgGroup?.allReduce(buffer)
+                                  return buffer.scalars.map(Double.init)
+                              }, run: run)
     }
 
     /// Stage 0: takes in the new latents up to those of the previous step's pass over `item`'s region.

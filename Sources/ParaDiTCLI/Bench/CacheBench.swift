@@ -40,7 +40,7 @@ struct BenchCache: ParsableCommand {
 
     struct Row: Codable {
         var cache: String
-        var stepsSkipped: Int
+        var stepsSkipped: Double
         var seconds: Timing
         var speedup: Double
         var latentPSNR, imagePSNR: Double
@@ -69,13 +69,12 @@ struct BenchCache: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: nil).inputs(step: 0))
         let options = try ranks.planned(StepShape(problem))
         try options.check(problem, blockCount: pipeline.transformer.blockCount)
-        for c in cache { try c.check(options.config()) }
         try OutputPaths.check([json].compactMap { $0 }, inputs: [folder])
         let warmup = try options.warmupSteps ?? options.config(options.parallel).defaultWarmupSteps
         // One generation: (seconds of the denoising loop, latents, steps skipped) on the first rank.
-        func generate(_ spec: CacheSpec?) throws -> (Double, Tensor, Int)? {
+        func generate(_ spec: CacheSpec?) throws -> (Double, Tensor, Double)? {
             let start = Date()
-            let results = try options.launch { context -> (Tensor, Int) in
+            let results = try options.launch { context -> (Tensor, Double) in
                 let stepCache = spec.map { StepCache($0, steps: request.steps) }
                 let latents = try pipeline.denoise(request, conditioning: nil, context: context, warmupSteps: warmup, cache: stepCache)
                 return (latents, stepCache?.skipped ?? 0)
@@ -85,7 +84,7 @@ struct BenchCache: ParsableCommand {
         }
         let configurations: [CacheSpec?] = [nil] + cache
         var seconds = Array(repeating: [Double](), count: configurations.count)
-        var outcome: [(Tensor, Int)?] = Array(repeating: nil, count: configurations.count)
+        var outcome: [(Tensor, Double)?] = Array(repeating: nil, count: configurations.count)
         for round in 0..<runs {
             for (i, spec) in configurations.enumerated() {
                 guard let (s, latents, skipped) = try generate(spec) else { return }
@@ -109,7 +108,7 @@ struct BenchCache: ParsableCommand {
         var table = ResultTable(title: "Step caches, \(folder), \(options.parallel), \(steps) steps, \(request.classLabels.count) images",
                                 columns: ["cache", "skipped", "loop (s)", "speedup", "latent PSNR", "image PSNR", "recognised"])
         for r in rows {
-            table.add([r.cache, "\(r.stepsSkipped)/\(steps)", fmt(r.seconds.median, digits: 2), fmt(r.speedup, digits: 2) + "×",
+            table.add([r.cache, "\(stepCount(r.stepsSkipped))/\(steps)", fmt(r.seconds.median, digits: 2), fmt(r.speedup, digits: 2) + "×",
                        dB(r.latentPSNR), dB(r.imagePSNR), r.recognised.map { fmt(100 * $0, digits: 0) + " %" } ?? "—"])
         }
         print(table.render())

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import ParaDiTModels
 import ParaDiTParallel
@@ -6,11 +7,7 @@ extension CacheSpec: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
 }
 
-extension CacheSpec {
-    /// Refuses, before any rank starts, a cache the run cannot use.
-    func check(_ config: ParallelConfig) throws {
-        guard config.pipefusion == 1 && config.distrifusion == 1 else {
-            throw ValidationError("--cache runs with the exact methods (cfg, ulysses, ring, torus), not with PipeFusion or DistriFusion")
-        }
-    }
+/// Steps as a step cache counts them: whole, or with the patches' shares under PipeFusion ("7.5").
+func stepCount(_ steps: Double) -> String {
+    steps == steps.rounded() ? String(Int(steps)) : String(format: "%.2f", steps)
 }

@@ -56,7 +56,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed of torch's CPU generator.")
     var seed: UInt64 = 0
 
-    @Option(help: "Step cache: fbcache[:T] skips blocks 1… while block 0's residual changed by less than T (relative L1) since the last computed step; teacache[:T] skips every block while the accumulated change of block 0's modulated input stays below T. Default T 0.1; 0 never skips. With the exact methods only.")
+    @Option(help: "Step cache: fbcache[:T] skips blocks 1… while block 0's residual changed by less than T (relative L1) since the last computed step; teacache[:T] skips every block while the accumulated change of block 0's modulated input stays below T. Default T 0.1; 0 never skips. Under PipeFusion each patch decides on its own change.")
     var cache: CacheSpec?
 
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
@@ -95,12 +95,11 @@ struct Generate: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        try cache?.check(ranks.config())
         try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let cache = self.cache
-        let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double, Int?) in
+        let results = try ranks.launch { context -> (Tensor, [Double], Tensor?, Double, Double?) in
             let progress = Progress(total: request.steps, enabled: context.world.rank == 0)
             let stepCache = cache.map { StepCache($0, steps: request.steps) }
             var seconds: [Double] = []
@@ -162,7 +161,7 @@ struct Generate: ParsableCommand {
         var classifierAccuracy: Double?
         /// The step cache and the steps it skipped (the others ran every block).
         var cache: String?
-        var stepsSkipped: Int?
+        var stepsSkipped: Double?
 
         var text: String {
             (images > outputs.count ? "\(images) images on a sheet" : "image\(outputs.count > 1 ? "s" : "")")
@@ -171,7 +170,7 @@ struct Generate: ParsableCommand {
                 + "\(steps) steps, \(fmt(medianStepSeconds, digits: 2)) s/step (median), total \(fmt(totalSeconds, digits: 1)) s "
                 + "(load \(fmt(loadSeconds, digits: 1)) s, decode \(fmt(decodeSeconds, digits: 1)) s), "
                 + "peak memory \(fmt(Double(peakMemoryBytes) / 1_073_741_824, digits: 2)) GiB, \(parallel)"
-                + (cache.map { c in "\ncache \(c): \(steps - (stepsSkipped ?? 0)) steps computed, \(stepsSkipped ?? 0) skipped" } ?? "")
+                + (cache.map { c in "\ncache \(c): \(stepCount(Double(steps) - (stepsSkipped ?? 0))) steps computed, \(stepCount(stepsSkipped ?? 0)) skipped" } ?? "")
                 + (transformerParameters < transformerParametersTotal
                    ? "\nthis stage holds \(transformerParameters) of the transformer's \(transformerParametersTotal) parameters "
                      + "(\(fmt(100 * Double(transformerParameters) / Double(transformerParametersTotal), digits: 1)) %)"
@@ -197,11 +196,11 @@ final class Progress {
 
     init(total: Int, enabled: Bool) { (self.total, self.enabled) = (total, enabled) }
 
-    func update(step: Int, of n: Int, seconds: [Double], skipped: Int? = nil) {
+    func update(step: Int, of n: Int, seconds: [Double], skipped: Double? = nil) {
         guard enabled else { return }
         let perStep = seconds.reduce(0, +) / Double(seconds.count), eta = perStep * Double(n - step)
         let line = "step \(step)/\(n)  \(fmt(perStep, digits: 2)) s/step  ETA \(fmt(eta, digits: 0)) s"
-            + (skipped.map { "  (\(step - $0) computed, \($0) cached)" } ?? "")
+            + (skipped.map { "  (\(stepCount(Double(step) - $0)) computed, \(stepCount($0)) cached)" } ?? "")
         if terminal {
             let width = 24, filled = width * step / n
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)

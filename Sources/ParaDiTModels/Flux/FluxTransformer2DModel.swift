@@ -149,13 +149,19 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
             try transformerBlocks[i](s.hidden, context: s.context, temb: s.temb, rope: s.rope, runtime: runtime)
             return
         }
-        if i == transformerBlocks.count && !s.joined { s = headForm(s) }
+        if i == transformerBlocks.count { s = joined(s) }
         try singleTransformerBlocks[i - transformerBlocks.count](s.hidden, textTokens: s.context.size(1), temb: s.temb, rope: s.rope,
                                                              runtime: runtime)
     }
 
-    /// Joined as the single blocks and the head read it (the double-stream blocks' streams otherwise).
-    public func headForm(_ s: State) -> State {
+    /// Joined for the single blocks and the head (a stage starting at the first single block still
+    /// receives both streams, as `handOff` sends them).
+    public func prepared(_ s: State, forBlock nextBlock: Int) -> State {
+        nextBlock > transformerBlocks.count ? joined(s) : s
+    }
+
+    /// The text and image streams as one (text first), once.
+    func joined(_ s: State) -> State {
         guard !s.joined && !singleTransformerBlocks.isEmpty else { return s }
         var s = s
         s.hidden = concatSequence([s.context, s.hidden])
