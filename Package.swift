@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "paradit", targets: ["paradit"]),
         .library(name: "ParaDiTTensor", targets: ["ParaDiTTensor"]),
         .library(name: "ParaDiTWeights", targets: ["ParaDiTWeights"]),
+        .library(name: "ParaDiTTokenizers", targets: ["ParaDiTTokenizers"]),
         .library(name: "ParaDiTModels", targets: ["ParaDiTModels"]),
         .library(name: "ParaDiTDiffusion", targets: ["ParaDiTDiffusion"]),
         .library(name: "ParaDiTDistributed", targets: ["ParaDiTDistributed"]),
@@ -49,6 +50,11 @@ let package = Package(
         .target(
             name: "ParaDiTWeights",
             dependencies: ["ParaDiTTensor"],
+            swiftSettings: settings
+        ),
+        // Layer 3b: prompts into token ids, as the pipelines' tokenizer folders define them.
+        .target(
+            name: "ParaDiTTokenizers",
             swiftSettings: settings
         ),
         // Layer 4: the models, written serially against a token layout and an attention runtime.
@@ -102,6 +108,12 @@ let package = Package(
         .testTarget(
             name: "ParaDiTWeightsTests",
             dependencies: ["ParaDiTWeights"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTTokenizersTests",
+            dependencies: ["ParaDiTTokenizers"],
+            exclude: ["Fixtures"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

@@ -3,7 +3,7 @@ import ParaDiTTensor
 
 /// The weights of one diffusers model folder: a single `diffusion_pytorch_model.safetensors`, or
 /// shards listed by `diffusion_pytorch_model.safetensors.index.json` (its "weight_map" gives each
-/// tensor's file).
+/// tensor's file); transformers' folders (text encoders) name them `model.safetensors` alike.
 public final class Checkpoint: @unchecked Sendable {
     public let directory: String
     /// Which open file holds each tensor.
@@ -12,8 +12,10 @@ public final class Checkpoint: @unchecked Sendable {
     /// Opens the checkpoint in `directory`; `variant` selects e.g. `diffusion_pytorch_model.fp16.safetensors`.
     public init(directory: String, variant: String? = nil) throws {
         self.directory = directory
-        let stem = "diffusion_pytorch_model" + (variant.map { ".\($0)" } ?? "")
-        let single = (directory as NSString).appendingPathComponent("\(stem).safetensors")
+        let names = ["diffusion_pytorch_model", "model"].map { $0 + (variant.map { ".\($0)" } ?? "") + ".safetensors" }
+        let paths = names.map { (directory as NSString).appendingPathComponent($0) }
+        let single = paths.first { FileManager.default.fileExists(atPath: $0) || FileManager.default.fileExists(atPath: $0 + ".index.json") }
+            ?? paths[0]
         let index = single + ".index.json"
         var owner: [String: SafeTensorsFile] = [:]
         if FileManager.default.fileExists(atPath: index) {

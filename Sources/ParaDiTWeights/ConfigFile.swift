@@ -1,6 +1,6 @@
 import Foundation
 
-/// A diffusers `config.json`: the `_class_name` it declares and its keys, decoded with Codable.
+/// A diffusers (or transformers) `config.json`: the `_class_name` (`architectures`) it declares and its keys, decoded with Codable.
 /// Keys are snake_case as diffusers writes them; model configs decode them with
 /// `.convertFromSnakeCase` and take diffusers' defaults for absent or null keys (`value(_:default:)`).
 public struct ConfigFile {
@@ -23,8 +23,9 @@ public struct ConfigFile {
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw WeightsError.badConfig(path: path, reason: "not a JSON object")
         }
-        guard let name = json["_class_name"] as? String else {
-            throw WeightsError.badConfig(path: path, reason: "no \"_class_name\" saying which model class this is")
+        // diffusers names the class in "_class_name", transformers in "architectures".
+        guard let name = json["_class_name"] as? String ?? (json["architectures"] as? [String])?.first else {
+            throw WeightsError.badConfig(path: path, reason: "no \"_class_name\" or \"architectures\" saying which model class this is")
         }
         self.data = data
         className = name

@@ -86,10 +86,11 @@ public struct Weights {
         contains(name) ? try tensor(name, shape: shape) : nil
     }
 
-    /// Fails naming every tensor of the checkpoint that no module read.
-    public func checkAllUsed() throws {
+    /// Fails naming every tensor of the checkpoint that no module read (but those `ignoring`
+    /// accepts: buffers such as transformers' position ids that hold nothing to learn).
+    public func checkAllUsed(ignoring: (String) -> Bool = { _ in false }) throws {
         guard let checkpoint = ledger.checkpoint else { return }
-        let unused = checkpoint.names.filter { !ledger.used.contains($0) }
+        let unused = checkpoint.names.filter { !ledger.used.contains($0) && !ignoring($0) }
         if !unused.isEmpty { throw WeightsError.unusedTensors(keys: unused, file: checkpoint.directory) }
     }
 }

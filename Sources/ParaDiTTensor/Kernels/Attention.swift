@@ -18,10 +18,13 @@ public struct AttentionMask: @unchecked Sendable {
     public var data: UnsafePointer<Float>
     public var batchStride: Int
     public var rowStride: Int
-    public init(data: UnsafePointer<Float>, batchStride: Int, rowStride: Int) {
+    /// 0: one mask for every head; else a per-head bias (T5's relative positions).
+    public var headStride: Int
+    public init(data: UnsafePointer<Float>, batchStride: Int, rowStride: Int, headStride: Int = 0) {
         self.data = data
         self.batchStride = batchStride
         self.rowStride = rowStride
+        self.headStride = headStride
     }
 }
 
@@ -67,7 +70,7 @@ public func attention(
                 rows: min(bq, lq - i0), headDim: headDim, q: q + (b * lq + i0) * ldq + h * headDim, ldq: ldq,
                 kv: packed.head(b * heads + h), out: out + (b * lq + i0) * ldo + h * headDim, ldo: ldo,
                 lse: lse.map { $0 + (b * heads + h) * lq + i0 }, scale: scale,
-                mask: mask.map { $0.data + b * $0.batchStride + i0 * $0.rowStride }, maskRowStride: mask?.rowStride ?? 0,
+                mask: mask.map { $0.data + b * $0.batchStride + h * $0.headStride + i0 * $0.rowStride }, maskRowStride: mask?.rowStride ?? 0,
                 scratch: scratch.views(worker))
         }
     }
@@ -122,7 +125,7 @@ public func attentionReference(
             let kj = k + (b * lk + j) * ldk + h * headDim
             var dot = 0.0
             for d in 0..<headDim { dot += Double(qi[d]) * Double(kj[d]) }
-            s[j] = dot * Double(scale) + Double(mask.map { $0.data[b * $0.batchStride + i * $0.rowStride + j] } ?? 0)
+            s[j] = dot * Double(scale) + Double(mask.map { $0.data[b * $0.batchStride + h * $0.headStride + i * $0.rowStride + j] } ?? 0)
             if s[j].isNaN || s[j] > m { m = s[j] }  // a NaN score makes the row NaN, as in PyTorch
         }
         // A row whose keys are all masked gives 0 (not PyTorch's NaN): ring and padded shards rely on it.
@@ -161,6 +164,25 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float? = nil, mask
                   scale: scale ?? 1 / Float(d).squareRoot(), mask: m)
     }
     return (out, lse)
+}
+
+/// Attention over q, k, v: [B, L, heads·headDim] (token-major rows) with an additive score bias
+/// [B|1, heads|1, Lq, Lk] (a causal mask, T5's relative position bias plus its key mask) → [B, Lq, heads·headDim].
+public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float, bias: Tensor) -> Tensor {
+    let (b, lq, lk, width) = (q.size(0), q.size(1), k.size(1), q.size(2))
+    check(q.rank == 3 && k.rank == 3 && k.shape == v.shape && k.size(0) == b && k.size(2) == width && width % heads == 0,
+          "attention: q \(q.shape), k \(k.shape), v \(v.shape) for \(heads) heads")
+    check(bias.rank == 4 && [1, b].contains(bias.size(0)) && [1, heads].contains(bias.size(1)) && bias.size(2) == lq && bias.size(3) == lk,
+          "attention: bias \(bias.shape) is not [\(b)|1, \(heads)|1, \(lq), \(lk)]")
+    let out = Tensor(uninitialized: [b, lq, width])
+    let perHead = bias.size(1) == 1 ? 0 : lq * lk
+    withExtendedLifetime((q, k, v, bias)) {
+        attention(batch: b, heads: heads, lq: lq, lk: lk, headDim: width / heads, q: q.data, ldq: width, k: k.data, ldk: width,
+                  v: v.data, ldv: width, out: out.data, ldo: width, lse: nil, scale: scale,
+                  mask: AttentionMask(data: bias.data, batchStride: bias.size(0) == 1 ? 0 : bias.size(1) * lq * lk, rowStride: lk,
+                                      headStride: perHead))
+    }
+    return out
 }
 
 /// Attention over strided views of token-major rows: q has `batch`·Lq rows, k and v `batch`·Lk,

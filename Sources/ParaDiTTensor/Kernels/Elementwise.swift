@@ -60,6 +60,7 @@ enum GELUErfOp: UnaryOp {
 }
 
 enum SiLUOp: UnaryOp { @_transparent static func apply(_ v: F8) -> F8 { v / (1 + exp8(-v)) } }
+enum QuickGELUOp: UnaryOp { @_transparent static func apply(_ v: F8) -> F8 { v / (1 + exp8(-1.702 * v)) } }
 
 // MARK: - Arithmetic
 
@@ -174,6 +175,16 @@ public func siluReference(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMuta
     for i in 0..<count { let v = Double(x[i]); out[i] = Float(v / (1 + Foundation.exp(-v))) }
 }
 
+/// CLIP's quick GELU (transformers' `quick_gelu`): x · sigmoid(1.702·x) over `count` elements.
+public func quickGELU(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .current) {
+    mapUnary(QuickGELUOp.self, count, x, out, pool)
+}
+
+/// Reference for `quickGELU`.
+public func quickGELUReference(count: Int, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    for i in 0..<count { let v = Double(x[i]); out[i] = Float(v / (1 + Foundation.exp(-1.702 * v))) }
+}
+
 // MARK: - Tensor-level
 
 public func + (a: Tensor, b: Tensor) -> Tensor {
@@ -193,6 +204,12 @@ public func * (a: Tensor, b: Tensor) -> Tensor {
 public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
     let out = Tensor(uninitialized: x.shape)
     withExtendedLifetime(x) { gelu(count: x.count, x.data, out: out.data, approximation: approximation) }
+    return out
+}
+
+public func quickGELU(_ x: Tensor) -> Tensor {
+    let out = Tensor(uninitialized: x.shape)
+    withExtendedLifetime(x) { quickGELU(count: x.count, x.data, out: out.data) }
     return out
 }
 

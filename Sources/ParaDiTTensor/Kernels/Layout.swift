@@ -213,3 +213,15 @@ public func concatenate(_ parts: [Tensor], axis: Int) -> Tensor {
     }
     return out
 }
+
+/// An embedding lookup: rows `ids` of `table` [vocabulary, width] → [ids.count, width]. Every id
+/// must be a row of the table (the caller checks ids from outside).
+public func embeddingRows(_ table: Tensor, ids: [Int]) -> Tensor {
+    let (rows, width) = (table.size(0), table.size(1))
+    check(ids.allSatisfy { $0 >= 0 && $0 < rows }, "embedding: an id outside 0..<\(rows)")
+    let out = Tensor(uninitialized: [ids.count, width])
+    withExtendedLifetime(table) {
+        for (i, id) in ids.enumerated() { (out.data + i * width).update(from: table.data + id * width, count: width) }
+    }
+    return out
+}
