@@ -66,7 +66,7 @@ let package = Package(
         // Layer 5: schedulers, torch-exact noise, the VAE decoder, image files.
         .target(
             name: "ParaDiTDiffusion",
-            dependencies: ["ParaDiTTensor", "ParaDiTWeights", "ParaDiTModels"],
+            dependencies: ["ParaDiTTensor", "ParaDiTWeights", "ParaDiTModels", "ParaDiTTokenizers"],
             swiftSettings: settings
         ),
         // Layer 6: communicators between ranks (local threads now; MPI next).

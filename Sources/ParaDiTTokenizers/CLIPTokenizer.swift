@@ -32,20 +32,21 @@ public struct CLIPTokenizer: Tokenizer {
         bpe = BytePairEncoding(vocabulary: vocabulary, merges: lines, endOfWord: "</w>", unknownID: unknown)
         (startID, endID, padID) = (try id("bos_token", "<|startoftext|>"), try id("eos_token", "<|endoftext|>"),
                                    try id("pad_token", "<|endoftext|>"))
-        var specials: [String: Int] = [:]
+        var specials: [String: (id: Int, normalized: Bool)] = [:]
         for (key, value) in config["added_tokens_decoder"] as? [String: Any] ?? [:] {
-            if let text = tokenText(value), let id = Int(key) { specials[text] = id }
+            let normalized = (value as? [String: Any])?["normalized"] as? Bool ?? true
+            if let text = tokenText(value), let id = Int(key) { specials[text] = (id, normalized) }
         }
         added = AddedTokens(specials)
     }
 
     public func encode(_ text: String) -> [Int] {
         var ids = [startID]
-        for segment in added.split(text) {
+        for segment in added.split(text, normalize: clipNormalized) {
             switch segment {
             case let .token(id): ids.append(id)
-            case let .text(plain):
-                for piece in clipPieces(clipNormalized(plain)) {
+            case let .text(normal):
+                for piece in clipPieces(normal) {
                     let word = piece.utf8.map { byteLevelAlphabet[Int($0)] }.joined()
                     ids += bpe.encode(word: word)
                 }

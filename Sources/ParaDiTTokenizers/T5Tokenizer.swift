@@ -18,7 +18,7 @@ public struct T5Tokenizer: Tokenizer {
     public init(folder: String) throws {
         let config = (try? readJSON("\(folder)/tokenizer_config.json")) as? [String: Any] ?? [:]
         let json = "\(folder)/tokenizer.json", spm = "\(folder)/spiece.model"
-        var vocabulary: [(piece: String, score: Double)], unknownID: Int, blob: [UInt8], specials: [String: Int] = [:]
+        var vocabulary: [(piece: String, score: Double)], unknownID: Int, blob: [UInt8], specials: [String: (id: Int, normalized: Bool)] = [:]
         if FileManager.default.fileExists(atPath: json) {
             guard let root = try readJSON(json) as? [String: Any], let m = root["model"] as? [String: Any] else {
                 throw TokenizerError.invalid(file: json, reason: "no \"model\" object")
@@ -30,7 +30,7 @@ public struct T5Tokenizer: Tokenizer {
             unknownID = m["unk_id"] as? Int ?? 0
             blob = try Self.charsmap(root["normalizer"], file: json)
             for case let t as [String: Any] in root["added_tokens"] as? [Any] ?? [] {
-                if let text = t["content"] as? String, let id = t["id"] as? Int { specials[text] = id }
+                if let text = t["content"] as? String, let id = t["id"] as? Int { specials[text] = (id, t["normalized"] as? Bool ?? false) }
             }
             try Self.checkPreTokenizer(root["pre_tokenizer"], file: json)
         } else if FileManager.default.fileExists(atPath: spm) {
@@ -39,8 +39,8 @@ public struct T5Tokenizer: Tokenizer {
             let extra = config["extra_ids"] as? Int ?? 100
             vocabulary = model.pieces.map { ($0.piece, $0.score) } + (0..<extra).reversed().map { ("<extra_id_\($0)>", 0) }
             (unknownID, blob) = (model.unknownID, model.charsmap)
-            for (id, p) in model.pieces.enumerated() where p.type == 2 || p.type == 3 { specials[p.piece] = id }
-            for i in 0..<extra { specials["<extra_id_\(i)>"] = vocabulary.count - 1 - i }
+            for (id, p) in model.pieces.enumerated() where p.type == 2 || p.type == 3 { specials[p.piece] = (id, false) }
+            for i in 0..<extra { specials["<extra_id_\(i)>"] = (vocabulary.count - 1 - i, false) }
         } else {
             throw TokenizerError.missing("\(folder) has neither tokenizer.json nor spiece.model")
         }
@@ -94,11 +94,10 @@ public struct T5Tokenizer: Tokenizer {
 
     public func encode(_ text: String) -> [Int] {
         var ids = prefix
-        for segment in added.split(text) {
+        for segment in added.split(text, normalize: { charsmap?.normalize($0) ?? $0 }) {
             switch segment {
             case let .token(id): ids.append(id)
-            case let .text(plain):
-                let normal = charsmap?.normalize(plain) ?? plain
+            case let .text(normal):
                 for word in normal.unicodeScalars.split(whereSeparator: { $0.properties.isWhitespace }) {
                     // Metaspace with split: "▁" inside a word starts a new piece.
                     var pieces: [String] = [], current = String(String.UnicodeScalarView(word))

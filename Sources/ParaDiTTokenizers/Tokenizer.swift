@@ -53,21 +53,41 @@ extension Tokenizer {
     }
 }
 
-/// Text cut around the added tokens (special tokens matched verbatim before any normalisation,
-/// leftmost first, the longest at a position), as `tokenizers`' added vocabulary does.
+/// Text cut around the added tokens, as `tokenizers`' added vocabulary does: tokens marked
+/// `normalized` are matched in the normalised text, the others in the raw text first; leftmost
+/// match first, the longest at a position.
 struct AddedTokens: Sendable {
+    let raw: Matcher, normalized: Matcher
+
+    /// `tokens`: text → (id, matched after normalisation).
+    init(_ tokens: [String: (id: Int, normalized: Bool)]) {
+        raw = Matcher(tokens.filter { !$0.value.normalized }.mapValues(\.id))
+        normalized = Matcher(tokens.filter { $0.value.normalized }.mapValues(\.id))
+    }
+
+    enum Segment: Equatable { case text(String), token(Int) }
+
+    /// The segments of `text`, text ones normalised by `normalize`.
+    func split(_ text: String, normalize: (String) -> String) -> [Segment] {
+        raw.split(text).flatMap { segment -> [Segment] in
+            guard case let .text(plain) = segment else { return [segment] }
+            return normalized.split(normalize(plain))
+        }
+    }
+}
+
+/// Leftmost-longest matching of a set of token strings.
+struct Matcher: Sendable {
     let tokens: [(text: [UInt8], id: Int)]
 
     init(_ tokens: [String: Int]) {
         self.tokens = tokens.filter { !$0.key.isEmpty }.map { (Array($0.key.utf8), $0.value) }.sorted { $0.text.count > $1.text.count }
     }
 
-    enum Segment: Equatable { case text(String), token(Int) }
-
-    func split(_ text: String) -> [Segment] {
+    func split(_ text: String) -> [AddedTokens.Segment] {
         guard !tokens.isEmpty else { return [.text(text)] }
         let bytes = Array(text.utf8)
-        var out: [Segment] = [], start = 0, i = 0
+        var out: [AddedTokens.Segment] = [], start = 0, i = 0
         while i < bytes.count {
             guard let hit = tokens.first(where: { t in i + t.text.count <= bytes.count && bytes[i..<(i + t.text.count)].elementsEqual(t.text) })
             else { i += 1; continue }

@@ -13,6 +13,14 @@ public struct Conditioning {
     public var pooledPromptEmbeds: Tensor?
     public var negativePooledPromptEmbeds: Tensor?
 
+    /// Conditioning a pipeline's text encoders made (`TextToImagePipeline.encodePrompt`).
+    public init(promptEmbeds: Tensor, negativePromptEmbeds: Tensor? = nil, promptAttentionMask: Tensor? = nil,
+                negativePromptAttentionMask: Tensor? = nil, pooledPromptEmbeds: Tensor? = nil, negativePooledPromptEmbeds: Tensor? = nil) {
+        (self.promptEmbeds, self.negativePromptEmbeds) = (promptEmbeds, negativePromptEmbeds)
+        (self.promptAttentionMask, self.negativePromptAttentionMask) = (promptAttentionMask, negativePromptAttentionMask)
+        (self.pooledPromptEmbeds, self.negativePooledPromptEmbeds) = (pooledPromptEmbeds, negativePooledPromptEmbeds)
+    }
+
     public init(file: SafeTensorsFile) throws {
         // Masks may be stored as integers (as the tokenizers give them) or floats.
         func read(_ name: String) throws -> Tensor? {

@@ -12,12 +12,23 @@ struct FluxRecipe: DenoisingRecipe {
     let imageIds: Tensor, textIds: Tensor
 
     static let family = PipelineFamily(pipelineClasses: ["FluxPipeline"],
-                                       transformerClass: "FluxTransformer2DModel") { model, vae, request, conditioning in
+                                       transformerClass: "FluxTransformer2DModel", encodePrompt: encodePrompt) { model, vae, request, conditioning in
         let m: FluxTransformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "FluxPipeline")
         // Flux embeds guidance instead of running an unconditional batch.
         try c.check(width: m.config.jointAttentionDim, pooled: m.config.pooledProjectionDim, negativeNeeded: false, model: m.className)
         return try FluxRecipe(model: m, vae: vae, request: request, conditioning: c)
+    }
+
+    /// Flux's encode_prompt: T5 states (512 tokens, unmasked) and CLIP-L's pooled output. Guidance
+    /// is embedded, so there is no negative prompt.
+    static func encodePrompt(_ e: inout TextEncoders, _ p: TextPrompt, _ guidance: Double) throws -> Conditioning {
+        if p.negativePrompt != nil {
+            throw WeightsError.badInput(name: "negative-prompt", reason: "FluxPipeline embeds guidance and takes no negative prompt")
+        }
+        let pooled = try e.clip(p.prompts, tokenizer: "tokenizer", encoder: "text_encoder").pooled
+        let (embeds, _) = try e.t5(p.prompts, tokenizer: "tokenizer_2", encoder: "text_encoder_2", length: p.maxSequenceLength ?? 512, masked: false)
+        return Conditioning(promptEmbeds: embeds, pooledPromptEmbeds: pooled)
     }
 
     init(model: FluxTransformer2DModel, vae: AutoencoderKL, request r: GenerationRequest, conditioning c: Conditioning) throws {

@@ -14,11 +14,14 @@ public struct PipelineFamily: Sendable {
     /// pipeline is conditioned on text.
     public let defaultClassLabels: [Int]?
     let recipe: @Sendable (any DiffusionTransformer, AutoencoderKL, GenerationRequest, Conditioning?) throws -> DenoisingRecipe
+    /// The pipeline's `encode_prompt`: its tokenizers and text encoders on a prompt (nil: class-conditional).
+    let encodePrompt: (@Sendable (inout TextEncoders, TextPrompt, Double) throws -> Conditioning)?
 
     init(pipelineClasses: [String], transformerClass: String, defaultClassLabels: [Int]? = nil,
+         encodePrompt: (@Sendable (inout TextEncoders, TextPrompt, Double) throws -> Conditioning)? = nil,
          recipe: @escaping @Sendable (any DiffusionTransformer, AutoencoderKL, GenerationRequest, Conditioning?) throws -> DenoisingRecipe) {
         (self.pipelineClasses, self.transformerClass, self.defaultClassLabels) = (pipelineClasses, transformerClass, defaultClassLabels)
-        self.recipe = recipe
+        (self.encodePrompt, self.recipe) = (encodePrompt, recipe)
     }
 
     public var isClassConditional: Bool { defaultClassLabels != nil }
@@ -50,10 +53,10 @@ func cast<M: DiffusionTransformer>(_ model: any DiffusionTransformer) throws -> 
 /// The embeddings a text-conditioned pipeline needs, refusing class labels.
 func textConditioning(_ conditioning: Conditioning?, request: GenerationRequest, pipeline: String) throws -> Conditioning {
     guard let conditioning else {
-        throw WeightsError.badInput(name: "prompt_embeds", reason: "\(pipeline) needs --prompt-embeds (text encoders are not run)")
+        throw WeightsError.badInput(name: "prompt", reason: "\(pipeline) needs --prompt (or --prompt-embeds)")
     }
     if !request.classLabels.isEmpty {
-        throw WeightsError.badInput(name: "class", reason: "--class is for class-conditional pipelines; \(pipeline) takes --prompt-embeds")
+        throw WeightsError.badInput(name: "class", reason: "--class is for class-conditional pipelines; \(pipeline) takes --prompt")
     }
     return conditioning
 }

@@ -12,12 +12,24 @@ struct PixArtRecipe: DenoisingRecipe {
     let resolution: [Float], aspectRatio: [Float]
 
     static let family = PipelineFamily(pipelineClasses: ["PixArtAlphaPipeline", "PixArtSigmaPipeline"],
-                                       transformerClass: "PixArtTransformer2DModel") { model, vae, request, conditioning in
+                                       transformerClass: "PixArtTransformer2DModel", encodePrompt: encodePrompt) { model, vae, request, conditioning in
         let m: PixArtTransformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "PixArt")
         try c.check(width: m.config.captionChannels ?? m.config.crossAttentionDim ?? m.config.innerDim, pooled: nil,
                     negativeNeeded: request.guidanceScale > 1, model: m.className)
         return try PixArtRecipe(model: m, vae: vae, request: request, conditioning: c)
+    }
+
+    /// PixArt's encode_prompt: T5 with its padding masked, 120 tokens (α) or 300 (Σ); the negative
+    /// prompt ("" by default) padded to the same length.
+    static func encodePrompt(_ e: inout TextEncoders, _ p: TextPrompt, _ guidance: Double) throws -> Conditioning {
+        let length = p.maxSequenceLength ?? (e.folder.className == "PixArtSigmaPipeline" ? 300 : 120)
+        let (embeds, mask) = try e.t5(p.prompts, tokenizer: "tokenizer", encoder: "text_encoder", length: length, masked: true)
+        guard guidance > 1 else { return Conditioning(promptEmbeds: embeds, promptAttentionMask: mask) }
+        let negative = Array(repeating: p.negativePrompt ?? "", count: p.prompts.count)
+        let (negativeEmbeds, negativeMask) = try e.t5(negative, tokenizer: "tokenizer", encoder: "text_encoder", length: length, masked: true)
+        return Conditioning(promptEmbeds: embeds, negativePromptEmbeds: negativeEmbeds, promptAttentionMask: mask,
+                            negativePromptAttentionMask: negativeMask)
     }
 
     init(model: PixArtTransformer2DModel, vae: AutoencoderKL, request r: GenerationRequest, conditioning c: Conditioning) throws {

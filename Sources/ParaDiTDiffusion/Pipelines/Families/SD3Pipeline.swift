@@ -11,12 +11,36 @@ struct SD3Recipe: DenoisingRecipe {
     let noiseShape: [Int]
 
     static let family = PipelineFamily(pipelineClasses: ["StableDiffusion3Pipeline"],
-                                       transformerClass: "SD3Transformer2DModel") { model, vae, request, conditioning in
+                                       transformerClass: "SD3Transformer2DModel", encodePrompt: encodePrompt) { model, vae, request, conditioning in
         let m: SD3Transformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "StableDiffusion3Pipeline")
         try c.check(width: m.config.jointAttentionDim, pooled: m.config.pooledProjectionDim,
                     negativeNeeded: request.guidanceScale > 1, model: m.className)
         return try SD3Recipe(model: m, vae: vae, request: request, conditioning: c)
+    }
+
+    /// SD3's encode_prompt: CLIP-L ‖ CLIP-G penultimate states (features side by side), zero-padded
+    /// to the T5 width, then the T5 states (256 tokens, unmasked; zeros without a T5) after them in
+    /// the sequence; pooled CLIP-L ‖ CLIP-G projections. The negative prompt defaults to "".
+    static func encodePrompt(_ e: inout TextEncoders, _ p: TextPrompt, _ guidance: Double) throws -> Conditioning {
+        func encode(_ texts: [String]) throws -> (Tensor, Tensor) {
+            let l = try e.clip(texts, tokenizer: "tokenizer", encoder: "text_encoder")
+            let g = try e.clip(texts, tokenizer: "tokenizer_2", encoder: "text_encoder_2")
+            let clip = concatFeatures([l.penultimate, g.penultimate]), length = p.maxSequenceLength ?? 256
+            let t5 = e.has("text_encoder_3")
+                ? try e.t5(texts, tokenizer: "tokenizer_3", encoder: "text_encoder_3", length: length, masked: false).0
+                : Tensor(zeros: [texts.count, length, clip.size(2)])
+            guard t5.size(2) >= clip.size(2) else {
+                throw WeightsError.badConfig(path: e.folder.path("text_encoder_3"), reason: "T5 width \(t5.size(2)) is below the CLIP width \(clip.size(2))")
+            }
+            let padded = t5.size(2) == clip.size(2) ? clip : concatFeatures([clip, Tensor(zeros: [clip.size(0), clip.size(1), t5.size(2) - clip.size(2)])])
+            return (concatSequence([padded, t5]), concatFeatures([l.textEmbeds ?? l.pooled, g.textEmbeds ?? g.pooled]))
+        }
+        let (embeds, pooled) = try encode(p.prompts)
+        guard guidance > 1 else { return Conditioning(promptEmbeds: embeds, pooledPromptEmbeds: pooled) }
+        let (negative, negativePooled) = try encode(Array(repeating: p.negativePrompt ?? "", count: p.prompts.count))
+        return Conditioning(promptEmbeds: embeds, negativePromptEmbeds: negative, pooledPromptEmbeds: pooled,
+                            negativePooledPromptEmbeds: negativePooled)
     }
 
     init(model: SD3Transformer2DModel, vae: AutoencoderKL, request r: GenerationRequest, conditioning c: Conditioning) throws {
