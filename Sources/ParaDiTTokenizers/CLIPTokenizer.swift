@@ -9,6 +9,7 @@ public struct CLIPTokenizer: Tokenizer {
     let added: AddedTokens
     let startID: Int, endID: Int
     public let padID: Int
+    public let defaultMaxLength: Int
     public var prefixCount: Int { 1 }
     public var suffixCount: Int { 1 }
 
@@ -38,6 +39,7 @@ public struct CLIPTokenizer: Tokenizer {
             if let text = tokenText(value), let id = Int(key) { specials[text] = (id, normalized) }
         }
         added = AddedTokens(specials)
+        defaultMaxLength = declaredMaxLength(config, otherwise: 77)
     }
 
     public func encode(_ text: String) -> [Int] {

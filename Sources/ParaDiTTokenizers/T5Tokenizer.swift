@@ -12,6 +12,7 @@ public struct T5Tokenizer: Tokenizer {
     /// Metaspace's replacement for a space, prefixed to every word.
     let space: String
     public let padID: Int
+    public let defaultMaxLength: Int
     public var prefixCount: Int { prefix.count }
     public var suffixCount: Int { suffix.count }
 
@@ -55,6 +56,7 @@ public struct T5Tokenizer: Tokenizer {
             throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json", reason: "eos \"\(eos)\" or pad \"\(pad)\" is not in the vocabulary")
         }
         (prefix, suffix, self.padID) = ([], [eosID], padID)
+        defaultMaxLength = declaredMaxLength(config, otherwise: 512)
     }
 
     /// The precompiled charsmap of a tokenizer.json normalizer (Precompiled, alone or in a Sequence

@@ -31,6 +31,8 @@ public protocol Tokenizer: Sendable {
     var suffixCount: Int { get }
     /// The id padding uses.
     var padID: Int { get }
+    /// The length the folder declares (`model_max_length`), or the family's usual one.
+    var defaultMaxLength: Int { get }
 }
 
 extension Tokenizer {
@@ -107,6 +109,12 @@ func readJSON(_ path: String) throws -> Any {
     do { return try JSONSerialization.jsonObject(with: data) } catch {
         throw TokenizerError.invalid(file: path, reason: "not JSON (\(error.localizedDescription))")
     }
+}
+
+/// tokenizer_config.json's `model_max_length` when it is a real limit (transformers writes 1e30 for none).
+func declaredMaxLength(_ config: [String: Any], otherwise: Int) -> Int {
+    guard let n = (config["model_max_length"] as? NSNumber)?.doubleValue, n >= 1, n <= 1_000_000 else { return otherwise }
+    return Int(n)
 }
 
 /// The text of a special-token entry of tokenizer_config.json: a string or {"content": …}.

@@ -12,12 +12,12 @@ struct Generate: ParsableCommand {
         abstract: "Generate images with a diffusers pipeline folder (or the shipped digits demo).",
         discussion: """
         --model is a pipeline folder as diffusers saves it (model_index.json, transformer/, vae/, \
-        scheduler/) of \(PipelineRegistry.pipelineClasses.joined(separator: ", ")). Text encoders are not \
-        run: give the conditioning as embeddings (--prompt-embeds FILE.safetensors with prompt_embeds and, for guidance above 1, \
-        negative_prompt_embeds; PixArt also takes prompt_attention_mask and \
-        negative_prompt_attention_mask; SD3 and Flux need pooled_prompt_embeds, SD3 also \
-        negative_pooled_prompt_embeds), or for DiT ImageNet class ids (--class 207 --class 88). \
-        A seed gives the image diffusers gives for the same seed (torch's CPU generator).
+        scheduler/, and for --prompt its tokenizer*/ and text_encoder*/) of \
+        \(PipelineRegistry.pipelineClasses.joined(separator: ", ")). A text-conditioned pipeline takes \
+        --prompt (its text encoders run once, before the transformer loads) or the conditioning as \
+        embeddings (--prompt-embeds FILE.safetensors, as `paradit encode` writes it); DiT takes ImageNet \
+        class ids (--class 207 --class 88). A seed gives the image diffusers gives for the same seed and \
+        prompt (torch's CPU generator).
 
         Without --model the shipped demo runs (models/digits-dit: a DiT trained on scikit-learn's \
         digits, tools/train_demo.py): a contact sheet of the ten digits, one row per class, and the \
@@ -27,9 +27,10 @@ struct Generate: ParsableCommand {
           paradit generate
           paradit generate --class 3 --output three.png
           paradit generate --parallel cfg=2,ulysses=2
-          paradit generate --model pixart --prompt-embeds cat.safetensors --size 512x512 --output cat.png
+          paradit generate --model pixart --prompt "a cat on a sofa" --size 512x512 --output cat.png
+          paradit generate --model sd3 --prompt "a lighthouse at dusk" --negative-prompt "blurry" --parallel cfg=2,ulysses=2
           paradit generate --model pixart --prompt-embeds cat.safetensors --parallel cfg=2,ulysses=2
-          mpirun -np 2 paradit generate --model sd3 --prompt-embeds e.safetensors --parallel ring=2
+          mpirun -np 2 paradit generate --model flux --prompt "a red fox" --parallel ring=2
         """)
 
     @Option(help: "Diffusers pipeline folder (default: the digits demo, models/digits-dit).")
@@ -44,8 +45,7 @@ struct Generate: ParsableCommand {
     @Flag(help: "Write one contact sheet, a labelled row per class, instead of one file per image.")
     var sheet = false
 
-    @Option(help: "safetensors file with the prompt embeddings (names as the pipeline's arguments).")
-    var promptEmbeds: String?
+    @OptionGroup var text: PromptOptions
 
     @Option(help: "Denoising steps (default: 20; \(DemoModel.steps) for the demo).")
     var steps: Int?
@@ -76,18 +76,20 @@ struct Generate: ParsableCommand {
     func validate() throws {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number, 0 or more; got \(guidance)") }
-        if model == nil && promptEmbeds != nil { throw ValidationError("--prompt-embeds needs --model (the demo is DiT: use --class)") }
+        if model == nil && (text.promptEmbeds != nil || text.hasText) {
+            throw ValidationError("--prompt and --prompt-embeds need --model (the demo is DiT: use --class)")
+        }
     }
 
     mutating func run() throws {
         let log = Logger(label: "paradit.generate")
         let start = Date()
         let folder = try model ?? DemoModel.directory()
+        let conditioning = try text.conditioning(folder: folder, guidance: guidance, log: log)
         log.info("loading \(folder)")
         let pipeline = try TextToImagePipeline.load(directory: folder, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: folder))
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: sheet, classifier: classifier, family: pipeline.family)
-        let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(
             seed: seed, steps: steps ?? (model == nil ? DemoModel.steps : 20), guidanceScale: guidance, height: size?.height,
             width: size?.width, classLabels: selection.labels)
@@ -95,7 +97,7 @@ struct Generate: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
+        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + text.inputs)
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let cache = self.cache

@@ -31,8 +31,7 @@ struct Quality: ParsableCommand {
     @Option(help: "Images per class when every class is drawn (a pipeline with a classifier, without --class).")
     var perClass: Int = 10
 
-    @Option(help: "safetensors file with the prompt embeddings.")
-    var promptEmbeds: String?
+    @OptionGroup var text: PromptOptions
 
     @Option(help: "Denoising steps.")
     var steps: Int = 20
@@ -98,10 +97,10 @@ struct Quality: ParsableCommand {
     mutating func run() throws {
         let log = Logger(label: "paradit.quality")
         let folder = try model ?? DemoModel.directory()
+        let conditioning = try text.conditioning(folder: folder, guidance: guidance, log: log)
         let pipeline = try TextToImagePipeline.load(directory: folder)
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: false, classifier: classifier, family: pipeline.family)
-        let conditioning = try promptEmbeds.map { try Conditioning(file: SafeTensorsFile(path: $0)) }
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
                                         classLabels: selection.labels)
         try pipeline.validate(request, conditioning: conditioning)
@@ -120,7 +119,7 @@ struct Quality: ParsableCommand {
         for options in configurations {
             try options.check(problem, blockCount: pipeline.transformer.blockCount)
         }
-        try OutputPaths.check([json].compactMap { $0 }, inputs: [folder] + [promptEmbeds].compactMap { $0 })
+        try OutputPaths.check([json].compactMap { $0 }, inputs: [folder] + text.inputs)
         log.info("generating serially")
         let serialStart = Date()
         let serial = try ThreadPool(threads: ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount).withCurrent {

@@ -1,3 +1,4 @@
+import Foundation
 import ParaDiTModels
 import ParaDiTTensor
 import ParaDiTWeights
@@ -21,12 +22,14 @@ struct PixArtRecipe: DenoisingRecipe {
     }
 
     /// PixArt's encode_prompt: T5 with its padding masked, 120 tokens (α) or 300 (Σ); the negative
-    /// prompt ("" by default) padded to the same length.
+    /// prompt ("" by default) padded to the same length. Without caption cleaning diffusers still
+    /// lower-cases and strips every prompt.
     static func encodePrompt(_ e: inout TextEncoders, _ p: TextPrompt, _ guidance: Double) throws -> Conditioning {
+        func preprocessed(_ text: String) -> String { text.lowercased().trimmingCharacters(in: .whitespacesAndNewlines) }
         let length = p.maxSequenceLength ?? (e.folder.className == "PixArtSigmaPipeline" ? 300 : 120)
-        let (embeds, mask) = try e.t5(p.prompts, tokenizer: "tokenizer", encoder: "text_encoder", length: length, masked: true)
+        let (embeds, mask) = try e.t5(p.prompts.map(preprocessed), tokenizer: "tokenizer", encoder: "text_encoder", length: length, masked: true)
         guard guidance > 1 else { return Conditioning(promptEmbeds: embeds, promptAttentionMask: mask) }
-        let negative = Array(repeating: p.negativePrompt ?? "", count: p.prompts.count)
+        let negative = Array(repeating: preprocessed(p.negativePrompt ?? ""), count: p.prompts.count)
         let (negativeEmbeds, negativeMask) = try e.t5(negative, tokenizer: "tokenizer", encoder: "text_encoder", length: length, masked: true)
         return Conditioning(promptEmbeds: embeds, negativePromptEmbeds: negativeEmbeds, promptAttentionMask: mask,
                             negativePromptAttentionMask: negativeMask)
