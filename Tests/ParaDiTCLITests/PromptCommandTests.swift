@@ -1,0 +1,119 @@
+import Foundation
+import ParaDiTTensor
+import ParaDiTWeights
+import Testing
+
+let promptRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("ParaDiTDiffusionTests/Fixtures/prompt-pipelines").path
+
+@Suite("--prompt, paradit encode and paradit tokenize", .serialized)
+struct PromptCommandTests {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-prompt-\(UUID())").path
+
+    /// generate's arguments for a prompt fixture, as diffusers was called.
+    func generate(_ name: String, _ extra: [String]) throws -> [String] {
+        let args = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(promptRoot)/\(name)/args.json"))) as! [String: Any]
+        return ["generate", "--model", "\(promptRoot)/\(name)/pipeline", "--steps", "\(args["steps"]!)", "--seed", "\(args["seed"]!)",
+                "--guidance", "\(args["guidance_scale"]!)", "--size", "\(args["height"]!)x\(args["width"]!)",
+                "--prompt", args["prompt"] as! String] + ((args["negative_prompt"] as? String).map { ["--negative-prompt", $0] } ?? []) + extra
+    }
+
+    func latentsError(_ path: String, _ name: String) throws -> Double {
+        let got = try SafeTensorsFile(path: path).tensor("latents").scalars
+        let want = try SafeTensorsFile(path: "\(promptRoot)/\(name)/expected.safetensors").tensor("latents").scalars
+        let num = zip(got, want).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+        return (num / want.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+    }
+
+    @Test("generate --prompt gives diffusers' latents, serially and split over ranks",
+          arguments: [("pixart-sigma", "serial"), ("pixart-sigma", "cfg=2,ulysses=2"), ("sd3", "cfg=2,ulysses=2"), ("flux", "ulysses=2")])
+    func generates(name: String, parallel: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let message = runCommand(try generate(name, ["--output", "\(dir)/o.png", "--save-latents", "\(dir)/l.safetensors", "--parallel", parallel]))
+        #expect(message == nil, "\(message ?? "")")
+        #expect(try latentsError("\(dir)/l.safetensors", name) <= 1e-4)
+    }
+
+    @Test("under mpirun rank 0 alone runs the text encoders and the ranks give diffusers' latents")
+    func mpi() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, _) = try mpirun(2, try generate("sd3", ["--output", "\(dir)/o.png", "--save-latents", "\(dir)/l.safetensors",
+                                                                   "--parallel", "ulysses=2"]))
+        #expect(status == 0, "\(out)")
+        #expect(out.components(separatedBy: "text encoders").count == 2, "encoded once: \(out)")
+        #expect(try latentsError("\(dir)/l.safetensors", "sd3") <= 1e-4)
+        // A failure on rank 0 ends both ranks with its message.
+        let (failed, message, _) = try mpirun(2, ["generate", "--model", "\(pipelineRoot)/sd3/pipeline", "--prompt", "a cat",
+                                                  "--output", "\(dir)/x.png", "--parallel", "ulysses=2"])
+        #expect(failed != 0 && message.contains("--prompt-embeds"), "\(message)")
+    }
+
+    @Test("encode writes what generate --prompt-embeds takes: the same latents")
+    func encodeRoundTrip() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let args = try generate("sd3", [])
+        let prompt = args[args.firstIndex(of: "--prompt")! + 1]
+        #expect(runCommand(["encode", "--model", "\(promptRoot)/sd3/pipeline", "--prompt", prompt, "--negative-prompt", "blurry, low quality",
+                            "--output", "\(dir)/e.safetensors"]) == nil)
+        let embeds = try SafeTensorsFile(path: "\(dir)/e.safetensors")
+        #expect(Set(embeds.entries.keys) == ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"])
+        var viaFile = Array(args.prefix { $0 != "--prompt" }) + ["--prompt-embeds", "\(dir)/e.safetensors"]
+        viaFile += ["--output", "\(dir)/o.png", "--save-latents", "\(dir)/l.safetensors"]
+        #expect(runCommand(viaFile) == nil)
+        #expect(try latentsError("\(dir)/l.safetensors", "sd3") <= 1e-4)
+    }
+
+    @Test("bad prompts are one line naming the problem")
+    func errors() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data([0x61, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: "\(dir)/bad.txt"))
+        let sd3 = "\(promptRoot)/sd3/pipeline"
+        let cases: [([String], String)] = [
+            (["generate", "--model", sd3, "--prompt-file", "\(dir)/bad.txt"], "not valid UTF-8"),
+            (["generate", "--model", sd3, "--prompt", "x", "--prompt-embeds", "\(dir)/e.safetensors"], "not both"),
+            (["generate", "--model", sd3, "--prompt", "  "], "empty"),
+            (["generate", "--model", "\(pipelineRoot)/sd3/pipeline", "--prompt", "a cat", "--output", "\(dir)/o.png"], "--prompt-embeds"),
+            (["generate", "--model", "\(promptRoot)/flux/pipeline", "--prompt", "a", "--negative-prompt", "b", "--output", "\(dir)/o.png"], "no negative prompt"),
+            (["generate", "--prompt", "a cat"], "need --model"),
+            (["encode", "--model", sd3, "--output", "\(dir)/e.safetensors"], "--prompt"),
+            (["tokenize", "--tokenizer", "\(dir)", "a"], "tokenizer"),
+        ]
+        for (args, expected) in cases {
+            let message = runCommand(args) ?? "accepted"
+            #expect(message.contains(expected) && !message.contains("\n"), "\(args.suffix(3)): \(message)")
+        }
+    }
+
+    /// The paradit executable's stdout and stderr.
+    func paradit(_ args: [String]) throws -> (out: String, err: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: paraditBinary)
+        process.arguments = args
+        let (out, err) = (Pipe(), Pipe())
+        (process.standardOutput, process.standardError) = (out, err)
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let warnings = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (text, warnings)
+    }
+
+    @Test("tokenize prints the padded ids and mask as JSON lines; truncation warns on stderr")
+    func tokenize() throws {
+        let (out, _) = try paradit(["tokenize", "--tokenizer", "\(promptRoot)/sd3/pipeline/tokenizer", "--max-length", "8", "a photo", "x"])
+        let lines = out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: [Int]] }
+        #expect(lines.count == 2)
+        #expect(lines.allSatisfy { $0["input_ids"]?.count == 8 && $0["attention_mask"]?.count == 8 })
+        #expect(lines[1]["attention_mask"] == [1, 1, 1, 0, 0, 0, 0, 0], "\(lines[1])")
+        let (long, warning) = try paradit(["tokenize", "--tokenizer", "\(promptRoot)/sd3/pipeline/tokenizer_3", "--max-length", "16",
+                                           String(repeating: "word ", count: 40)])
+        #expect(long.contains("\"attention_mask\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]"), "\(long)")
+        #expect(warning.contains("truncated"), "\(warning)")
+        let (bare, _) = try paradit(["tokenize", "--tokenizer", "\(promptRoot)/sd3/pipeline/tokenizer_3", "--no-padding", "word word"])
+        #expect(!bare.contains(",0"), "no padding: \(bare)")
+    }
+}
