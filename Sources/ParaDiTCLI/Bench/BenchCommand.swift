@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
         comparison is a ratio of two figures measured in the same process. Tables go to stdout; \
         --json FILE also writes the machine, the configuration and every timing.
         """,
-        subcommands: [BenchKernels.self, BenchForward.self, BenchParallel.self, BenchComm.self, BenchCache.self])
+        subcommands: [BenchKernels.self, BenchForward.self, BenchEncode.self, BenchParallel.self, BenchComm.self, BenchCache.self])
 }
 
 struct BenchKernels: ParsableCommand {
