@@ -178,6 +178,6 @@ struct GenerateCommandTests {
             #expect(guidance.contains("--guidance must be a finite number, 0 or more"), "\(g): \(guidance)")
         }
         let embeds = runCommand(["generate", "--prompt-embeds", "x.safetensors"]) ?? ""
-        #expect(embeds.contains("--prompt-embeds needs --model"), "\(embeds)")
+        #expect(embeds.contains("--prompt-embeds need --model"), "\(embeds)")
     }
 }

@@ -50,6 +50,16 @@ struct PromptCommandTests {
         #expect(failed != 0 && message.contains("--prompt-embeds"), "\(message)")
     }
 
+    @Test("several --prompt make a batch: one image each")
+    func batch() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(runCommand(["generate", "--model", "\(promptRoot)/pixart-sigma/pipeline", "--prompt", "a red fox", "--prompt", "a blue bird",
+                            "--steps", "2", "--size", "32x32", "--output", "\(dir)/b.png", "--json", "\(dir)/b.json"]) == nil)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/b.json"))) as! [String: Any]
+        #expect(summary["outputs"] as? [String] == ["\(dir)/b_1.png", "\(dir)/b_2.png"], "\(summary)")
+    }
+
     @Test("encode writes what generate --prompt-embeds takes: the same latents")
     func encodeRoundTrip() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -101,7 +101,7 @@ struct PipelineErrorTests {
         var bad = c.request
         bad.height = 10
         #expect(message { try sd3.validate(bad, conditioning: c.conditioning) }.contains("height 10 is not a positive multiple of 4"))
-        #expect(message { try sd3.validate(c.request, conditioning: nil) }.contains("needs --prompt-embeds"))
+        #expect(message { try sd3.validate(c.request, conditioning: nil) }.contains("needs --prompt (or --prompt-embeds)"))
         var narrow = c.conditioning!
         narrow.promptEmbeds = Tensor(zeros: [1, 7, 5])
         #expect(message { try sd3.validate(c.request, conditioning: narrow) }.contains("has shape [1, 7, 5], this model needs [1, 7, 12]"))
