@@ -101,8 +101,8 @@ public enum ModelRegistry {
     }
 
     /// Opens a diffusers model folder strictly (every tensor read and shape-checked, none unused).
-    public static func load(directory: String) throws -> any DiffusionTransformer {
-        try load(directory: directory, keepingBlocks: nil).model
+    public static func load(directory: String, weightsDType: WeightsDType = .stored) throws -> any DiffusionTransformer {
+        try load(directory: directory, keepingBlocks: nil, weightsDType: weightsDType).model
     }
 
     /// Opens a model folder as the class `M`, refusing a folder of another class before reading weights.
@@ -118,9 +118,9 @@ public enum ModelRegistry {
     /// Opens a model folder reading only the weights of the blocks `keep` (all when nil): a
     /// pipeline stage's share. The other blocks' weights are checked against the config but stand
     /// in as placeholders, so only blocks in `keep` may run. Also returns the parameters read and
-    /// the model's total.
-    public static func load(directory: String, keepingBlocks keep: Range<Int>?)
-        throws -> (model: any DiffusionTransformer, read: Int, total: Int) {
+    /// the model's total, and the bytes its linear weights keep resident.
+    public static func load(directory: String, keepingBlocks keep: Range<Int>?, weightsDType: WeightsDType = .stored)
+        throws -> (model: any DiffusionTransformer, read: Int, total: Int, weightBytes: Int) {
         let file = try ConfigFile(directory: directory)
         let family = try family(file.className, path: file.path)
         let blockOf = try family.blockOfKey(file)
@@ -130,12 +130,12 @@ public enum ModelRegistry {
         guard blocks == stored else {
             throw WeightsError.badConfig(path: file.path, reason: "describes \(blocks) blocks, but the checkpoint holds \(stored)")
         }
-        let weights = Weights(checkpoint: checkpoint) { key in
+        let weights = Weights(checkpoint: checkpoint, dtype: weightsDType) { key in
             guard let keep, let block = blockOf(key) else { return false }
             return !keep.contains(block)
         }
         let model = try family.build(file, weights)
         try weights.checkAllUsed()
-        return (model, weights.parameterCount - weights.skippedCount, weights.parameterCount)
+        return (model, weights.parameterCount - weights.skippedCount, weights.parameterCount, weights.matrixBytes)
     }
 }

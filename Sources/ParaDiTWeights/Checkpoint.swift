@@ -63,6 +63,9 @@ public final class Checkpoint: @unchecked Sendable {
 
     public func entry(_ name: String) -> SafeTensorsEntry? { owner[name]?.entries[name] }
 
+    /// The open file holding `name`.
+    public func file(of name: String) -> SafeTensorsFile? { owner[name] }
+
     public func tensor(_ name: String) throws -> Tensor {
         guard let file = owner[name] else { throw WeightsError.missingTensor(key: name, file: directory) }
         return try file.tensor(name)

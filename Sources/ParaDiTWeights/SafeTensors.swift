@@ -84,6 +84,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return out
     }
 
+    /// The stored bytes of a tensor, in place in the mapped file (alive as long as this file).
+    public func bytes(_ name: String) throws -> UnsafeRawPointer {
+        guard let e = entries[name] else { throw WeightsError.missingTensor(key: name, file: path) }
+        return base + e.offset
+    }
+
     /// Integer or floating values widened to Double (for timesteps, ids and labels).
     public func values(_ name: String) throws -> [Double] {
         guard let e = entries[name] else { throw WeightsError.missingTensor(key: name, file: path) }

@@ -14,10 +14,16 @@ public struct Weights {
         var elements = 0, skippedElements = 0
         /// Tensors not to read (placeholders instead): weights a pipeline stage never uses.
         let skip: (String) -> Bool
-        init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02, skip: @escaping (String) -> Bool = { _ in false }) {
+        /// The element type linear weights are held in.
+        let dtype: WeightsDType
+        /// Bytes of the linear weights held (after conversion).
+        var matrixBytes = 0
+        init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02, dtype: WeightsDType = .stored,
+             skip: @escaping (String) -> Bool = { _ in false }) {
             self.checkpoint = checkpoint
             self.seed = seed
             self.std = std
+            self.dtype = dtype
             self.skip = skip
         }
     }
@@ -27,16 +33,16 @@ public struct Weights {
 
     /// Reads `checkpoint`; tensors whose key `skipping` accepts are checked but not read, and
     /// stand in as placeholders that own no memory.
-    public init(checkpoint: Checkpoint, skipping: @escaping (String) -> Bool = { _ in false }) {
-        ledger = Ledger(checkpoint: checkpoint, skip: skipping)
+    public init(checkpoint: Checkpoint, dtype: WeightsDType = .stored, skipping: @escaping (String) -> Bool = { _ in false }) {
+        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, skip: skipping)
         prefix = ""
     }
 
     /// Random weights of whatever shape the model asks for (uniform with standard deviation `std`),
     /// for timing real architectures without their checkpoints and for parity tests with strong
     /// signals (a larger std). Deterministic for a seed and key.
-    public init(randomSeed: UInt64, std: Float = 0.02) {
-        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std)
+    public init(randomSeed: UInt64, std: Float = 0.02, dtype: WeightsDType = .stored) {
+        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype)
         prefix = ""
     }
 
@@ -80,6 +86,42 @@ public struct Weights {
         }
         return try checkpoint.tensor(full)
     }
+
+    /// The linear weight `name` [out, in], held as `--weights-dtype` asks: BF16/F16 stored weights
+    /// in place in the mapped file under `stored`; converted once (one tensor at a time) otherwise.
+    public func matrix(_ name: String, shape: [Int]) throws -> WeightMatrix {
+        let full = key(name), entry = ledger.checkpoint?.entry(full)
+        let target: WeightElement
+        switch (ledger.dtype, entry?.dtype) {
+        case (.stored, .bf16?): target = .bf16
+        case (.stored, .f16?): target = .f16
+        case (.stored, _), (.f32, _): target = .f32
+        case (.bf16, _): target = .bf16
+        case (.f16, _): target = .f16
+        case (.int8, _): target = .int8
+        }
+        if target == .f32 || ledger.skip(full) {
+            let dense = try tensor(name, shape: shape)
+            if !dense.isPlaceholder { ledger.matrixBytes += dense.count * 4 }
+            return WeightMatrix(dense: dense)
+        }
+        if let entry, let file = ledger.checkpoint?.file(of: full), entry.dtype.rawValue.lowercased() == target.rawValue {
+            guard entry.shape == shape else { throw WeightsError.wrongShape(key: full, expected: shape, found: entry.shape) }
+            (ledger.elements, ledger.matrixBytes) = (ledger.elements + entry.count, ledger.matrixBytes + entry.byteCount)
+            ledger.used.insert(full)
+            return WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: try file.bytes(full), owner: file)
+        }
+        let wide = try tensor(name, shape: shape)
+        let (bytes, scales) = withExtendedLifetime(wide) { narrowed(wide.data, count: wide.count, columns: shape[1], to: target) }
+        let buffer = ByteBuffer(bytes)
+        let matrix = WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: buffer.base, owner: buffer,
+                                  scales: scales.map { Tensor(shape: [shape[0]], values: $0) })
+        ledger.matrixBytes += matrix.residentBytes
+        return matrix
+    }
+
+    /// Bytes the linear weights read so far keep resident.
+    public var matrixBytes: Int { ledger.matrixBytes }
 
     /// The tensor `name` if the checkpoint has it, else nil.
     public func optionalTensor(_ name: String, shape: [Int]) throws -> Tensor? {

@@ -48,6 +48,50 @@ struct GEMMTests {
         }
     }
 
+    /// BF16, F16 and INT8 weights (stacked from parts, as fused projections are), odd shapes, any
+    /// thread count: the block-widening GEMM equals the reference on the widened weight.
+    @Test("linear on narrow weights equals reference", arguments: [(1, 1, 1), (7, 13, 5), (130, 65, 33), (3, 700, 400)])
+    func narrowLinear(m: Int, n: Int, k: Int) {
+        let x = Tensor.randn([m, k], seed: 4), bias = Tensor.randn([n], seed: 6)
+        for element in [WeightElement.bf16, .f16, .int8] {
+            let split = n / 3
+            let parts = [0..<split, split..<n].filter { !$0.isEmpty }.map { rows -> WeightMatrix in
+                let w = Tensor.randn([rows.count, k], seed: UInt64(rows.lowerBound + 5))
+                let (bytes, scales) = narrowed(w.data, count: w.count, columns: k, to: element)
+                let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
+                UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
+                return WeightMatrix(rows: rows.count, columns: k, element: element, base: owner.data, owner: owner.storage,
+                                    scales: scales.map { Tensor(shape: [rows.count], values: $0) })
+            }
+            let w = WeightMatrix.stacked(parts)
+            #expect(w.residentBytes == n * k * element.byteSize + (element == .int8 ? 4 * n : 0))
+            for withBias in [false, true] {
+                let expected = Tensor(zeros: [m, n])
+                linearReference(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: expected.data, ldy: n)
+                for pool in testPools {
+                    let out = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
+                    expectClose(out, expected, tolerance: 1e-5, "\(element) \(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)")
+                }
+            }
+        }
+    }
+
+    @Test("narrowing: BF16 rounds to nearest even, INT8 keeps each row within half a step of its scale")
+    func narrowing() {
+        #expect(bfloat16Bits(1.0) == 0x3F80 && bfloat16Bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80
+                && bfloat16Bits(Float(bitPattern: 0x3F81_8000)) == 0x3F82 && bfloat16Bits(-2.5) == 0xC020)
+        let w = Tensor.randn([5, 37], seed: 9)
+        let (q, scales) = narrowed(w.data, count: w.count, columns: 37, to: .int8)
+        for r in 0..<5 {
+            let largest = (0..<37).map { abs(w.data[r * 37 + $0]) }.max()!
+            #expect(abs(scales![r] - largest / 127) <= 1e-7 * largest)
+            for c in 0..<37 {
+                let back = Float(Int8(bitPattern: q[r * 37 + c])) * scales![r]
+                #expect(abs(back - w.data[r * 37 + c]) <= scales![r] / 2 * 1.0001)
+            }
+        }
+    }
+
     @Test("batched matmul equals per-item products")
     func batchedMatmul() {
         let a = Tensor.randn([3, 17, 9], seed: 7), b = Tensor.randn([9, 5], seed: 8)

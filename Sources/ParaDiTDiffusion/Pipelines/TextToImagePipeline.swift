@@ -34,15 +34,19 @@ public final class TextToImagePipeline {
 
     /// Transformer parameters held in memory, and the model's total (fewer on a pipeline stage).
     public private(set) var transformerParameters = (held: 0, total: 0)
+    /// Bytes the transformer's linear weights keep resident in this process.
+    public private(set) var transformerWeightBytes = 0
 
     /// Loads a pipeline folder; with `keepingBlocks`, only those transformer blocks' weights
     /// (a PipeFusion stage's).
-    public static func load(directory: String, keepingBlocks: Range<Int>? = nil) throws -> TextToImagePipeline {
+    public static func load(directory: String, keepingBlocks: Range<Int>? = nil, weightsDType: WeightsDType = .stored) throws -> TextToImagePipeline {
         let folder = try PipelineFolder(directory: directory)
-        let (transformer, held, total) = try ModelRegistry.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks)
+        let (transformer, held, total, bytes) = try ModelRegistry.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks,
+                                                                       weightsDType: weightsDType)
         let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: AutoencoderKL.load(directory: folder.path("vae")),
                                                schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
         pipeline.transformerParameters = (held, total)
+        pipeline.transformerWeightBytes = bytes
         return pipeline
     }
 

@@ -1,40 +1,33 @@
 import ParaDiTTensor
 import ParaDiTWeights
 
-/// `nn.Linear`: weight [out, in], optional bias [out].
+/// `nn.Linear`: weight [out, in] (in the element type `--weights-dtype` asks for), optional bias [out].
 public struct Linear {
-    public let weight: Tensor
+    public let weight: WeightMatrix
     public let bias: Tensor?
-    public var inFeatures: Int { weight.size(1) }
-    public var outFeatures: Int { weight.size(0) }
+    public var inFeatures: Int { weight.columns }
+    public var outFeatures: Int { weight.rows }
 
     public init(_ w: Weights, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) throws {
-        weight = try w.tensor("weight", shape: [outFeatures, inFeatures])
+        weight = try w.matrix("weight", shape: [outFeatures, inFeatures])
         self.bias = bias ? try w.tensor("bias", shape: [outFeatures]) : nil
     }
 
-    init(weight: Tensor, bias: Tensor?) {
+    init(weight: WeightMatrix, bias: Tensor?) {
         self.weight = weight
         self.bias = bias
     }
 
     /// Several linears over the same input fused into one (their outputs side by side), so one GEMM
-    /// computes q, k and v together.
+    /// computes q, k and v together. Narrow weights are stacked in place, never copied.
     public static func fused(_ parts: [Linear]) -> Linear {
         let rows = parts.reduce(0) { $0 + $1.outFeatures }, cols = parts[0].inFeatures
-        if parts.allSatisfy({ $0.weight.isPlaceholder }) {
-            return Linear(weight: .placeholder([rows, cols]), bias: parts.allSatisfy { $0.bias != nil } ? .placeholder([rows]) : nil)
+        check(parts.allSatisfy { $0.inFeatures == cols }, "fused linears need the same input size")
+        let hasBias = parts.allSatisfy { $0.bias != nil }
+        if parts.allSatisfy({ $0.weight.dense?.isPlaceholder == true }) {
+            return Linear(weight: WeightMatrix(dense: .placeholder([rows, cols])), bias: hasBias ? .placeholder([rows]) : nil)
         }
-        let weight = Tensor(uninitialized: [rows, cols])
-        let bias = parts.allSatisfy { $0.bias != nil } ? Tensor(uninitialized: [rows]) : nil
-        var at = 0
-        for p in parts {
-            check(p.inFeatures == cols, "fused linears need the same input size")
-            weight.rows(at..<(at + p.outFeatures)).copy(from: p.weight)
-            if let bias { bias.rows(at..<(at + p.outFeatures)).copy(from: p.bias!) }
-            at += p.outFeatures
-        }
-        return Linear(weight: weight, bias: bias)
+        return Linear(weight: .stacked(parts.map(\.weight)), bias: hasBias ? concatenate(parts.map { $0.bias! }, axis: 0) : nil)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }

@@ -51,12 +51,12 @@ public struct CLIPTextModel {
     let textProjection: Linear?
 
     /// A text encoder folder (config.json, model.safetensors) as transformers saves it.
-    public init(directory: String) throws {
+    public init(directory: String, weightsDType: WeightsDType = .stored) throws {
         let file = try ConfigFile(directory: directory)
         guard ["CLIPTextModel", "CLIPTextModelWithProjection"].contains(file.className) else {
             throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not a CLIP text model")
         }
-        let weights = Weights(checkpoint: try Checkpoint(directory: directory))
+        let weights = Weights(checkpoint: try Checkpoint(directory: directory), dtype: weightsDType)
         try self.init(config: file.decode(CLIPTextConfig.self), weights: weights, projection: file.className == "CLIPTextModelWithProjection")
         try weights.checkAllUsed(ignoring: { $0.hasSuffix("position_ids") })
     }

@@ -39,12 +39,12 @@ public struct T5EncoderModel {
     let blocks: [T5Block]
     let finalNorm: Tensor
 
-    public init(directory: String) throws {
+    public init(directory: String, weightsDType: WeightsDType = .stored) throws {
         let file = try ConfigFile(directory: directory)
         guard file.className == "T5EncoderModel" else {
             throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not a T5EncoderModel")
         }
-        let weights = Weights(checkpoint: try Checkpoint(directory: directory))
+        let weights = Weights(checkpoint: try Checkpoint(directory: directory), dtype: weightsDType)
         try self.init(config: file.decode(T5Config.self), weights: weights)
         // The encoder's own copy of the tied embedding, when saved, equals `shared`.
         try weights.checkAllUsed(ignoring: { $0 == "encoder.embed_tokens.weight" })

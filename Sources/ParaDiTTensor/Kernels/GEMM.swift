@@ -190,3 +190,61 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
     }
     return out
 }
+
+// MARK: - Linear on narrow weights
+
+/// y[m×n] = x[m×k] · Wᵀ + bias for a weight held in BF16, F16 or INT8: every thread takes a band
+/// of output columns (weight rows) and walks it in blocks of about 1 MiB of Float32, widening
+/// each block into its scratch before one BLAS call, so a narrow weight is read once and never
+/// resident in Float32. INT8 products are scaled per column after the call.
+public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                   y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool = .current) {
+    let (n, k) = (w.rows, w.columns)
+    if m == 0 || n == 0 { return }
+    let bands = max(1, min(pool.threadCount, n / 16))
+    let block = min(n, max(16, (262_144 / max(k, 1)) / 16 * 16))
+    pool.withWorkspace(count: bands * block * k) { scratch in
+        pool.parallelFor(bands) { band, _ in
+            let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
+            let panel = scratch + band * block * k
+            var j = n0
+            while j < n1 {
+                let width = min(block, n1 - j)
+                w.widenRows(j..<(j + width), into: panel)
+                sgemmSerial(transA: false, transB: true, m: m, n: width, k: k, alpha: 1, a: x, lda: ldx, b: panel, ldb: k,
+                            beta: 0, c: y + j, ldc: ldy)
+                let scales = w.scales.map { $0.data + j }
+                if scales != nil || bias != nil {
+                    for i in 0..<m {
+                        let row = y + i * ldy + j
+                        if let scales { for c in 0..<width { row[c] *= scales[c] } }
+                        if let bias { for c in 0..<width { row[c] += bias[j + c] } }
+                    }
+                }
+                j += width
+            }
+        }
+    }
+}
+
+/// Reference for the narrow `linear`: the weight widened whole (and scaled), then `linearReference`.
+public func linearReference(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                            y: UnsafeMutablePointer<Float>, ldy: Int) {
+    let wide = Tensor(uninitialized: [w.rows, w.columns])
+    w.widenRows(0..<w.rows, into: wide.data)
+    if let scales = w.scales { for r in 0..<w.rows { for c in 0..<w.columns { wide.data[r * w.columns + c] *= scales.data[r] } } }
+    linearReference(m: m, n: w.rows, k: w.columns, x: x, ldx: ldx, weight: wide.data, bias: bias, y: y, ldy: ldy)
+}
+
+/// `linear` on a weight of any element type: x [.., in] → [.., out].
+public func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil) -> Tensor {
+    if let dense = weight.dense { return linear(x, weight: dense, bias: bias) }
+    check(x.rank >= 1 && x.size(-1) == weight.columns, "linear: input \(x.shape) does not fit weight [\(weight.rows), \(weight.columns)]")
+    if let bias { check(bias.count == weight.rows, "linear: bias \(bias.shape) does not fit \(weight.rows) outputs") }
+    let m = x.count / max(x.size(-1), 1)
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [weight.rows])
+    withExtendedLifetime((x, weight, bias)) {
+        linear(m: m, x: x.data, ldx: weight.columns, weight: weight, bias: bias?.data, y: out.data, ldy: weight.rows)
+    }
+    return out
+}

@@ -1,0 +1,24 @@
+import Foundation
+import ParaDiTTensor
+
+/// `--weights-dtype`: the element type linear weights are held in. `stored` keeps a checkpoint's
+/// BF16 and F16 weights as they are (in place in the mapped file) and F32 as Float32; the others
+/// convert every linear weight at load (INT8: symmetric, one scale per output channel). Compute
+/// stays Float32 (narrow weights are widened block by block inside the GEMM); norms, biases,
+/// embeddings and convolutions stay Float32.
+public enum WeightsDType: String, Sendable, CaseIterable {
+    case stored, f32, bf16, f16, int8
+}
+
+/// Bytes owned outside Swift arrays, so a weight can point into them for as long as it lives.
+final class ByteBuffer: @unchecked Sendable {
+    let base: UnsafeRawPointer
+
+    init(_ bytes: [UInt8]) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        base = UnsafeRawPointer(raw)
+    }
+
+    deinit { UnsafeMutableRawPointer(mutating: base).deallocate() }
+}
