@@ -59,6 +59,8 @@ struct BenchEncode: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @OptionGroup var weightsOption: WeightsOption
+
     struct Report: Codable {
         var suite = "encode"
         var preset: String
@@ -84,7 +86,7 @@ struct BenchEncode: ParsableCommand {
         let file = try ConfigFile(data: Data(p.config.utf8), path: "preset \(p.name)")
         let report: Report = try ThreadPool(threads: threads).withCurrent {
             log.info("building \(p.name) with random weights")
-            let start = Date(), weights = Weights(randomSeed: 1)
+            let start = Date(), weights = Weights(randomSeed: 1, dtype: weightsOption.dtype)
             let ids = (0..<batch).map { b in (0..<length).map { ($0 * 7919 + b * 104_729) % 32_000 } }
             let encode: () throws -> Void
             if file.className == "T5EncoderModel" {
@@ -107,7 +109,7 @@ struct BenchEncode: ParsableCommand {
             return Report(preset: p.name, machine: .current(threads: threads), parameters: weights.parameterCount, tokens: length,
                           batch: batch, buildSeconds: built, timing: timing, peakMemoryBytes: peakMemoryBytes())
         }
-        var table = ResultTable(title: "Text encoder, random F32 weights (\(threads) threads), batch \(batch) × \(length) tokens",
+        var table = ResultTable(title: "Text encoder, random \(weightsOption.dtype.rawValue) weights (\(threads) threads), batch \(batch) × \(length) tokens",
                                 columns: ["preset", "parameters", "build (s)", "encode (s, median)", "peak RSS"])
         table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(report.buildSeconds, digits: 1), fmt(report.timing.median, digits: 3),
                    fmt(Double(report.peakMemoryBytes) / 1_073_741_824, digits: 2) + " GiB"])

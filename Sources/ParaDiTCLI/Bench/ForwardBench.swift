@@ -34,12 +34,18 @@ struct BenchForward: ParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var json: String?
 
+    @OptionGroup var weights: WeightsOption
+
     struct Report: Codable {
         var suite = "forward"
         var preset: String
         var description: String
         var machine: MachineInfo
         var parameters: Int
+        var weightsDtype: String
+        /// Bytes the linear weights keep resident, and the process's peak RSS.
+        var weightBytes: Int
+        var peakMemoryBytes: Int
         var timing: Timing
     }
 
@@ -58,7 +64,7 @@ struct BenchForward: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: inputsPath) }
         let report: Report = try pool.withCurrent {
             log.info("building \(p.name) with random weights")
-            let (model, parameters) = try p.build()
+            let (model, parameters, weightBytes) = try p.build(weightsDType: weights.dtype)
             let inputs = try p.inputs(path: inputsPath)
             var failure: Error?
             let timing = measure(warmup: warmup, runs: runs) {
@@ -66,11 +72,13 @@ struct BenchForward: ParsableCommand {
                 do { _ = try model.forward(any: inputs) } catch { failure = error }
             }
             if let failure { throw failure }
-            return Report(preset: p.name, description: p.summary, machine: .current(threads: threads),
-                          parameters: parameters, timing: timing)
+            return Report(preset: p.name, description: p.summary, machine: .current(threads: threads), parameters: parameters,
+                          weightsDtype: weights.dtype.rawValue, weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
         }
-        var table = ResultTable(title: "Forward pass, random weights (\(threads) threads)", columns: ["preset", "parameters", "s (median)", "min", "max"])
-        table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(report.timing.median, digits: 3),
+        var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights (\(threads) threads)",
+                                columns: ["preset", "parameters", "linear weights", "peak RSS", "s (median)", "min", "max"])
+        table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(Double(report.weightBytes) / 1_073_741_824, digits: 2) + " GiB",
+                   fmt(Double(report.peakMemoryBytes) / 1_073_741_824, digits: 2) + " GiB", fmt(report.timing.median, digits: 3),
                    fmt(report.timing.min, digits: 3), fmt(report.timing.max, digits: 3)])
         print(p.summary + "\n")
         print(table.render())

@@ -21,11 +21,11 @@ struct ForwardPreset {
     var summary: String { preset.summary }
 
     /// The model with random weights, and its parameter count.
-    func build() throws -> (any DiffusionTransformer, parameters: Int) {
+    func build(weightsDType: WeightsDType = .stored) throws -> (any DiffusionTransformer, parameters: Int, weightBytes: Int) {
         let json = "{\"_class_name\": \"\(family.className)\", " + preset.config.drop { $0 != "{" }.dropFirst()
         let file = try ConfigFile(data: Data(json.utf8), path: "preset \(name)")
-        let weights = Weights(randomSeed: 1)
-        return (try family.build(file, weights), weights.parameterCount)
+        let weights = Weights(randomSeed: 1, dtype: weightsDType)
+        return (try family.build(file, weights), weights.parameterCount, weights.matrixBytes)
     }
 
     /// Writes the step's inputs to a safetensors file and reads them back as a user's

@@ -88,7 +88,7 @@ struct BenchParallel: ParsableCommand {
         let log = Logger(label: "paradit.bench")
         let p = ForwardPreset.named(preset)!
         log.info("building \(p.name) with random weights")
-        let (model, _) = try p.build()
+        let (model, _, _) = try p.build()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let inputs = try p.inputs(path: path)

@@ -33,12 +33,13 @@ struct Forward: ParsableCommand {
     @Option(help: "Where to write the output (tensor \"sample\").")
     var output: String
 
+    @OptionGroup var weights: WeightsOption
     @OptionGroup var ranks: RankOptions
 
     func run() throws {
         let start = Date()
         try OutputPaths.check([output], inputs: [model, inputs])
-        let transformer = try ModelRegistry.load(directory: model)
+        let transformer = try ModelRegistry.load(directory: model, weightsDType: weights.dtype)
         let args = try ModelRegistry.family(transformer.className).readInputs(SafeTensorsFile(path: inputs))
         let loaded = Date()
         let problem = try transformer.problem(any: args)

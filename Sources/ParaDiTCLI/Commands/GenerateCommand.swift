@@ -71,6 +71,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Also write a machine-readable summary (timings, memory, outputs) to this JSON file.")
     var json: String?
 
+    @OptionGroup var weights: WeightsOption
     @OptionGroup var ranks: RankOptions
 
     func validate() throws {
@@ -85,9 +86,10 @@ struct Generate: ParsableCommand {
         let log = Logger(label: "paradit.generate")
         let start = Date()
         let folder = try model ?? DemoModel.directory()
-        let conditioning = try text.conditioning(folder: folder, guidance: guidance, log: log)
+        let conditioning = try text.conditioning(folder: folder, guidance: guidance, weights: weights.dtype, log: log)
         log.info("loading \(folder)")
-        let pipeline = try TextToImagePipeline.load(directory: folder, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: folder))
+        let pipeline = try TextToImagePipeline.load(directory: folder, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: folder),
+                                                    weightsDType: weights.dtype)
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: sheet, classifier: classifier, family: pipeline.family)
         let request = GenerationRequest(

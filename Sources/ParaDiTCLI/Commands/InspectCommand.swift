@@ -11,8 +11,10 @@ struct Inspect: ParsableCommand {
     @Option(help: "The diffusers model folder.")
     var model: String
 
+    @OptionGroup var weights: WeightsOption
+
     func run() throws {
-        let transformer = try ModelRegistry.load(directory: model)
+        let (transformer, _, _, weightBytes) = try ModelRegistry.load(directory: model, keepingBlocks: nil, weightsDType: weights.dtype)
         let checkpoint = try Checkpoint(directory: model)
         let counts = checkpoint.dtypeCounts
         let total = counts.values.reduce(0, +)
@@ -20,5 +22,6 @@ struct Inspect: ParsableCommand {
         for line in transformer.architecture { print("             \(line)") }
         print("parameters:  \(total) (\(fmt(Double(total) / 1e6, digits: 2)) M) in \(checkpoint.names.count) tensors")
         print("stored as:   " + counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("resident:    linear weights \(fmt(Double(weightBytes) / 1_048_576, digits: 2)) MiB as --weights-dtype \(weights.dtype.rawValue)")
     }
 }

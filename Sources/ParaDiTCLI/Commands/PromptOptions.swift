@@ -52,25 +52,25 @@ struct PromptOptions: ParsableArguments {
     /// is loaded so the text encoders and the transformer are never resident together. Under
     /// mpirun only rank 0 runs the encoders (T5-XXL outweighs most transformers) and broadcasts
     /// the embeddings; the local transport encodes once for all its ranks anyway.
-    func conditioning(folder: String, guidance: Double, log: Logger) throws -> Conditioning? {
+    func conditioning(folder: String, guidance: Double, weights: WeightsDType = .stored, log: Logger) throws -> Conditioning? {
         if let promptEmbeds { return try Conditioning(file: SafeTensorsFile(path: promptEmbeds)) }
         guard hasText else { return nil }
         guard MPICommunicator.isLaunchedByMPI, let comm = try? MPICommunicator.world(), comm.size > 1 else {
-            return try encode(folder: folder, guidance: guidance, log: log)
+            return try encode(folder: folder, guidance: guidance, weights: weights, log: log)
         }
         // The other ranks wait while rank 0 loads and runs the encoders: allow them the time.
         let timeout = comm.timeout
         comm.timeout = max(timeout, 3600)
         defer { comm.timeout = timeout }
-        let mine = comm.rank == 0 ? Result { try encode(folder: folder, guidance: guidance, log: log) } : nil
+        let mine = comm.rank == 0 ? Result { try encode(folder: folder, guidance: guidance, weights: weights, log: log) } : nil
         return try shareConditioning(mine, over: comm)
     }
 
-    func encode(folder: String, guidance: Double, log: Logger) throws -> Conditioning {
+    func encode(folder: String, guidance: Double, weights: WeightsDType, log: Logger) throws -> Conditioning {
         let (pipeline, texts) = (try PipelineFolder(directory: folder), try prompts())
         log.info("encoding \(texts.count) prompt(s) with \(pipeline.className)'s text encoders")
         let encoded = try TextToImagePipeline.encodePrompt(folder: pipeline, TextPrompt(
-            prompts: texts, negativePrompt: negativePrompt, maxSequenceLength: maxSequenceLength), guidance: guidance)
+            prompts: texts, negativePrompt: negativePrompt, maxSequenceLength: maxSequenceLength), guidance: guidance, weightsDType: weights)
         for warning in encoded.warnings { log.warning("\(warning)") }
         return encoded.conditioning
     }
@@ -98,7 +98,7 @@ func shareConditioning(_ mine: Result<Conditioning, Error>?, over comm: Communic
     try comm.broadcast(header, root: 0)
     guard header.scalars[0] == 1 else {
         if case let .failure(error)? = mine { throw error }
-        throw ValidationError("rank 0 could not encode the prompt (its error says why)")
+        throw WeightsError.badInput(name: "prompt", reason: "rank 0 could not encode it (its error says why)")
     }
     let tensors: [Tensor?] = try (0..<6).map { i in
         let rank = Int(header.scalars[1 + 4 * i])

@@ -51,6 +51,7 @@ struct Quality: ParsableCommand {
     @Option(help: "Also write the figures as JSON to this file.")
     var json: String?
 
+    @OptionGroup var weights: WeightsOption
     @OptionGroup var ranks: RankOptions
 
     struct Report: Codable {
@@ -97,8 +98,8 @@ struct Quality: ParsableCommand {
     mutating func run() throws {
         let log = Logger(label: "paradit.quality")
         let folder = try model ?? DemoModel.directory()
-        let conditioning = try text.conditioning(folder: folder, guidance: guidance, log: log)
-        let pipeline = try TextToImagePipeline.load(directory: folder)
+        let conditioning = try text.conditioning(folder: folder, guidance: guidance, weights: weights.dtype, log: log)
+        let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype)
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: false, classifier: classifier, family: pipeline.family)
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,

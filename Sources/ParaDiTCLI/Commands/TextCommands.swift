@@ -28,6 +28,8 @@ struct Encode: ParsableCommand {
     @Option(help: "The safetensors file to write.")
     var output: String
 
+    @OptionGroup var weights: WeightsOption
+
     func validate() throws {
         guard text.hasText else { throw ValidationError("give --prompt (or --prompt-file) to encode") }
         guard text.promptEmbeds == nil else { throw ValidationError("--prompt-embeds is what encode writes; give --output") }
@@ -35,7 +37,7 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         try OutputPaths.check([output], inputs: [model] + text.inputs)
-        let c = try text.conditioning(folder: model, guidance: guidance, log: Logger(label: "paradit.encode"))!
+        let c = try text.conditioning(folder: model, guidance: guidance, weights: weights.dtype, log: Logger(label: "paradit.encode"))!
         var tensors: [String: SafeTensorsValue] = ["prompt_embeds": .float(c.promptEmbeds)]
         let named: [(String, Tensor?)] = [("negative_prompt_embeds", c.negativePromptEmbeds), ("pooled_prompt_embeds", c.pooledPromptEmbeds),
                                           ("negative_pooled_prompt_embeds", c.negativePooledPromptEmbeds)]

@@ -28,6 +28,7 @@ public struct PromptEncoding {
 /// encoder is loaded when used and released after, so they are never all resident at once.
 struct TextEncoders {
     let folder: PipelineFolder
+    let weightsDType: WeightsDType
     var warnings: [String] = []
 
     /// The component folder `name` (a tokenizer or text encoder), or an error naming it.
@@ -60,7 +61,7 @@ struct TextEncoders {
 
     /// CLIP text encoder `encoder` on `texts` through `tokenizer` (77 tokens, as every pipeline).
     mutating func clip(_ texts: [String], tokenizer: String, encoder: String) throws -> CLIPTextOutput {
-        let model = try CLIPTextModel(directory: try component(encoder))
+        let model = try CLIPTextModel(directory: try component(encoder), weightsDType: weightsDType)
         return try model(ids: tokens(texts, tokenizer: tokenizer, length: model.config.maxPositionEmbeddings).ids)
     }
 
@@ -68,7 +69,7 @@ struct TextEncoders {
     /// the encoder (PixArt) and the mask returned.
     mutating func t5(_ texts: [String], tokenizer: String, encoder: String, length: Int, masked: Bool) throws -> (Tensor, Tensor?) {
         let (ids, mask) = try tokens(texts, tokenizer: tokenizer, length: length)
-        let model = try T5EncoderModel(directory: try component(encoder))
+        let model = try T5EncoderModel(directory: try component(encoder), weightsDType: weightsDType)
         let out = try model(ids: ids, mask: masked ? mask : nil)
         return (out, masked ? Tensor(shape: [ids.count, length], values: mask.joined().map(Float.init)) : nil)
     }
@@ -77,7 +78,8 @@ struct TextEncoders {
 extension TextToImagePipeline {
     /// Runs the folder's tokenizers and text encoders on `prompt` as the diffusers pipeline's
     /// `encode_prompt` does; `guidance` above 1 encodes the negative prompt too.
-    public static func encodePrompt(folder: PipelineFolder, _ prompt: TextPrompt, guidance: Double) throws -> PromptEncoding {
+    public static func encodePrompt(folder: PipelineFolder, _ prompt: TextPrompt, guidance: Double,
+                                    weightsDType: WeightsDType = .stored) throws -> PromptEncoding {
         guard let encode = folder.family.encodePrompt else {
             throw WeightsError.badInput(name: "prompt", reason: "\(folder.className) is class-conditional: use --class")
         }
@@ -85,7 +87,7 @@ extension TextToImagePipeline {
         if let n = prompt.maxSequenceLength, n < 1 || n > 4096 {
             throw WeightsError.badInput(name: "max-sequence-length", reason: "\(n) is outside 1…4096")
         }
-        var encoders = TextEncoders(folder: folder)
+        var encoders = TextEncoders(folder: folder, weightsDType: weightsDType)
         let conditioning = try encode(&encoders, prompt, guidance)
         return PromptEncoding(conditioning: conditioning, warnings: encoders.warnings)
     }
