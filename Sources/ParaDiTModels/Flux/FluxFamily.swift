@@ -25,15 +25,24 @@ extension FluxTransformer2DModel {
             {"patch_size": 1, "in_channels": 64, "num_layers": 2, "num_single_layers": 4, "attention_head_dim": 128,
              "num_attention_heads": 24, "joint_attention_dim": 4096, "pooled_projection_dim": 768,
              "guidance_embeds": true, "axes_dims_rope": [16, 56, 56]}
-            """, summary: "Flux.1-dev width, 2 double + 4 single blocks (of 19 + 38), 512 px (1024 tokens), 512 text tokens") {
-                var img: [Float] = []
-                for t in 0..<1024 { img += [0, Float(t / 32), Float(t % 32)] }
-                let inputs: [String: SafeTensorsValue] = ["hidden_states": .float(.randn([1, 1024, 64], seed: 1)), "encoder_hidden_states": .float(.randn([1, 512, 4096], seed: 2)),
-                        "pooled_projections": .float(.randn([1, 768], seed: 3)), "timestep": .float(Tensor(shape: [1], values: [0.5])),
-                        "guidance": .float(Tensor(shape: [1], values: [3.5])), "img_ids": .float(Tensor(shape: [1024, 3], values: img)),
-                        "txt_ids": .float(Tensor(zeros: [512, 3]))]
-                return inputs
-            }])
+            """, summary: "Flux.1-dev width, 2 double + 4 single blocks (of 19 + 38), 512 px (1024 tokens), 512 text tokens",
+            inputs: fluxStepInputs),
+            ModelPreset(name: "flux-dev", config: """
+            {"patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38, "attention_head_dim": 128,
+             "num_attention_heads": 24, "joint_attention_dim": 4096, "pooled_projection_dim": 768,
+             "guidance_embeds": true, "axes_dims_rope": [16, 56, 56]}
+            """, summary: "FLUX.1-dev whole (19 double + 38 single blocks, 11.9 B), 512 px (1024 tokens), 512 text tokens",
+            inputs: fluxStepInputs)])
+
+    /// One 512 px step of Flux.1-dev: 1024 packed image tokens, 512 text tokens, guidance 3.5.
+    static func fluxStepInputs() -> [String: SafeTensorsValue] {
+        var img: [Float] = []
+        for t in 0..<1024 { img += [0, Float(t / 32), Float(t % 32)] }
+        return ["hidden_states": .float(.randn([1, 1024, 64], seed: 1)), "encoder_hidden_states": .float(.randn([1, 512, 4096], seed: 2)),
+                "pooled_projections": .float(.randn([1, 768], seed: 3)), "timestep": .float(Tensor(shape: [1], values: [0.5])),
+                "guidance": .float(Tensor(shape: [1], values: [3.5])), "img_ids": .float(Tensor(shape: [1024, 3], values: img)),
+                "txt_ids": .float(Tensor(zeros: [512, 3]))]
+    }
 
     public var architecture: [String] {
         let c = config

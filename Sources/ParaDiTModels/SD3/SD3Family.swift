@@ -15,10 +15,19 @@ extension SD3Transformer2DModel {
             {"sample_size": 128, "patch_size": 2, "in_channels": 16, "num_layers": 24, "attention_head_dim": 64,
              "num_attention_heads": 24, "joint_attention_dim": 4096, "caption_projection_dim": 1536,
              "pooled_projection_dim": 2048, "out_channels": 16, "pos_embed_max_size": 192}
-            """, summary: "SD3 medium, 512 px (1024 tokens), 333 text tokens, batch 2 (CFG)") {
-                ["hidden_states": .float(.randn([2, 16, 64, 64], seed: 1)), "encoder_hidden_states": .float(.randn([2, 333, 4096], seed: 2)),
-                 "pooled_projections": .float(.randn([2, 2048], seed: 3)), "timestep": .int64([500, 500], shape: [2])]
-            }])
+            """, summary: "SD3 medium, 512 px (1024 tokens), 333 text tokens, batch 2 (CFG)", inputs: sd3StepInputs),
+            ModelPreset(name: "sd35-large", config: """
+            {"sample_size": 128, "patch_size": 2, "in_channels": 16, "num_layers": 38, "attention_head_dim": 64,
+             "num_attention_heads": 38, "joint_attention_dim": 4096, "caption_projection_dim": 2432,
+             "pooled_projection_dim": 2048, "out_channels": 16, "pos_embed_max_size": 192, "qk_norm": "rms_norm"}
+            """, summary: "SD3.5 large whole (38 blocks, width 2432, qk-norm, 8.1 B), 512 px (1024 tokens), 333 text tokens, batch 2 (CFG)",
+            inputs: sd3StepInputs)])
+
+    /// One 512 px step of SD3: 1024 image tokens, 77 + 256 text tokens, batch 2 (CFG).
+    static func sd3StepInputs() -> [String: SafeTensorsValue] {
+        ["hidden_states": .float(.randn([2, 16, 64, 64], seed: 1)), "encoder_hidden_states": .float(.randn([2, 333, 4096], seed: 2)),
+         "pooled_projections": .float(.randn([2, 2048], seed: 3)), "timestep": .int64([500, 500], shape: [2])]
+    }
 
     public var architecture: [String] {
         let c = config

@@ -194,7 +194,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
 // MARK: - Linear on narrow weights
 
 /// y[m×n] = x[m×k] · Wᵀ + bias for a weight held in BF16, F16 or INT8: every thread takes a band
-/// of output columns (weight rows) and walks it in blocks of about 1 MiB of Float32, widening
+/// of output columns (weight rows) and walks it in blocks of about 4 MiB of Float32, widening
 /// each block into its scratch before one BLAS call, so a narrow weight is read once and never
 /// resident in Float32. INT8 products are scaled per column after the call.
 public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
@@ -202,7 +202,7 @@ public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMa
     let (n, k) = (w.rows, w.columns)
     if m == 0 || n == 0 { return }
     let bands = max(1, min(pool.threadCount, n / 16))
-    let block = min(n, max(16, (262_144 / max(k, 1)) / 16 * 16))
+    let block = min(n, max(16, (1_048_576 / max(k, 1)) / 16 * 16))
     pool.withWorkspace(count: bands * block * k) { scratch in
         pool.parallelFor(bands) { band, _ in
             let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
