@@ -67,6 +67,28 @@ struct GenerateCommandTests {
         #expect(try latentsError("\(dir)/l.safetensors", name) <= 1e-4)
     }
 
+    /// The whole transformer's INT8 linear weights, then a PipeFusion stage's under mpirun: the
+    /// stage holds only its blocks', in INT8 (a quarter of their Float32 bytes).
+    @Test("under mpirun a PipeFusion stage holds only its blocks' weights, in the chosen type")
+    func stageWeights() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func bytes(_ json: String) throws -> Int {
+            let s = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+            return s["transformer_weight_bytes"] as! Int
+        }
+        #expect(runCommand(generate("pixart", ["--output", "\(dir)/a.png", "--json", "\(dir)/f32.json", "--weights-dtype", "f32"])) == nil)
+        #expect(runCommand(generate("pixart", ["--output", "\(dir)/b.png", "--json", "\(dir)/int8.json", "--weights-dtype", "int8"])) == nil)
+        let (whole, wholeInt8) = (try bytes("\(dir)/f32.json"), try bytes("\(dir)/int8.json"))
+        #expect(wholeInt8 < whole / 3 && wholeInt8 > whole / 5, "int8 \(wholeInt8) of \(whole)")
+        let (status, out, _) = try mpirun(2, generate("pixart", ["--output", "\(dir)/c.png", "--json", "\(dir)/stage.json",
+                                                                 "--parallel", "pipefusion=2", "--weights-dtype", "int8"]))
+        #expect(status == 0, "\(out)")
+        let stage = try bytes("\(dir)/stage.json")
+        #expect(stage < wholeInt8 && stage > 0, "stage \(stage) of \(wholeInt8)")
+        #expect(out.contains("MiB resident (int8)"), "\(out)")
+    }
+
     /// An in-place rewrite changes the file a hard link shares; a rename into place leaves it as it was.
     @Test("the image, latents and JSON replace older files atomically: a reader of the old file never sees it rewritten")
     func atomicOutputs() throws {

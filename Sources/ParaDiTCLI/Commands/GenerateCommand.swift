@@ -136,7 +136,8 @@ struct Generate: ParsableCommand {
                               stepSeconds: seconds, medianStepSeconds: median(seconds), loadSeconds: loaded.timeIntervalSince(start),
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
-                              transformerParametersTotal: pipeline.transformerParameters.total, outputs: paths,
+                              transformerParametersTotal: pipeline.transformerParameters.total,
+                              transformerWeightBytes: pipeline.transformerWeightBytes, weightsDtype: weights.dtype.rawValue, outputs: paths,
                               images: generated.count, classifierAccuracy: accuracy, cache: cache?.description,
                               stepsSkipped: skipped)
         var writes: [(String, () throws -> Void)] = zip(images, paths).map { image, path in
@@ -159,6 +160,9 @@ struct Generate: ParsableCommand {
         var peakMemoryBytes: Int
         /// Transformer parameters this process held (a PipeFusion stage under mpirun holds its blocks').
         var transformerParameters, transformerParametersTotal: Int
+        /// Bytes this process's transformer linear weights keep resident, and the type they are held in.
+        var transformerWeightBytes: Int
+        var weightsDtype: String
         var outputs: [String]
         var images: Int
         /// The share of images the pipeline's classifier recognises as their class (pipelines with one).
@@ -179,6 +183,7 @@ struct Generate: ParsableCommand {
                    ? "\nthis stage holds \(transformerParameters) of the transformer's \(transformerParametersTotal) parameters "
                      + "(\(fmt(100 * Double(transformerParameters) / Double(transformerParametersTotal), digits: 1)) %)"
                    : "")
+                + "\ntransformer linear weights: \(fmt(Double(transformerWeightBytes) / 1_048_576, digits: 2)) MiB resident (\(weightsDtype))"
         }
     }
 }
