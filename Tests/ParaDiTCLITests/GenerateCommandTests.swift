@@ -159,6 +159,16 @@ struct GenerateCommandTests {
         #expect((report["latent_psnr"] as? Double ?? 0) > 100, "exact methods equal serial: \(report)")
     }
 
+    @Test("quality --weights-dtype int8 measures INT8 weights against the stored ones: close, not identical")
+    func int8Quality() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(runCommand(["quality", "--steps", "10", "--per-class", "2", "--weights-dtype", "int8", "--json", dir + "/q.json"]) == nil)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/q.json"))) as! [String: Any]
+        let psnr = report["latent_psnr"] as? Double ?? 0
+        #expect(report["weights_dtype"] as? String == "int8" && psnr > 35 && psnr < 100, "\(report)")
+    }
+
     @Test("--cache fbcache: the JSON and summary report the steps skipped, under PipeFusion too; a bad spec is refused")
     func stepCache() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

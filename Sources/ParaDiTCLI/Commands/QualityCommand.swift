@@ -16,6 +16,9 @@ struct Quality: ParsableCommand {
         and the largest differences. Exact methods (cfg, ulysses, ring) should show float32 noise \
         (PSNR far above 100 dB); stale ones (distrifusion) show what their staleness costs, which \
         --warmup-steps trades against speed. Latent PSNR uses the serial latents' range as the peak. \
+        With --weights-dtype bf16|f16|int8 the measured run holds the transformer's linear weights in \
+        that type while the serial reference keeps them as stored (both take the same conditioning): \
+        what the narrower weights cost, alone or together with a parallel method. \
         A pipeline with a classifier (the digits demo, the default) also reports the share of images \
         each run makes that the classifier recognises as their class.
 
@@ -72,6 +75,8 @@ struct Quality: ParsableCommand {
         var cache: String?
         var stepsSkipped: Double?
         var seconds, serialSeconds: Double
+        /// The measured run's linear weights (the reference's are as stored).
+        var weightsDtype: String
     }
 
     @Flag(help: "Measure every method in turn against one serial run: cfg, ulysses, ring, usp, pipefusion 2 and 4 (warm-up 0, 1, 2) and distrifusion 2 and 4 (warm-up 0, 1, 4); --json then holds a list.")
@@ -98,8 +103,9 @@ struct Quality: ParsableCommand {
     mutating func run() throws {
         let log = Logger(label: "paradit.quality")
         let folder = try model ?? DemoModel.directory()
-        let conditioning = try text.conditioning(folder: folder, guidance: guidance, weights: weights.dtype, log: log)
-        let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype)
+        let conditioning = try text.conditioning(folder: folder, guidance: guidance, log: log)
+        let pipeline = try TextToImagePipeline.load(directory: folder)
+        let measured = weights.dtype == .stored ? pipeline : try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype)
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: false, classifier: classifier, family: pipeline.family)
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
@@ -134,7 +140,7 @@ struct Quality: ParsableCommand {
         var reports: [Report] = []
         for options in configurations {
             log.info("generating with \(options.parallel)")
-            guard let report = try measure(options, against: reference, folder: folder) else { return }
+            guard let report = try measure(options, pipeline: measured, against: reference, folder: folder) else { return }
             print(report.text)
             reports.append(report)
         }
@@ -142,8 +148,8 @@ struct Quality: ParsableCommand {
     }
 
     /// One configuration's run against the serial reference; nil on ranks other than the first.
-    func measure(_ options: RankOptions, against reference: Reference, folder: String) throws -> Report? {
-        let (pipeline, request, conditioning) = (reference.pipeline, reference.request, reference.conditioning)
+    func measure(_ options: RankOptions, pipeline: TextToImagePipeline, against reference: Reference, folder: String) throws -> Report? {
+        let (request, conditioning) = (reference.request, reference.conditioning)
         let (warmup, cache) = (try options.warmupSteps ?? options.config(options.parallel).defaultWarmupSteps, self.cache)
         let start = Date()
         let results = try options.launch { context -> (Tensor, Double?) in
@@ -162,7 +168,8 @@ struct Quality: ParsableCommand {
             maxPixelError: zip(pixels, referencePixels).map { abs(Int($0) - Int($1)) }.max() ?? 0, images: images.count,
             serialAccuracy: reference.accuracy,
             parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels),
-            cache: cache?.description, stepsSkipped: skipped, seconds: seconds, serialSeconds: reference.seconds)
+            cache: cache?.description, stepsSkipped: skipped, seconds: seconds, serialSeconds: reference.seconds,
+            weightsDtype: weights.dtype.rawValue)
     }
 }
 
@@ -170,6 +177,7 @@ extension Quality.Report {
     var text: String {
         func db(_ v: Double) -> String { v >= 999 ? "∞ (identical)" : dB(v) }
         return "\(parallel) (warm-up \(warmupSteps))\(cache.map { ", cache \($0): \(stepCount(stepsSkipped ?? 0)) steps skipped" } ?? "")"
+            + (weightsDtype == "stored" ? "" : ", \(weightsDtype) weights")
             + " vs serial, \(steps) steps, seed \(seed): \(fmt(seconds, digits: 2)) s vs \(fmt(serialSeconds, digits: 2)) s\n"
             + "  latents: PSNR \(db(latentPSNR)), max |error| \(String(format: "%.3g", maxLatentError))\n"
             + "  image:   PSNR \(db(imagePSNR)), max pixel error \(maxPixelError)/255"
