@@ -84,6 +84,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return out
     }
 
+    /// An F32 tensor read in place from the mapping (no copy; it keeps this file open), or nil when
+    /// it is another type or not 4-byte aligned. The mapping is read-only: weights are never written.
+    public func mappedTensor(_ name: String) -> Tensor? {
+        guard let e = entries[name], e.dtype == .f32, Int(bitPattern: base + e.offset) % 4 == 0, e.count > 0 else { return nil }
+        let data = UnsafeMutableRawPointer(mutating: base + e.offset).assumingMemoryBound(to: Float.self)
+        return Tensor(shape: e.shape, storage: TensorStorage(borrowing: data, count: e.count, owner: self), offset: 0)
+    }
+
     /// The stored bytes of a tensor, in place in the mapped file (alive as long as this file).
     public func bytes(_ name: String) throws -> UnsafeRawPointer {
         guard let e = entries[name] else { throw WeightsError.missingTensor(key: name, file: path) }

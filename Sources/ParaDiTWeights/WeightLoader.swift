@@ -84,7 +84,9 @@ public struct Weights {
             ledger.skippedElements += entry.count
             return .placeholder(shape)
         }
-        return try checkpoint.tensor(full)
+        // Float32 tensors are used where the file maps them: no anonymous copy, and ranks on one
+        // host share the page cache.
+        return try checkpoint.file(of: full)?.mappedTensor(full) ?? checkpoint.tensor(full)
     }
 
     /// The linear weight `name` [out, in], held as `--weights-dtype` asks: BF16/F16 stored weights

@@ -54,6 +54,22 @@ struct CheckpointTests {
         }
     }
 
+    /// F32 weights are read where the file maps them; BF16 ones, held as stored, too (as a narrow
+    /// matrix); converted ones are copies.
+    @Test("F32 and stored BF16 weights are the mapped file's bytes, not copies")
+    func zeroCopy() throws {
+        let dir = temporaryDirectory()
+        let w = Tensor.randn([4, 6], seed: 1)
+        try writeSafeTensors(["a.weight": .float(w)], to: dir + "/diffusion_pytorch_model.safetensors")
+        let checkpoint = try Checkpoint(directory: dir)
+        let file = try #require(checkpoint.file(of: "a.weight"))
+        let mapped = try Weights(checkpoint: checkpoint).scope("a").tensor("weight", shape: [4, 6])
+        #expect(UnsafeRawPointer(mapped.data) == (try file.bytes("a.weight")))
+        #expect(mapped.scalars == w.scalars)
+        let narrowed = try Weights(checkpoint: checkpoint, dtype: .bf16).scope("a").matrix("weight", shape: [4, 6])
+        #expect(narrowed.element == .bf16 && narrowed.residentBytes == 48)
+    }
+
     @Test("a folder without weights says what it looked for")
     func noWeights() {
         let dir = temporaryDirectory()
