@@ -24,7 +24,8 @@ public struct CLIPTokenizer: Tokenizer {
         func id(_ key: String, _ fallback: String) throws -> Int {
             let text = tokenText(config[key]) ?? fallback
             guard let id = vocabulary[text] else {
-                throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json", reason: "\(key) \"\(text)\" is not in vocab.json")
+                throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json",
+                                             reason: "\(key) \"\(text)\" is not in vocab.json")
             }
             return id
         }
@@ -110,7 +111,8 @@ func lowercasedAsRust(_ text: String) -> String {
     var out = ""
     for (i, s) in scalars.enumerated() {
         guard s == "Σ" else { out += String(s).lowercased(); continue }
-        let cased = { (t: Unicode.Scalar) in t.properties.isCased }, ignorable = { (t: Unicode.Scalar) in t.properties.isCaseIgnorable }
+        let cased = { (t: Unicode.Scalar) in t.properties.isCased },
+            ignorable = { (t: Unicode.Scalar) in t.properties.isCaseIgnorable }
         let before = scalars[..<i].reversed().first { !ignorable($0) }.map(cased) ?? false
         let after = scalars[(i + 1)...].first { !ignorable($0) }.map(cased) ?? false
         out += before && !after ? "ς" : "σ"

@@ -8,7 +8,9 @@ struct SentencePieceModel {
     var charsmap: [UInt8] = []
 
     init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TokenizerError.missing("no file \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TokenizerError.missing("no file \(path)")
+        }
         func bad(_ reason: String) -> TokenizerError { .invalid(file: path, reason: reason) }
         for field in try ProtoReader(Array(data)).fields() {
             switch (field.number, field.payload) {
@@ -25,7 +27,9 @@ struct SentencePieceModel {
                 if entry.type == 2 { unknownID = pieces.count }
                 pieces.append(entry)
             case let (3, .bytes(spec)):
-                for f in try ProtoReader(spec).fields() { if case let (2, .bytes(map)) = (f.number, f.payload) { charsmap = map } }
+                for f in try ProtoReader(spec).fields() {
+                    if case let (2, .bytes(map)) = (f.number, f.payload) { charsmap = map }
+                }
             default: break
             }
         }
@@ -44,7 +48,9 @@ struct ProtoReader {
         func varint() throws -> UInt64 {
             var value: UInt64 = 0, shift: UInt64 = 0
             while true {
-                guard i < bytes.count, shift < 64 else { throw TokenizerError.invalid(file: "spiece.model", reason: "truncated varint") }
+                guard i < bytes.count, shift < 64 else {
+                    throw TokenizerError.invalid(file: "spiece.model", reason: "truncated varint")
+                }
                 let b = bytes[i]
                 i += 1
                 value |= UInt64(b & 0x7F) << shift
@@ -53,7 +59,9 @@ struct ProtoReader {
             }
         }
         func take(_ n: Int) throws -> ArraySlice<UInt8> {
-            guard n >= 0, n <= bytes.count - i else { throw TokenizerError.invalid(file: "spiece.model", reason: "field past the end") }
+            guard n >= 0, n <= bytes.count - i else {
+                throw TokenizerError.invalid(file: "spiece.model", reason: "field past the end")
+            }
             defer { i += n }
             return bytes[i..<(i + n)]
         }
@@ -65,10 +73,14 @@ struct ProtoReader {
             case 1: out.append((number, .fixed64(little(try take(8)))))
             case 2:
                 let n = try varint()
-                guard n <= UInt64(bytes.count) else { throw TokenizerError.invalid(file: "spiece.model", reason: "field past the end") }
+                guard n <= UInt64(bytes.count) else {
+                    throw TokenizerError.invalid(file: "spiece.model", reason: "field past the end")
+                }
                 out.append((number, .bytes(Array(try take(Int(n))))))
             case 5: out.append((number, .fixed32(UInt32(little(try take(4))))))
-            default: throw TokenizerError.invalid(file: "spiece.model", reason: "wire type \(key & 7) is not a protocol buffer's")
+            default:
+                throw TokenizerError.invalid(file: "spiece.model",
+                                             reason: "wire type \(key & 7) is not a protocol buffer's")
             }
         }
         return out

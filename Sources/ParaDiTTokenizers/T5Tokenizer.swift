@@ -19,41 +19,52 @@ public struct T5Tokenizer: Tokenizer {
     public init(folder: String) throws {
         let config = (try? readJSON("\(folder)/tokenizer_config.json")) as? [String: Any] ?? [:]
         let json = "\(folder)/tokenizer.json", spm = "\(folder)/spiece.model"
-        var vocabulary: [(piece: String, score: Double)], unknownID: Int, blob: [UInt8], specials: [String: (id: Int, normalized: Bool)] = [:]
+        var vocabulary: [(piece: String, score: Double)], unknownID: Int, blob: [UInt8],
+            specials: [String: (id: Int, normalized: Bool)] = [:]
         if FileManager.default.fileExists(atPath: json) {
             guard let root = try readJSON(json) as? [String: Any], let m = root["model"] as? [String: Any] else {
                 throw TokenizerError.invalid(file: json, reason: "no \"model\" object")
             }
             guard m["type"] as? String == "Unigram", let entries = m["vocab"] as? [[Any]] else {
-                throw TokenizerError.invalid(file: json, reason: "model \(m["type"] ?? "?") is not a Unigram with a vocab")
+                throw TokenizerError.invalid(file: json,
+                                             reason: "model \(m["type"] ?? "?") is not a Unigram with a vocab")
             }
             vocabulary = entries.map { ($0.first as? String ?? "", ($0.last as? NSNumber)?.doubleValue ?? 0) }
             unknownID = m["unk_id"] as? Int ?? 0
             blob = try Self.charsmap(root["normalizer"], file: json)
             for case let t as [String: Any] in root["added_tokens"] as? [Any] ?? [] {
-                if let text = t["content"] as? String, let id = t["id"] as? Int { specials[text] = (id, t["normalized"] as? Bool ?? false) }
+                if let text = t["content"] as? String, let id = t["id"] as? Int {
+                    specials[text] = (id, t["normalized"] as? Bool ?? false)
+                }
             }
             try Self.checkPreTokenizer(root["pre_tokenizer"], file: json)
         } else if FileManager.default.fileExists(atPath: spm) {
             // As transformers converts a bare spiece.model: its pieces, then the extra ids in reverse.
             let model = try SentencePieceModel(path: spm)
             let extra = config["extra_ids"] as? Int ?? 100
-            vocabulary = model.pieces.map { ($0.piece, $0.score) } + (0..<extra).reversed().map { ("<extra_id_\($0)>", 0) }
+            vocabulary = model.pieces.map { ($0.piece, $0.score) }
+                + (0..<extra).reversed().map { ("<extra_id_\($0)>", 0) }
             (unknownID, blob) = (model.unknownID, model.charsmap)
-            for (id, p) in model.pieces.enumerated() where p.type == 2 || p.type == 3 { specials[p.piece] = (id, false) }
+            for (id, p) in model.pieces.enumerated() where p.type == 2 || p.type == 3 {
+                specials[p.piece] = (id, false)
+            }
             for i in 0..<extra { specials["<extra_id_\(i)>"] = (vocabulary.count - 1 - i, false) }
         } else {
             throw TokenizerError.missing("\(folder) has neither tokenizer.json nor spiece.model")
         }
         model = UnigramModel(vocabulary: vocabulary, unknownID: unknownID)
         charsmap = blob.isEmpty ? nil : PrecompiledCharsmap(blob)
-        if !blob.isEmpty && charsmap == nil { throw TokenizerError.invalid(file: folder, reason: "malformed precompiled charsmap") }
+        if !blob.isEmpty && charsmap == nil {
+            throw TokenizerError.invalid(file: folder, reason: "malformed precompiled charsmap")
+        }
         added = AddedTokens(specials)
         space = "▁"
-        let ids = Dictionary(vocabulary.enumerated().map { ($0.element.piece, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        let ids = Dictionary(vocabulary.enumerated().map { ($0.element.piece, $0.offset) },
+                             uniquingKeysWith: { a, _ in a })
         let eos = tokenText(config["eos_token"]) ?? "</s>", pad = tokenText(config["pad_token"]) ?? "<pad>"
         guard let eosID = ids[eos], let padID = ids[pad] else {
-            throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json", reason: "eos \"\(eos)\" or pad \"\(pad)\" is not in the vocabulary")
+            throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json",
+                                         reason: "eos \"\(eos)\" or pad \"\(pad)\" is not in the vocabulary")
         }
         (prefix, suffix, self.padID) = ([], [eosID], padID)
         defaultMaxLength = declaredMaxLength(config, otherwise: 512)
@@ -65,7 +76,9 @@ public struct T5Tokenizer: Tokenizer {
         guard let n = normalizer as? [String: Any] else { return [] }
         switch n["type"] as? String {
         case "Precompiled":
-            guard let text = n["precompiled_charsmap"] as? String, let data = Data(base64Encoded: text) else { return [] }
+            guard let text = n["precompiled_charsmap"] as? String, let data = Data(base64Encoded: text) else {
+                return []
+            }
             return Array(data)
         case "Sequence":
             for part in n["normalizers"] as? [Any] ?? [] {
@@ -74,7 +87,9 @@ public struct T5Tokenizer: Tokenizer {
             }
             return []
         case "Replace", "Strip": return []
-        case let other: throw TokenizerError.invalid(file: file, reason: "normalizer \(other ?? "?") is not one a T5 tokenizer uses")
+        case let other:
+            throw TokenizerError.invalid(file: file,
+                                         reason: "normalizer \(other ?? "?") is not one a T5 tokenizer uses")
         }
     }
 
@@ -86,10 +101,13 @@ public struct T5Tokenizer: Tokenizer {
             switch part["type"] as? String {
             case "WhitespaceSplit": break
             case "Metaspace":
-                guard part["replacement"] as? String ?? "▁" == "▁", (part["prepend_scheme"] as? String ?? "always") == "always" else {
+                guard part["replacement"] as? String ?? "▁" == "▁",
+                      (part["prepend_scheme"] as? String ?? "always") == "always" else {
                     throw TokenizerError.invalid(file: file, reason: "a Metaspace other than \"▁\" prepended always")
                 }
-            case let other: throw TokenizerError.invalid(file: file, reason: "pre-tokenizer \(other ?? "?") is not one a T5 tokenizer uses")
+            case let other:
+                throw TokenizerError.invalid(file: file,
+                                             reason: "pre-tokenizer \(other ?? "?") is not one a T5 tokenizer uses")
             }
         }
     }

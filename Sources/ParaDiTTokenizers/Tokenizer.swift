@@ -83,7 +83,8 @@ struct Matcher: Sendable {
     let tokens: [(text: [UInt8], id: Int)]
 
     init(_ tokens: [String: Int]) {
-        self.tokens = tokens.filter { !$0.key.isEmpty }.map { (Array($0.key.utf8), $0.value) }.sorted { $0.text.count > $1.text.count }
+        self.tokens = tokens.filter { !$0.key.isEmpty }.map { (Array($0.key.utf8), $0.value) }
+            .sorted { $0.text.count > $1.text.count }
     }
 
     func split(_ text: String) -> [AddedTokens.Segment] {
@@ -91,7 +92,9 @@ struct Matcher: Sendable {
         let bytes = Array(text.utf8)
         var out: [AddedTokens.Segment] = [], start = 0, i = 0
         while i < bytes.count {
-            guard let hit = tokens.first(where: { t in i + t.text.count <= bytes.count && bytes[i..<(i + t.text.count)].elementsEqual(t.text) })
+            guard let hit = tokens.first(where: { t in
+                i + t.text.count <= bytes.count && bytes[i..<(i + t.text.count)].elementsEqual(t.text)
+            })
             else { i += 1; continue }
             if i > start { out.append(.text(String(decoding: bytes[start..<i], as: UTF8.self))) }
             out.append(.token(hit.id))
@@ -113,7 +116,9 @@ func readJSON(_ path: String) throws -> Any {
 
 /// tokenizer_config.json's `model_max_length` when it is a real limit (transformers writes 1e30 for none).
 func declaredMaxLength(_ config: [String: Any], otherwise: Int) -> Int {
-    guard let n = (config["model_max_length"] as? NSNumber)?.doubleValue, n >= 1, n <= 1_000_000 else { return otherwise }
+    guard let n = (config["model_max_length"] as? NSNumber)?.doubleValue, n >= 1, n <= 1_000_000 else {
+        return otherwise
+    }
     return Int(n)
 }
 

@@ -15,5 +15,6 @@ public func loadTokenizer(folder: String) throws -> any Tokenizer {
     if name.hasPrefix("T5") || name.isEmpty {
         return try T5Tokenizer(folder: folder)
     }
-    throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json", reason: "tokenizer_class \(name) is neither CLIP's nor T5's")
+    throw TokenizerError.invalid(file: "\(folder)/tokenizer_config.json",
+                                 reason: "tokenizer_class \(name) is neither CLIP's nor T5's")
 }

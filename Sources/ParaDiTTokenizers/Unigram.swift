@@ -10,7 +10,9 @@ struct UnigramModel: Sendable {
 
     init(vocabulary: [(piece: String, score: Double)], unknownID: Int) {
         var pieces: [String: (Int, Double)] = [:]
-        for (id, entry) in vocabulary.enumerated() where pieces[entry.piece] == nil { pieces[entry.piece] = (id, entry.score) }
+        for (id, entry) in vocabulary.enumerated() where pieces[entry.piece] == nil {
+            pieces[entry.piece] = (id, entry.score)
+        }
         self.pieces = pieces
         self.unknownID = unknownID
         unknownScore = (vocabulary.map(\.score).min() ?? 0) - 10
@@ -36,7 +38,9 @@ struct UnigramModel: Sendable {
             }
             if !single {
                 let score = here.score + unknownScore
-                if best[start + 1] == nil || score > best[start + 1]!.score { best[start + 1] = (score, start, unknownID) }
+                if best[start + 1] == nil || score > best[start + 1]!.score {
+                    best[start + 1] = (score, start, unknownID)
+                }
             }
         }
         var ids: [Int] = [], at = n

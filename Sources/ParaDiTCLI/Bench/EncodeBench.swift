@@ -12,17 +12,23 @@ struct EncoderPreset {
     let tokens: Int
 
     static let all = [
-        EncoderPreset(name: "clip-l", summary: "CLIP ViT-L/14 text tower (SD3, Flux): 12 layers × 768, 123 M", config: """
-            {"architectures": ["CLIPTextModelWithProjection"], "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-             "num_attention_heads": 12, "projection_dim": 768, "hidden_act": "quick_gelu"}
+        EncoderPreset(
+            name: "clip-l", summary: "CLIP ViT-L/14 text tower (SD3, Flux): 12 layers × 768, 123 M",
+            config: """
+            {"architectures": ["CLIPTextModelWithProjection"], "hidden_size": 768, "intermediate_size": 3072,
+             "num_hidden_layers": 12, "num_attention_heads": 12, "projection_dim": 768, "hidden_act": "quick_gelu"}
             """, tokens: 77),
-        EncoderPreset(name: "clip-g", summary: "OpenCLIP bigG/14 text tower (SD3): 32 layers × 1280, 695 M", config: """
-            {"architectures": ["CLIPTextModelWithProjection"], "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
-             "num_attention_heads": 20, "projection_dim": 1280, "hidden_act": "gelu"}
+        EncoderPreset(
+            name: "clip-g", summary: "OpenCLIP bigG/14 text tower (SD3): 32 layers × 1280, 695 M",
+            config: """
+            {"architectures": ["CLIPTextModelWithProjection"], "hidden_size": 1280, "intermediate_size": 5120,
+             "num_hidden_layers": 32, "num_attention_heads": 20, "projection_dim": 1280, "hidden_act": "gelu"}
             """, tokens: 77),
-        EncoderPreset(name: "t5-xxl", summary: "T5 v1.1 XXL encoder (PixArt, SD3, Flux): 24 layers × 4096, 64 heads, 4.76 B", config: """
-            {"architectures": ["T5EncoderModel"], "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64,
-             "feed_forward_proj": "gated-gelu", "vocab_size": 32128}
+        EncoderPreset(
+            name: "t5-xxl", summary: "T5 v1.1 XXL encoder (PixArt, SD3, Flux): 24 layers × 4096, 64 heads, 4.76 B",
+            config: """
+            {"architectures": ["T5EncoderModel"], "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24,
+             "num_heads": 64, "feed_forward_proj": "gated-gelu", "vocab_size": 32128}
             """, tokens: 512),
     ]
     static var names: [String] { all.map(\.name) }
@@ -74,9 +80,12 @@ struct BenchEncode: ParsableCommand {
 
     func validate() throws {
         guard EncoderPreset.names.contains(preset) else {
-            throw ValidationError("unknown --preset \(preset); choose one of \(EncoderPreset.names.joined(separator: ", "))")
+            let choices = EncoderPreset.names.joined(separator: ", ")
+            throw ValidationError("unknown --preset \(preset); choose one of \(choices)")
         }
-        guard threads >= 1, runs >= 1, batch >= 1, (tokens ?? 1) >= 1 else { throw ValidationError("--threads, --runs, --batch and --tokens must be at least 1") }
+        guard threads >= 1, runs >= 1, batch >= 1, (tokens ?? 1) >= 1 else {
+            throw ValidationError("--threads, --runs, --batch and --tokens must be at least 1")
+        }
     }
 
     func run() throws {
@@ -93,9 +102,11 @@ struct BenchEncode: ParsableCommand {
                 let model = try T5EncoderModel(config: file.decode(T5Config.self), weights: weights)
                 encode = { _ = try model(ids: ids) }
             } else {
-                let model = try CLIPTextModel(config: file.decode(CLIPTextConfig.self), weights: weights, projection: true)
+                let model = try CLIPTextModel(config: file.decode(CLIPTextConfig.self), weights: weights,
+                                              projection: true)
                 guard length <= model.config.maxPositionEmbeddings else {
-                    throw ValidationError("--tokens \(length): CLIP takes at most \(model.config.maxPositionEmbeddings)")
+                    throw ValidationError(
+                        "--tokens \(length): CLIP takes at most \(model.config.maxPositionEmbeddings)")
                 }
                 encode = { _ = try model(ids: ids) }
             }
@@ -106,12 +117,16 @@ struct BenchEncode: ParsableCommand {
                 do { try encode() } catch { failure = error }
             }
             if let failure { throw failure }
-            return Report(preset: p.name, machine: .current(threads: threads), parameters: weights.parameterCount, tokens: length,
-                          batch: batch, buildSeconds: built, timing: timing, peakMemoryBytes: peakMemoryBytes())
+            return Report(preset: p.name, machine: .current(threads: threads), parameters: weights.parameterCount,
+                          tokens: length, batch: batch, buildSeconds: built, timing: timing,
+                          peakMemoryBytes: peakMemoryBytes())
         }
-        var table = ResultTable(title: "Text encoder, random \(weightsOption.dtype.rawValue) weights (\(threads) threads), batch \(batch) × \(length) tokens",
+        let title = "Text encoder, random \(weightsOption.dtype.rawValue) weights (\(threads) threads), "
+            + "batch \(batch) × \(length) tokens"
+        var table = ResultTable(title: title,
                                 columns: ["preset", "parameters", "build (s)", "encode (s, median)", "peak RSS"])
-        table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(report.buildSeconds, digits: 1), fmt(report.timing.median, digits: 3),
+        table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M",
+                   fmt(report.buildSeconds, digits: 1), fmt(report.timing.median, digits: 3),
                    fmt(Double(report.peakMemoryBytes) / 1_073_741_824, digits: 2) + " GiB"])
         print(p.summary + "\n")
         print(table.render())

@@ -9,7 +9,11 @@ import ParaDiTWeights
 /// Where a text-conditioned generation's conditioning comes from: prompts run through the pipeline
 /// folder's tokenizers and text encoders, or embeddings made elsewhere.
 struct PromptOptions: ParsableArguments {
-    @Option(help: "Text prompt; repeat for a batch. The pipeline folder's tokenizers and text encoders encode it as diffusers' encode_prompt does. Used as given: PixArt's caption cleaning (bs4/ftfy in diffusers) is not applied.")
+    @Option(help: """
+        Text prompt; repeat for a batch. The pipeline folder's tokenizers and text encoders encode it as \
+        diffusers' encode_prompt does. Used as given: PixArt's caption cleaning (bs4/ftfy in diffusers) is \
+        not applied.
+        """)
     var prompt: [String] = []
 
     @Option(help: "A UTF-8 text file of prompts, one per line (empty lines skipped), added to --prompt.")
@@ -21,15 +25,22 @@ struct PromptOptions: ParsableArguments {
     @Option(help: "T5 tokens (default: the pipeline's own: PixArt-α 120, PixArt-Σ 300, SD3 256, Flux 512).")
     var maxSequenceLength: Int?
 
-    @Option(help: "safetensors file with the prompt embeddings instead (names as the pipeline's arguments; `paradit encode` writes one).")
+    @Option(help: """
+        safetensors file with the prompt embeddings instead (names as the pipeline's arguments; \
+        `paradit encode` writes one).
+        """)
     var promptEmbeds: String?
 
     func validate() throws {
         if promptEmbeds != nil && (!prompt.isEmpty || promptFile != nil) {
             throw ValidationError("give --prompt (or --prompt-file) or --prompt-embeds, not both")
         }
-        if prompt.contains(where: { $0.allSatisfy(\.isWhitespace) }) { throw ValidationError("--prompt is empty; give some text") }
-        if let n = maxSequenceLength, n < 1 { throw ValidationError("--max-sequence-length must be at least 1, got \(n)") }
+        if prompt.contains(where: { $0.allSatisfy(\.isWhitespace) }) {
+            throw ValidationError("--prompt is empty; give some text")
+        }
+        if let n = maxSequenceLength, n < 1 {
+            throw ValidationError("--max-sequence-length must be at least 1, got \(n)")
+        }
     }
 
     var hasText: Bool { !prompt.isEmpty || promptFile != nil }
@@ -52,7 +63,8 @@ struct PromptOptions: ParsableArguments {
     /// is loaded so the text encoders and the transformer are never resident together. Under
     /// mpirun only rank 0 runs the encoders (T5-XXL outweighs most transformers) and broadcasts
     /// the embeddings; the local transport encodes once for all its ranks anyway.
-    func conditioning(folder: String, guidance: Double, weights: WeightsDType = .stored, log: Logger) throws -> Conditioning? {
+    func conditioning(folder: String, guidance: Double, weights: WeightsDType = .stored,
+                      log: Logger) throws -> Conditioning? {
         if let promptEmbeds { return try Conditioning(file: SafeTensorsFile(path: promptEmbeds)) }
         guard hasText else { return nil }
         guard MPICommunicator.isLaunchedByMPI, let comm = try? MPICommunicator.world(), comm.size > 1 else {
@@ -62,15 +74,18 @@ struct PromptOptions: ParsableArguments {
         let timeout = comm.timeout
         comm.timeout = max(timeout, 3600)
         defer { comm.timeout = timeout }
-        let mine = comm.rank == 0 ? Result { try encode(folder: folder, guidance: guidance, weights: weights, log: log) } : nil
+        let mine = comm.rank == 0
+            ? Result { try encode(folder: folder, guidance: guidance, weights: weights, log: log) } : nil
         return try shareConditioning(mine, over: comm)
     }
 
     func encode(folder: String, guidance: Double, weights: WeightsDType, log: Logger) throws -> Conditioning {
         let (pipeline, texts) = (try PipelineFolder(directory: folder), try prompts())
         log.info("encoding \(texts.count) prompt(s) with \(pipeline.className)'s text encoders")
-        let encoded = try TextToImagePipeline.encodePrompt(folder: pipeline, TextPrompt(
-            prompts: texts, negativePrompt: negativePrompt, maxSequenceLength: maxSequenceLength), guidance: guidance, weightsDType: weights)
+        let encoded = try TextToImagePipeline.encodePrompt(
+            folder: pipeline,
+            TextPrompt(prompts: texts, negativePrompt: negativePrompt, maxSequenceLength: maxSequenceLength),
+            guidance: guidance, weightsDType: weights)
         for warning in encoded.warnings { log.warning("\(warning)") }
         return encoded.conditioning
     }
@@ -83,8 +98,10 @@ struct PromptOptions: ParsableArguments {
 /// their shapes, then the tensors. A failure on rank 0 ends every rank with a one-line error.
 func shareConditioning(_ mine: Result<Conditioning, Error>?, over comm: Communicator) throws -> Conditioning {
     let own = try? mine?.get()
-    let fields: [Tensor?] = own.map { c in [c.promptEmbeds, c.negativePromptEmbeds, c.promptAttentionMask, c.negativePromptAttentionMask,
-                                            c.pooledPromptEmbeds, c.negativePooledPromptEmbeds] } ?? Array(repeating: nil, count: 6)
+    let fields: [Tensor?] = own.map { c in
+        [c.promptEmbeds, c.negativePromptEmbeds, c.promptAttentionMask, c.negativePromptAttentionMask,
+         c.pooledPromptEmbeds, c.negativePooledPromptEmbeds]
+    } ?? Array(repeating: nil, count: 6)
     // [ok, then per field: rank (0: absent) and 3 sizes].
     let header = Tensor(zeros: [25])
     if comm.rank == 0 {
@@ -108,5 +125,6 @@ func shareConditioning(_ mine: Result<Conditioning, Error>?, over comm: Communic
         return t
     }
     return Conditioning(promptEmbeds: tensors[0]!, negativePromptEmbeds: tensors[1], promptAttentionMask: tensors[2],
-                        negativePromptAttentionMask: tensors[3], pooledPromptEmbeds: tensors[4], negativePooledPromptEmbeds: tensors[5])
+                        negativePromptAttentionMask: tensors[3], pooledPromptEmbeds: tensors[4],
+                        negativePooledPromptEmbeds: tensors[5])
 }

@@ -31,23 +31,31 @@ struct Encode: ParsableCommand {
     @OptionGroup var weights: WeightsOption
 
     func validate() throws {
-        guard text.hasText else { throw ValidationError("give --prompt (or --prompt-file) to encode") }
-        guard text.promptEmbeds == nil else { throw ValidationError("--prompt-embeds is what encode writes; give --output") }
+        guard text.hasText else {
+            throw ValidationError("give --prompt (or --prompt-file) to encode")
+        }
+        guard text.promptEmbeds == nil else {
+            throw ValidationError("--prompt-embeds is what encode writes; give --output")
+        }
     }
 
     func run() throws {
         try OutputPaths.check([output], inputs: [model] + text.inputs)
-        let c = try text.conditioning(folder: model, guidance: guidance, weights: weights.dtype, log: Logger(label: "paradit.encode"))!
+        let c = try text.conditioning(folder: model, guidance: guidance, weights: weights.dtype,
+                                      log: Logger(label: "paradit.encode"))!
         var tensors: [String: SafeTensorsValue] = ["prompt_embeds": .float(c.promptEmbeds)]
-        let named: [(String, Tensor?)] = [("negative_prompt_embeds", c.negativePromptEmbeds), ("pooled_prompt_embeds", c.pooledPromptEmbeds),
+        let named: [(String, Tensor?)] = [("negative_prompt_embeds", c.negativePromptEmbeds),
+                                          ("pooled_prompt_embeds", c.pooledPromptEmbeds),
                                           ("negative_pooled_prompt_embeds", c.negativePooledPromptEmbeds)]
         for case let (name, t?) in named { tensors[name] = .float(t) }
         // Masks as the tokenizers give them: int64.
-        for case let (name, m?) in [("prompt_attention_mask", c.promptAttentionMask), ("negative_prompt_attention_mask", c.negativePromptAttentionMask)] {
+        for case let (name, m?) in [("prompt_attention_mask", c.promptAttentionMask),
+                                    ("negative_prompt_attention_mask", c.negativePromptAttentionMask)] {
             tensors[name] = .int64(m.scalars.map { Int64($0) }, shape: m.shape)
         }
         try OutputPaths.allOrNothing([(output, { try writeSafeTensors(tensors, to: output) })])
-        print("wrote \(output): " + tensors.keys.sorted().joined(separator: ", ") + "; prompt_embeds \(c.promptEmbeds.shape)")
+        print("wrote \(output): " + tensors.keys.sorted().joined(separator: ", ")
+              + "; prompt_embeds \(c.promptEmbeds.shape)")
     }
 }
 
@@ -85,8 +93,13 @@ struct Tokenize: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         for text in texts {
-            let e = noPadding ? t.encode(text, maxLength: .max, pad: false) : t.encode(text, maxLength: maxLength ?? t.defaultMaxLength)
-            if e.truncated > 0 { FileHandle.standardError.write(Data("warning: \(e.truncated) tokens truncated from \"\(text.prefix(40))\"\n".utf8)) }
+            let e = noPadding
+                ? t.encode(text, maxLength: .max, pad: false)
+                : t.encode(text, maxLength: maxLength ?? t.defaultMaxLength)
+            if e.truncated > 0 {
+                let warning = "warning: \(e.truncated) tokens truncated from \"\(text.prefix(40))\"\n"
+                FileHandle.standardError.write(Data(warning.utf8))
+            }
             let line = try encoder.encode(["input_ids": e.ids, "attention_mask": e.attentionMask] as [String: [Int]])
             print(String(decoding: line, as: UTF8.self))
         }

@@ -3,8 +3,9 @@ import ParaDiTModels
 import ParaDiTWeights
 
 /// A diffusers pipeline folder as `save_pretrained` writes it: `model_index.json`, `transformer/`,
-/// `vae/` and `scheduler/scheduler_config.json` (text encoders are not read: conditioning comes
-/// as embeddings). Every part is checked before anything heavy is loaded.
+/// `vae/` and `scheduler/scheduler_config.json`, and for prompts its `tokenizer*/` and
+/// `text_encoder*/` (read by `TextEncoders` when a prompt is encoded). Every part is checked before
+/// anything heavy is loaded.
 public struct PipelineFolder {
     public let directory: String
     public let className: String

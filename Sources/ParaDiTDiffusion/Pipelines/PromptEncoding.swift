@@ -36,8 +36,9 @@ struct TextEncoders {
         let path = folder.path(name)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw WeightsError.cannotOpen(path: path, reason: "missing: \(folder.className) needs its \(name)/ to encode prompts "
-                                          + "(save the pipeline with its text encoders, or pass --prompt-embeds)")
+            throw WeightsError.cannotOpen(path: path,
+                                          reason: "missing: \(folder.className) needs its \(name)/ to encode prompts "
+                                              + "(save the pipeline with its text encoders, or pass --prompt-embeds)")
         }
         return path
     }
@@ -50,11 +51,13 @@ struct TextEncoders {
     }
 
     /// `texts` tokenized as the pipelines call the tokenizer: padded and truncated to `length`.
-    mutating func tokens(_ texts: [String], tokenizer name: String, length: Int) throws -> (ids: [[Int]], mask: [[Int]]) {
+    mutating func tokens(_ texts: [String], tokenizer name: String,
+                         length: Int) throws -> (ids: [[Int]], mask: [[Int]]) {
         let tokenizer = try loadTokenizer(folder: try component(name))
         let encodings = texts.map { tokenizer.encode($0, maxLength: length) }
         for (text, e) in zip(texts, encodings) where e.truncated > 0 {
-            warnings.append("\(name): the prompt \"\(text.prefix(40))…\" was truncated: \(e.truncated) tokens past the limit of \(length)")
+            warnings.append("\(name): the prompt \"\(text.prefix(40))…\" was truncated: "
+                            + "\(e.truncated) tokens past the limit of \(length)")
         }
         return (encodings.map(\.ids), encodings.map(\.attentionMask))
     }
@@ -67,7 +70,8 @@ struct TextEncoders {
 
     /// T5 encoder `encoder` on `texts` padded to `length`; with `masked` the padding is masked in
     /// the encoder (PixArt) and the mask returned.
-    mutating func t5(_ texts: [String], tokenizer: String, encoder: String, length: Int, masked: Bool) throws -> (Tensor, Tensor?) {
+    mutating func t5(_ texts: [String], tokenizer: String, encoder: String, length: Int,
+                     masked: Bool) throws -> (Tensor, Tensor?) {
         let (ids, mask) = try tokens(texts, tokenizer: tokenizer, length: length)
         let model = try T5EncoderModel(directory: try component(encoder), weightsDType: weightsDType)
         let out = try model(ids: ids, mask: masked ? mask : nil)

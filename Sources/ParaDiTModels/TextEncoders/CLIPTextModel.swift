@@ -57,7 +57,8 @@ public struct CLIPTextModel {
             throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not a CLIP text model")
         }
         let weights = Weights(checkpoint: try Checkpoint(directory: directory), dtype: weightsDType)
-        try self.init(config: file.decode(CLIPTextConfig.self), weights: weights, projection: file.className == "CLIPTextModelWithProjection")
+        try self.init(config: file.decode(CLIPTextConfig.self), weights: weights,
+                      projection: file.className == "CLIPTextModelWithProjection")
         try weights.checkAllUsed(ignoring: { $0.hasSuffix("position_ids") })
     }
 
@@ -65,26 +66,36 @@ public struct CLIPTextModel {
         self.config = config
         // Older transformers save CLIPTextModel's tree under "text_model.", newer ones at the root.
         let d = config.hiddenSize
-        let w = projection || weights.contains("text_model.embeddings.token_embedding.weight") ? weights.scope("text_model") : weights
+        let w = projection || weights.contains("text_model.embeddings.token_embedding.weight")
+            ? weights.scope("text_model") : weights
         guard config.numAttentionHeads > 0, d % config.numAttentionHeads == 0 else {
-            throw WeightsError.badConfig(path: "config.json", reason: "hidden_size \(d) is not a multiple of num_attention_heads")
+            throw WeightsError.badConfig(path: "config.json",
+                                         reason: "hidden_size \(d) is not a multiple of num_attention_heads")
         }
-        tokenEmbedding = try w.scope("embeddings").scope("token_embedding").tensor("weight", shape: [config.vocabSize, d])
-        positionEmbedding = try w.scope("embeddings").scope("position_embedding").tensor("weight", shape: [config.maxPositionEmbeddings, d])
-        layers = try (0..<config.numHiddenLayers).map { try CLIPEncoderLayer(w.scope("encoder").scope("layers").scope($0), config: config) }
-        finalLayerNorm = try LayerNorm(w.scope("final_layer_norm"), dim: d, eps: Float(config.layerNormEps), affine: true)
-        textProjection = projection ? try Linear(weights.scope("text_projection"), in: d, out: config.projectionDim, bias: false) : nil
+        tokenEmbedding = try w.scope("embeddings").scope("token_embedding")
+            .tensor("weight", shape: [config.vocabSize, d])
+        positionEmbedding = try w.scope("embeddings").scope("position_embedding")
+            .tensor("weight", shape: [config.maxPositionEmbeddings, d])
+        layers = try (0..<config.numHiddenLayers).map {
+            try CLIPEncoderLayer(w.scope("encoder").scope("layers").scope($0), config: config)
+        }
+        finalLayerNorm = try LayerNorm(w.scope("final_layer_norm"), dim: d,
+                                       eps: Float(config.layerNormEps), affine: true)
+        textProjection = projection
+            ? try Linear(weights.scope("text_projection"), in: d, out: config.projectionDim, bias: false) : nil
     }
 
     /// `ids`: B rows of the same length L ≤ max_position_embeddings, each id below vocab_size.
     public func callAsFunction(ids: [[Int]]) throws -> CLIPTextOutput {
         let (b, l, d) = (ids.count, ids.first?.count ?? 0, config.hiddenSize)
         guard b > 0, l > 0, ids.allSatisfy({ $0.count == l }), l <= config.maxPositionEmbeddings else {
-            throw WeightsError.badInput(name: "input_ids", reason: "\(b) rows of lengths \(Set(ids.map(\.count)).sorted()); "
-                                        + "CLIP takes rows of one length up to \(config.maxPositionEmbeddings)")
+            throw WeightsError.badInput(name: "input_ids",
+                                        reason: "\(b) rows of lengths \(Set(ids.map(\.count)).sorted()); "
+                                            + "CLIP takes rows of one length up to \(config.maxPositionEmbeddings)")
         }
         guard ids.joined().allSatisfy({ $0 >= 0 && $0 < config.vocabSize }) else {
-            throw WeightsError.badInput(name: "input_ids", reason: "an id outside the vocabulary of \(config.vocabSize)")
+            throw WeightsError.badInput(name: "input_ids",
+                                        reason: "an id outside the vocabulary of \(config.vocabSize)")
         }
         var x = embeddingRows(tokenEmbedding, ids: Array(ids.joined())).reshaped([b, l, d])
         addBroadcast(into: x, positionEmbedding.rows(0..<l))
@@ -98,8 +109,11 @@ public struct CLIPTextModel {
         let last = finalLayerNorm(x)
         // The end token: the largest id (the legacy config, eos_token_id 2), else the first eos id.
         let ends = ids.map { row in row.firstIndex(of: config.eosTokenId == 2 ? row.max()! : config.eosTokenId) ?? 0 }
-        let pooled = concatenate(ends.enumerated().map { i, e in last.rows(i..<(i + 1)).reshaped([l, d]).rows(e..<(e + 1)) }, axis: 0)
-        return CLIPTextOutput(lastHiddenState: last, penultimate: penultimate, pooled: pooled, textEmbeds: textProjection.map { $0(pooled) })
+        let pooled = concatenate(ends.enumerated().map { i, e in
+            last.rows(i..<(i + 1)).reshaped([l, d]).rows(e..<(e + 1))
+        }, axis: 0)
+        return CLIPTextOutput(lastHiddenState: last, penultimate: penultimate, pooled: pooled,
+                              textEmbeds: textProjection.map { $0(pooled) })
     }
 }
 
@@ -119,14 +133,16 @@ struct CLIPEncoderLayer {
         fc1 = try Linear(w.scope("mlp").scope("fc1"), in: d, out: c.intermediateSize)
         fc2 = try Linear(w.scope("mlp").scope("fc2"), in: c.intermediateSize, out: d)
         guard ["quick_gelu", "gelu"].contains(c.hiddenAct) else {
-            throw WeightsError.badConfig(path: "config.json", reason: "hidden_act \"\(c.hiddenAct)\" is not supported (quick_gelu, gelu)")
+            throw WeightsError.badConfig(path: "config.json",
+                                         reason: "hidden_act \"\(c.hiddenAct)\" is not supported (quick_gelu, gelu)")
         }
         (heads, quick) = (c.numAttentionHeads, c.hiddenAct == "quick_gelu")
     }
 
     func callAsFunction(_ x: Tensor, bias: Tensor) -> Tensor {
         let h = norm1(x), headDim = x.size(2) / heads
-        let y = x + out(attention(q: q(h), k: k(h), v: v(h), heads: heads, scale: 1 / Float(headDim).squareRoot(), bias: bias))
+        let y = x + out(attention(q: q(h), k: k(h), v: v(h), heads: heads,
+                                  scale: 1 / Float(headDim).squareRoot(), bias: bias))
         let m = fc1(norm2(y))
         return y + fc2(quick ? quickGELU(m) : gelu(m))
     }

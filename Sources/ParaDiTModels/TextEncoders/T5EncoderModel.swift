@@ -54,9 +54,11 @@ public struct T5EncoderModel {
         config = c
         // T5 v1.1, the encoder of every diffusers pipeline (PixArt, SD3, Flux).
         guard c.feedForwardProj == "gated-gelu" else {
-            throw WeightsError.badConfig(path: "config.json", reason: "feed_forward_proj \"\(c.feedForwardProj)\" is not supported (gated-gelu)")
+            throw WeightsError.badConfig(
+                path: "config.json", reason: "feed_forward_proj \"\(c.feedForwardProj)\" is not supported (gated-gelu)")
         }
-        embedding = try weights.contains("shared.weight") ? weights.tensor("shared.weight", shape: [c.vocabSize, c.dModel])
+        embedding = try weights.contains("shared.weight")
+            ? weights.tensor("shared.weight", shape: [c.vocabSize, c.dModel])
             : weights.scope("encoder").scope("embed_tokens").tensor("weight", shape: [c.vocabSize, c.dModel])
         let e = weights.scope("encoder").scope("block")
         relativeBias = try e.scope(0).scope("layer").scope(0).scope("SelfAttention").scope("relative_attention_bias")
@@ -69,8 +71,10 @@ public struct T5EncoderModel {
     /// Returns last_hidden_state [B, L, d_model].
     public func callAsFunction(ids: [[Int]], mask: [[Int]]? = nil) throws -> Tensor {
         let (b, l, h) = (ids.count, ids.first?.count ?? 0, config.numHeads)
-        guard b > 0, l > 0, ids.allSatisfy({ $0.count == l }), ids.joined().allSatisfy({ $0 >= 0 && $0 < config.vocabSize }) else {
-            throw WeightsError.badInput(name: "input_ids", reason: "T5 takes rows of one length with ids below \(config.vocabSize)")
+        guard b > 0, l > 0, ids.allSatisfy({ $0.count == l }),
+              ids.joined().allSatisfy({ $0 >= 0 && $0 < config.vocabSize }) else {
+            throw WeightsError.badInput(name: "input_ids",
+                                        reason: "T5 takes rows of one length with ids below \(config.vocabSize)")
         }
         if let mask, mask.count != b || mask.contains(where: { $0.count != l }) {
             throw WeightsError.badInput(name: "attention_mask", reason: "not [\(b), \(l)] like input_ids")
@@ -82,7 +86,8 @@ public struct T5EncoderModel {
         let table = relativeBias.scalars
         for n in 0..<b { for head in 0..<h { for i in 0..<l { for j in 0..<l {
             let masked = mask.map { $0[n][j] == 0 } ?? false
-            values[((n * h + head) * l + i) * l + j] = table[buckets[i][j] * h + head] + (masked ? -Float.greatestFiniteMagnitude : 0)
+            values[((n * h + head) * l + i) * l + j] = table[buckets[i][j] * h + head]
+                + (masked ? -Float.greatestFiniteMagnitude : 0)
         } } } }
         let bias = Tensor(shape: [b, h, l, l], values: values)
         for block in blocks { x = block(x, bias: bias, eps: Float(config.layerNormEpsilon)) }
@@ -95,7 +100,8 @@ public struct T5EncoderModel {
         let half = config.relativeAttentionNumBuckets / 2, exact = half / 2
         let n = abs(offset), base = offset > 0 ? half : 0
         guard n >= exact else { return base + n }
-        let ratio = logf(Float(n) / Float(exact)) / Float(log(Double(config.relativeAttentionMaxDistance) / Double(exact)))
+        let ratio = logf(Float(n) / Float(exact))
+            / Float(log(Double(config.relativeAttentionMaxDistance) / Double(exact)))
         return base + min(exact + Int(ratio * Float(half - exact)), half - 1)
     }
 }
@@ -108,8 +114,10 @@ struct T5Block {
     let heads: Int
 
     init(_ w: Weights, config c: T5Config) throws {
-        let (a, f, inner) = (w.scope("layer").scope(0).scope("SelfAttention"), w.scope("layer").scope(1), c.numHeads * c.dKv)
-        (q, k, v) = (try Linear(a.scope("q"), in: c.dModel, out: inner, bias: false), try Linear(a.scope("k"), in: c.dModel, out: inner, bias: false),
+        let (a, f, inner) = (w.scope("layer").scope(0).scope("SelfAttention"), w.scope("layer").scope(1),
+                             c.numHeads * c.dKv)
+        (q, k, v) = (try Linear(a.scope("q"), in: c.dModel, out: inner, bias: false),
+                     try Linear(a.scope("k"), in: c.dModel, out: inner, bias: false),
                      try Linear(a.scope("v"), in: c.dModel, out: inner, bias: false))
         o = try Linear(a.scope("o"), in: inner, out: c.dModel, bias: false)
         norm0 = try w.scope("layer").scope(0).scope("layer_norm").tensor("weight", shape: [c.dModel])

@@ -37,7 +37,8 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// Narrow rows at `base` (row-major, `columns` per row) kept alive by `owner`.
-    public init(rows: Int, columns: Int, element: WeightElement, base: UnsafeRawPointer, owner: AnyObject, scales: Tensor? = nil) {
+    public init(rows: Int, columns: Int, element: WeightElement, base: UnsafeRawPointer, owner: AnyObject,
+                scales: Tensor? = nil) {
         check(element != .f32, "Float32 weights are a dense tensor")
         check(element == .int8 ? scales?.count == rows : scales == nil, "INT8 weights need one scale per row")
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
@@ -53,7 +54,8 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Matrices of one type and width stacked by rows (a fused projection).
     public static func stacked(_ list: [WeightMatrix]) -> WeightMatrix {
         let first = list[0]
-        check(list.allSatisfy { $0.columns == first.columns && $0.element == first.element }, "stacked weights differ in width or type")
+        check(list.allSatisfy { $0.columns == first.columns && $0.element == first.element },
+              "stacked weights differ in width or type")
         if first.element == .f32 { return WeightMatrix(dense: concatenate(list.map { $0.dense! }, axis: 0)) }
         var at = 0, parts: [(rows: Range<Int>, base: UnsafeRawPointer)] = []
         for m in list {
@@ -72,7 +74,9 @@ public final class WeightMatrix: @unchecked Sendable {
     /// unscaled (the caller scales the product's columns).
     public func widenRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         if let dense {
-            withExtendedLifetime(dense) { out.update(from: dense.data + range.lowerBound * columns, count: range.count * columns) }
+            withExtendedLifetime(dense) {
+                out.update(from: dense.data + range.lowerBound * columns, count: range.count * columns)
+            }
             return
         }
         for part in parts where part.rows.overlaps(range) {
@@ -114,7 +118,10 @@ public func convertHalfToFloat(count: Int, _ src: UnsafeRawPointer, _ out: Unsaf
         for l in 0..<8 { out[i + l] = Float(Float16(bitPattern: h[l])) }
         i += 8
     }
-    while i < count { out[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))); i += 1 }
+    while i < count {
+        out[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        i += 1
+    }
 }
 
 /// out[i] = Float(q[i]) for `count` signed bytes at `src`.
@@ -132,7 +139,8 @@ public func convertInt8ToFloat(count: Int, _ src: UnsafeRawPointer, _ out: Unsaf
 
 /// `values` narrowed to `element` (BF16/F16 rounded to nearest even; INT8 symmetric per row of
 /// `columns`, scale = max|w| / 127 as torchao's weight-only INT8): the bytes and, for INT8, the row scales.
-public func narrowed(_ values: UnsafePointer<Float>, count: Int, columns: Int, to element: WeightElement) -> (bytes: [UInt8], scales: [Float]?) {
+public func narrowed(_ values: UnsafePointer<Float>, count: Int, columns: Int,
+                     to element: WeightElement) -> (bytes: [UInt8], scales: [Float]?) {
     switch element {
     case .bf16, .f16:
         var out = [UInt8](repeating: 0, count: count * 2)
@@ -150,7 +158,9 @@ public func narrowed(_ values: UnsafePointer<Float>, count: Int, columns: Int, t
             for j in 0..<columns { largest = max(largest, abs(row[j])) }
             let scale = largest > 0 ? largest / 127 : 1
             scales[r] = scale
-            for j in 0..<columns { out[r * columns + j] = UInt8(bitPattern: Int8(max(-127, min(127, (row[j] / scale).rounded())))) }
+            for j in 0..<columns {
+                out[r * columns + j] = UInt8(bitPattern: Int8(max(-127, min(127, (row[j] / scale).rounded()))))
+            }
         }
         return (out, scales)
     case .f32:
