@@ -202,7 +202,9 @@ public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMa
     let (n, k) = (w.rows, w.columns)
     if m == 0 || n == 0 { return }
     let bands = max(1, min(pool.threadCount, n / 16))
-    let block = min(n, max(16, (1_048_576 / max(k, 1)) / 16 * 16))
+    // About 4 MiB of Float32 per block; but every block repacks the activations (m×k), which costs
+    // as much as a product ~1/width as wide, so with many rows a block is at least 1024 columns.
+    let block = min(n, max(m >= 256 ? 1024 : 16, (1_048_576 / max(k, 1)) / 16 * 16))
     pool.withWorkspace(count: bands * block * k) { scratch in
         pool.parallelFor(bands) { band, _ in
             let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
