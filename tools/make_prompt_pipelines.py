@@ -66,46 +66,22 @@ import sys
 import tempfile
 import zipfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_text_fixtures import write_clip_sources  # noqa: E402  (stdlib-only imports: safe in the 4.57 child)
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 OUT = os.path.join(ROOT, "Tests", "ParaDiTDiffusionTests", "Fixtures", "prompt-pipelines")
 SPIECE = os.path.join(ROOT, "Tests", "ParaDiTTokenizersTests", "Fixtures", "t5", "spiece.model")
 CLIP_MERGES = 1000
 CLIP_VOCAB = 256 + 256 + CLIP_MERGES + 2  # <|startoftext|> = CLIP_VOCAB - 2, <|endoftext|> = CLIP_VOCAB - 1
 T5_VOCAB = 2000 + 100
+VAE_SCALE = 2  # the tiny VAEs' 2 ** (len(block_out_channels) - 1), as the pipelines derive it
 PROMPT = "A photo of an astronaut riding a horse on the moon, 4k"
 NEGATIVE = "blurry, low quality"
 
 
 # ---------------------------------------------------------------------------------------------
 # Tokenizer folders
-
-def byte_alphabet():
-    """The 256 printable stand-ins of GPT-2/CLIP byte-level BPE, in vocabulary order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {b: chr(b) for b in printable}, 0
-    order = list(printable)
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
-            order.append(b)
-    return [chars[b] for b in order]
-
-
-def write_clip_sources(wheel, folder):
-    """vocab.json and merges.txt of CLIP's BPE cut to its first CLIP_MERGES merges."""
-    with zipfile.ZipFile(wheel) as z:
-        lines = gzip.decompress(z.read("open_clip/bpe_simple_vocab_16e6.txt.gz")).decode("utf-8").split("\n")
-    merges = lines[1:1 + CLIP_MERGES]  # line 0 is the "#version" header
-    alphabet = byte_alphabet()
-    vocab = alphabet + [c + "</w>" for c in alphabet] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == CLIP_VOCAB and len(set(vocab)) == CLIP_VOCAB, len(vocab)
-    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({token: i for i, token in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
-
 
 def v4_worker(job_path):
     """Runs under transformers 4.57: saves the tokenizer folders as the Hub's were saved."""
@@ -134,7 +110,7 @@ def write_tokenizers(tmp, tf4, wheel):
     """Returns {"clip-l": folder, "clip-g": folder, "t5": folder} written by transformers 4.57."""
     clip_src = os.path.join(tmp, "clip-src")
     os.makedirs(clip_src)
-    write_clip_sources(wheel, clip_src)
+    write_clip_sources(wheel, clip_src, merge_count=CLIP_MERGES)
     job = {"clip_src": clip_src, "spiece": SPIECE, **{k: os.path.join(tmp, k) for k in ("clip-l", "clip-g", "t5")}}
     job_path = os.path.join(tmp, "job.json")
     with open(job_path, "w") as f:
@@ -166,41 +142,23 @@ def load_tokenizers(folders):
 # ---------------------------------------------------------------------------------------------
 # Models
 
+# The random weights and tiny VAEs of tools/make_pipeline_fixtures.py (imported when models are
+# built: it imports torch and diffusers, which the transformers-4.57 child must not).
+
 def randomize(model, seed):
-    """Every parameter drawn N(0, 1/fan_in) + 0.01, so no layer stays zero and no activation explodes."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            fan_in = p[0].numel() if p.dim() > 1 else 16
-            p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5 + 0.01)
-    return model.eval()
-
-
-VAE_SCALE = 2  # 2 ** (len(block_out_channels) - 1), as the pipelines derive it
-
-
-def tiny_vae(latent_channels, seed, **kwargs):
-    """Two blocks (one upsampler, a scale factor of 2), the layout of the real VAEs otherwise."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 4),
-                        layers_per_block=1, norm_num_groups=2, latent_channels=latent_channels,
-                        sample_size=32, **kwargs)
-    return randomize(vae, seed)
+    from make_pipeline_fixtures import randomize
+    return randomize(model, seed)
 
 
 def sdxl_vae(seed):
     """The SDXL VAE (PixArt-Σ): 4 latent channels, quant convs, scaling 0.13025, no shift."""
+    from make_pipeline_fixtures import tiny_vae
     return tiny_vae(4, seed, scaling_factor=0.13025)
 
 
 def sd3_style_vae(seed, shift_factor, scaling_factor):
-    """The SD3 / Flux VAE: 16 latent channels, no quant convs, a shift and a scale."""
-    return tiny_vae(16, seed, shift_factor=shift_factor, scaling_factor=scaling_factor,
-                    use_quant_conv=False, use_post_quant_conv=False)
+    from make_pipeline_fixtures import sd3_style_vae
+    return sd3_style_vae(seed, shift_factor, scaling_factor)
 
 
 def clip_encoder(cls, seed, tokenizer, hidden, heads, act, projection_dim=None):

@@ -114,14 +114,17 @@ def byte_alphabet():
     return [chars[b] for b in order]
 
 
-def write_clip_sources(wheel, folder):
+def write_clip_sources(wheel, folder, merge_count=49152 - 256 - 2):
+    """vocab.json and merges.txt of CLIP's BPE (all 48,894 merges: the real 49,408-token vocabulary,
+    or its first `merge_count`)."""
     with zipfile.ZipFile(wheel) as z:
         lines = gzip.decompress(z.read("open_clip/bpe_simple_vocab_16e6.txt.gz")).decode("utf-8").split("\n")
-    merges = lines[1:49152 - 256 - 2 + 1]
+    merges = lines[1:1 + merge_count]  # line 0 is the "#version" header
     alphabet = byte_alphabet()
     vocab = alphabet + [c + "</w>" for c in alphabet] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == 49408 and len(set(vocab)) == 49408, len(vocab)
+    size = 256 + 256 + merge_count + 2
+    assert len(vocab) == size and len(set(vocab)) == size, len(vocab)
     with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump({token: i for i, token in enumerate(vocab)}, f, ensure_ascii=False)
     with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
