@@ -81,14 +81,17 @@ public struct T5EncoderModel {
         }
         var x = embeddingRows(embedding, ids: Array(ids.joined())).reshaped([b, l, config.dModel])
         // bias[b, h, i, j] = relative_attention_bias[bucket(j − i), h] + (masked key j ? float min : 0).
-        let buckets = (0..<l).map { i in (0..<l).map { j in relativePositionBucket(j - i) } }
+        // The bucket depends only on j − i (offset + l − 1 indexes it); the key mask only on (n, j).
+        let buckets = (0..<(2 * l - 1)).map { relativePositionBucket($0 - (l - 1)) }
+        let keyBias = (0..<b).map { n in
+            (0..<l).map { j in mask.map { $0[n][j] == 0 } == true ? -Float.greatestFiniteMagnitude : 0 }
+        }
         var values = [Float](repeating: 0, count: b * h * l * l)
         let table = relativeBias.scalars
-        for n in 0..<b { for head in 0..<h { for i in 0..<l { for j in 0..<l {
-            let masked = mask.map { $0[n][j] == 0 } ?? false
-            values[((n * h + head) * l + i) * l + j] = table[buckets[i][j] * h + head]
-                + (masked ? -Float.greatestFiniteMagnitude : 0)
-        } } } }
+        for n in 0..<b { for head in 0..<h { for i in 0..<l {
+            let row = ((n * h + head) * l + i) * l
+            for j in 0..<l { values[row + j] = table[buckets[j - i + l - 1] * h + head] + keyBias[n][j] }
+        } } }
         let bias = Tensor(shape: [b, h, l, l], values: values)
         for block in blocks { x = block(x, bias: bias, eps: Float(config.layerNormEpsilon)) }
         return rmsNorm(x, weight: finalNorm, eps: Float(config.layerNormEpsilon))

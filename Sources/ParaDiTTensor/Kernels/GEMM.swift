@@ -196,7 +196,8 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
 /// y[m×n] = x[m×k] · Wᵀ + bias for a weight held in BF16, F16 or INT8: every thread takes a band
 /// of output columns (weight rows) and walks it in blocks of about 4 MiB of Float32, widening
 /// each block into its scratch before one BLAS call, so a narrow weight is read once and never
-/// resident in Float32. INT8 products are scaled per column after the call.
+/// resident in Float32 (INT8 rows are scaled as they are widened). The bias is written first and
+/// the product accumulated onto it, as in the Float32 `linear`.
 public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                    y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool = .current) {
     let (n, k) = (w.rows, w.columns)
@@ -213,28 +214,20 @@ public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMa
             while j < n1 {
                 let width = min(block, n1 - j)
                 w.widenRows(j..<(j + width), into: panel)
+                if let bias { for i in 0..<m { (y + i * ldy + j).update(from: bias + j, count: width) } }
                 sgemmSerial(transA: false, transB: true, m: m, n: width, k: k, alpha: 1, a: x, lda: ldx, b: panel, ldb: k,
-                            beta: 0, c: y + j, ldc: ldy)
-                let scales = w.scales.map { $0.data + j }
-                if scales != nil || bias != nil {
-                    for i in 0..<m {
-                        let row = y + i * ldy + j
-                        if let scales { for c in 0..<width { row[c] *= scales[c] } }
-                        if let bias { for c in 0..<width { row[c] += bias[j + c] } }
-                    }
-                }
+                            beta: bias == nil ? 0 : 1, c: y + j, ldc: ldy)
                 j += width
             }
         }
     }
 }
 
-/// Reference for the narrow `linear`: the weight widened whole (and scaled), then `linearReference`.
+/// Reference for the narrow `linear`: the weight widened whole, then `linearReference`.
 public func linearReference(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                             y: UnsafeMutablePointer<Float>, ldy: Int) {
     let wide = Tensor(uninitialized: [w.rows, w.columns])
     w.widenRows(0..<w.rows, into: wide.data)
-    if let scales = w.scales { for r in 0..<w.rows { for c in 0..<w.columns { wide.data[r * w.columns + c] *= scales.data[r] } } }
     linearReference(m: m, n: w.rows, k: w.columns, x: x, ldx: ldx, weight: wide.data, bias: bias, y: y, ldy: ldy)
 }
 

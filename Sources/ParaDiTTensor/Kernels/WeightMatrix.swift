@@ -70,8 +70,8 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Bytes the weight keeps resident (the scales included).
     public var residentBytes: Int { rows * columns * element.byteSize + (scales?.count ?? 0) * 4 }
 
-    /// Rows `range` widened to Float32 into `out` (range.count × columns); INT8 rows are left
-    /// unscaled (the caller scales the product's columns).
+    /// Rows `range` widened to Float32 into `out` (range.count × columns), INT8 rows times their
+    /// scale: the weight as the GEMM uses it.
     public func widenRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         if let dense {
             withExtendedLifetime(dense) {
@@ -86,7 +86,14 @@ public final class WeightMatrix: @unchecked Sendable {
             switch element {
             case .bf16: convertBFloat16ToFloat(count: count, src, dst)
             case .f16: convertHalfToFloat(count: count, src, dst)
-            case .int8: convertInt8ToFloat(count: count, src, dst)
+            case .int8:
+                let scales = self.scales!
+                withExtendedLifetime(scales) {
+                    for r in lo..<hi {
+                        let offset = (r - lo) * columns
+                        convertInt8ToFloat(count: columns, src + offset, dst + offset, scale: scales.data[r])
+                    }
+                }
             case .f32: break
             }
         }
@@ -124,10 +131,10 @@ public func convertHalfToFloat(count: Int, _ src: UnsafeRawPointer, _ out: Unsaf
     }
 }
 
-/// out[i] = Float(q[i]) for `count` signed bytes at `src`.
-public func convertInt8ToFloat(count: Int, _ src: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+/// out[i] = Float(q[i]) · scale for `count` signed bytes at `src`.
+public func convertInt8ToFloat(count: Int, _ src: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>, scale: Float = 1) {
     let q = src.assumingMemoryBound(to: Int8.self)
-    for i in 0..<count { out[i] = Float(q[i]) }
+    for i in 0..<count { out[i] = Float(q[i]) * scale }
 }
 
 /// BF16 bits of `x`, rounded to nearest even (NaN stays a quiet NaN), as torch's `.to(bfloat16)`.
