@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 // Release builds run the kernels: drop runtime checks (`-Ounchecked`) and, on x86_64, target
@@ -27,6 +27,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The server: HTTP on SwiftNIO (without swift-configuration) and Prometheus text metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Layer 1: C shims.
@@ -91,7 +95,24 @@ let package = Package(
                 "ParaDiTDistributed",
                 "ParaDiTParallel",
                 "ParaDiTTokenizers",
+                "ParaDiTServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
+        // Layer 8b: `paradit serve`, the OpenAI-compatible image server over a rank loop.
+        .target(
+            name: "ParaDiTServe",
+            dependencies: [
+                "ParaDiTTensor",
+                "ParaDiTModels",
+                "ParaDiTDiffusion",
+                "ParaDiTDistributed",
+                "ParaDiTParallel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -137,6 +158,11 @@ let package = Package(
         .testTarget(
             name: "ParaDiTDistributedTests",
             dependencies: ["ParaDiTDistributed"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "ParaDiTServeTests",
+            dependencies: ["ParaDiTServe"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

@@ -7,10 +7,23 @@ public protocol TransformerInputs {
     var hiddenStates: Tensor { get }
     /// Samples `r` of the batch (views; per-sample lists sliced alike).
     func samples(_ r: Range<Int>) -> Self
+    /// The samples of `parts` (at least one, same family and token grid) as one batch, in order:
+    /// the inverse of `samples`, for serving several requests in one pass.
+    static func concatenated(_ parts: [Self]) -> Self
 }
 
 extension TransformerInputs {
     public var batch: Int { hiddenStates.size(0) }
+}
+
+/// Inputs of one family, as one batch in order (`TransformerInputs.concatenated`).
+public func concatenated(_ parts: [any TransformerInputs]) -> any TransformerInputs {
+    func join<I: TransformerInputs>(_ first: I) -> any TransformerInputs {
+        let typed = parts.compactMap { $0 as? I }
+        check(typed.count == parts.count, "concatenated: inputs of different families")
+        return I.concatenated(typed)
+    }
+    return join(parts[0])
 }
 
 /// The shape of one forward pass: what parallel validation, `CommVolume` and the planner read.

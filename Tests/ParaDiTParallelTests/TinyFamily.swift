@@ -22,6 +22,9 @@ struct TinyInputs: TransformerInputs {
     var timestep: [Float]
 
     func samples(_ r: Range<Int>) -> TinyInputs { TinyInputs(hiddenStates: hiddenStates.rows(r), timestep: Array(timestep[r])) }
+    static func concatenated(_ parts: [TinyInputs]) -> TinyInputs {
+        TinyInputs(hiddenStates: concatenate(parts.map(\.hiddenStates), axis: 0), timestep: parts.flatMap(\.timestep))
+    }
 }
 
 /// One block: x += attn(modulate(norm(x))), x += ff(norm(x)).

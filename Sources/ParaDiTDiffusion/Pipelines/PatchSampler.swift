@@ -90,6 +90,13 @@ public final class PatchSampler {
         latents = x
     }
 
+    /// Equal halves of the transformer batch (2 under classifier-free guidance).
+    public var batchHalves: Int { recipe.batchHalves }
+    /// Images this sampler makes (the noise batch).
+    public var images: Int { recipe.noiseShape[0] }
+    /// Rows of the transformer batch it feeds (images × halves).
+    public var inputRows: Int { images * batchHalves }
+
     /// The final latents, as `TextToImagePipeline.denoise` returns them.
     public var finalLatents: Tensor { recipe.finalLatents(latents) }
 

@@ -145,6 +145,9 @@ protocol DenoisingRecipe {
     /// Latents as output_type="latent" returns them, and as the VAE takes them.
     func finalLatents(_ latents: Tensor) -> Tensor
     func vaeLatents(_ latents: Tensor) -> Tensor
+    /// How many equal halves the transformer batch has: 2 for a guided [uncond; cond] (or [cond;
+    /// null class]) batch, 1 otherwise. Joined requests are laid out half by half.
+    var batchHalves: Int { get }
 }
 
 extension DenoisingRecipe {
@@ -152,4 +155,5 @@ extension DenoisingRecipe {
     func finalLatents(_ latents: Tensor) -> Tensor { latents }
     func vaeLatents(_ latents: Tensor) -> Tensor { latents }
     func setTimesteps(_ scheduler: inout any Scheduler, steps: Int) throws { try scheduler.setTimesteps(steps, mu: nil) }
+    var batchHalves: Int { 1 }
 }

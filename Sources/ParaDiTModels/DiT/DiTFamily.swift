@@ -34,6 +34,11 @@ extension DiTInputs: TransformerInputs {
     public func samples(_ r: Range<Int>) -> DiTInputs {
         DiTInputs(hiddenStates: hiddenStates.rows(r), timestep: timestep.isEmpty ? [] : Array(timestep[r]), classLabels: Array(classLabels[r]))
     }
+
+    public static func concatenated(_ parts: [DiTInputs]) -> DiTInputs {
+        DiTInputs(hiddenStates: concatenate(parts.map(\.hiddenStates), axis: 0), timestep: parts.flatMap(\.timestep),
+                  classLabels: parts.flatMap(\.classLabels))
+    }
 }
 
 extension DiTInputs {

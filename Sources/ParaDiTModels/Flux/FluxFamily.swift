@@ -60,6 +60,15 @@ extension FluxInputs: TransformerInputs {
         i.guidance = guidance.isEmpty ? [] : Array(guidance[r])
         return i
     }
+
+    /// Position ids are per token, not per sample: the parts share the first one's.
+    public static func concatenated(_ parts: [FluxInputs]) -> FluxInputs {
+        var i = parts[0]
+        (i.hiddenStates, i.encoderHiddenStates) = (concatenate(parts.map(\.hiddenStates), axis: 0), concatenate(parts.map(\.encoderHiddenStates), axis: 0))
+        (i.pooledProjections, i.timestep) = (concatenate(parts.map(\.pooledProjections), axis: 0), parts.flatMap(\.timestep))
+        i.guidance = parts.flatMap(\.guidance)
+        return i
+    }
 }
 
 extension FluxInputs {

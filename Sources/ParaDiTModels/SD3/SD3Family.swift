@@ -42,6 +42,11 @@ extension SD3Inputs: TransformerInputs {
         SD3Inputs(hiddenStates: hiddenStates.rows(r), encoderHiddenStates: encoderHiddenStates.rows(r),
                   pooledProjections: pooledProjections.rows(r), timestep: timestep.isEmpty ? [] : Array(timestep[r]))
     }
+
+    public static func concatenated(_ parts: [SD3Inputs]) -> SD3Inputs {
+        SD3Inputs(hiddenStates: concatenate(parts.map(\.hiddenStates), axis: 0), encoderHiddenStates: concatenate(parts.map(\.encoderHiddenStates), axis: 0),
+                  pooledProjections: concatenate(parts.map(\.pooledProjections), axis: 0), timestep: parts.flatMap(\.timestep))
+    }
 }
 
 extension SD3Inputs {

@@ -11,6 +11,7 @@ struct DiTRecipe: DenoisingRecipe {
     let noiseShape: [Int]
     var scaling: LatentScaling { .reciprocal }
     var guided: Bool { guidance > 1 }
+    var batchHalves: Int { guided ? 2 : 1 }
 
     static let family = PipelineFamily(pipelineClasses: ["DiTPipeline"], transformerClass: "DiTTransformer2DModel",
                                        defaultClassLabels: [207]) { model, vae, request, conditioning in

@@ -49,6 +49,8 @@ struct PixArtRecipe: DenoisingRecipe {
         aspectRatio = model.config.additionalConditions ? Array(repeating: Float(Double(height) / Double(width)), count: rows) : []
     }
 
+    var batchHalves: Int { guidance > 1 ? 2 : 1 }
+
     var tokenGrid: (rows: Int, columns: Int) { (noiseShape[2] / model.config.patchSize, noiseShape[3] / model.config.patchSize) }
 
     /// prepare_latents scales the noise by the scheduler's init_noise_sigma.

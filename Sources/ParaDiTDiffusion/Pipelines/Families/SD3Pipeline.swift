@@ -53,6 +53,8 @@ struct SD3Recipe: DenoisingRecipe {
         noiseShape = [c.batch, model.config.inChannels, h, w]
     }
 
+    var batchHalves: Int { guidance > 1 ? 2 : 1 }
+
     var tokenGrid: (rows: Int, columns: Int) { (noiseShape[2] / model.config.patchSize, noiseShape[3] / model.config.patchSize) }
 
     func initialLatents(_ noise: Tensor, initNoiseSigma: Float) -> Tensor { noise }
