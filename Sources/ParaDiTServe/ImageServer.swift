@@ -108,7 +108,7 @@ public enum ImageServer {
         var param: Any = NSNull()
         if case let .badRequest(field?, _) = error { param = field }
         var headers: HTTPFields = [:]
-        if case let .queueFull(retry) = error { headers[.retryAfter] = String(retry) }
+        if case let .queueFull(retry, _, _) = error { headers[.retryAfter] = String(retry) }
         return json(["error": ["message": error.description, "type": type, "param": param, "code": NSNull()]],
                     status: status ?? HTTPResponse.Status(code: error.status), headers: headers)
     }

@@ -16,7 +16,7 @@ public final class PendingJob: @unchecked Sendable {
     private var gone = false
     var joined: Double?
 
-    init(job: ServeJob, conditioning: Conditioning?, key: [Int], images: Int, timeout: Double,
+    public init(job: ServeJob, conditioning: Conditioning?, key: [Int], images: Int, timeout: Double,
          answer: @escaping (Result<[[UInt8]], ServeError>) -> Void) {
         (self.job, self.conditioning, self.key, self.images) = (job, conditioning, key, images)
         deadline = arrival + timeout
@@ -69,7 +69,9 @@ public final class JobQueue: @unchecked Sendable {
 
     private func roomLocked() throws {
         if closed { throw ServeError.shuttingDown }
-        if waiting.count >= maxQueue { throw ServeError.queueFull(retryAfter: max(1, Int(serviceSeconds.rounded(.up)))) }
+        if waiting.count >= maxQueue {
+            throw ServeError.queueFull(retryAfter: max(1, Int(serviceSeconds.rounded(.up))), waiting: waiting.count, limit: maxQueue)
+        }
     }
 
     /// Queues a validated job; its `answer` is called when it is done, dropped or refused.
@@ -106,7 +108,7 @@ public final class JobQueue: @unchecked Sendable {
 
     /// The next step boundary's plan for a batch with `key` and `images` (nil: empty). With an empty
     /// batch it waits up to `idle` seconds for work, so idle ranks still hear from rank 0.
-    func plan(key: [Int]?, images: Int, idle: Double) -> (joins: [PendingJob], drops: [Int], shutdown: Bool) {
+    public func plan(key: [Int]?, images: Int, idle: Double) -> (joins: [PendingJob], drops: [Int], shutdown: Bool) {
         condition.lock()
         let now = PendingJob.now()
         var expired = waiting.filter { $0.isCancelled || now > $0.deadline }
@@ -138,7 +140,7 @@ public final class JobQueue: @unchecked Sendable {
     func runningJob(_ id: Int) -> PendingJob? { condition.withLock { running[id] } }
 
     /// Answers job `id`, which leaves the running set.
-    func complete(_ id: Int, _ result: Result<[[UInt8]], ServeError>) {
+    public func complete(_ id: Int, _ result: Result<[[UInt8]], ServeError>) {
         guard let job = condition.withLock({ running.removeValue(forKey: id) }) else { return }
         finish(job, result)
     }

@@ -29,7 +29,7 @@ public struct ServeJob: Codable, Sendable, Equatable {
 public enum ServeError: Error, Equatable, CustomStringConvertible {
     /// A field (nil: the body as a whole) the server cannot take, with why.
     case badRequest(field: String?, String)
-    case queueFull(retryAfter: Int)
+    case queueFull(retryAfter: Int, waiting: Int, limit: Int)
     case shuttingDown
     case timedOut(seconds: Double)
     case cancelled
@@ -61,7 +61,8 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .badRequest(field, message): return field.map { "\($0): \(message)" } ?? message
-        case let .queueFull(retry): return "the queue is full; retry after \(retry) s"
+        case let .queueFull(retry, waiting, limit):
+            return "the queue is full (\(waiting) of \(limit) requests waiting); retry after \(retry) s"
         case .shuttingDown: return "the server is shutting down; the request was not run"
         case let .timedOut(s): return "the request took longer than the server's timeout of \(fmtSeconds(s)) s and was dropped"
         case .cancelled: return "the client went away; the request was dropped"

@@ -139,11 +139,55 @@ public func linear(
         if let bias {
             for i in m0..<m1 { (y + i * ldy + n0).update(from: bias + n0, count: n1 - n0) }
         }
-        sgemmSerial(transA: false, transB: true, m: m1 - m0, n: n1 - n0, k: k, alpha: 1,
-                    a: x + m0 * ldx, lda: ldx, b: weight + n0 * k, ldb: k,
-                    beta: bias == nil ? 0 : 1, c: y + m0 * ldy + n0, ldc: ldy)
+        linearCall(m: m1 - m0, n: n1 - n0, k: k, x: x + m0 * ldx, ldx: ldx, weight: weight + n0 * k,
+                   beta: bias == nil ? 0 : 1, y: y + m0 * ldy + n0, ldy: ldy)
     }
 }
+
+/// y[m×n] = x[m×k] · Wᵀ + beta · y (W n×k, row stride k) through BLAS, each row's result
+/// independent of m and of where the row sits, so that a sample alone and the same sample in a
+/// batch (a request served with others, a CFG half on its own rank) get the same bits. OpenBLAS
+/// sums a row in the same order wherever it is only inside its kernels' full groups of rows: the
+/// last m mod 4 rows go through tail kernels, and a product of at most 1,200 outputs with k ≥ 32
+/// (0.3.17 on, x86_64) through small-matrix kernels, both of which order the sums otherwise. So
+/// whole groups of `linearRowGroup` rows run in place and the rest runs padded with zero rows to a
+/// whole group, past the small-matrix size.
+@inline(__always)
+func linearCall(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, weight: UnsafePointer<Float>, beta: Float,
+                y: UnsafeMutablePointer<Float>, ldy: Int) {
+    var whole = m - m % linearRowGroup
+    if whole > 0 && !smallKernelCase(m: whole, n: n, k: k) {
+        sgemmSerial(transA: false, transB: true, m: whole, n: n, k: k, alpha: 1, a: x, lda: ldx, b: weight, ldb: k,
+                    beta: beta, c: y, ldc: ldy)
+    } else {
+        whole = 0
+    }
+    let rest = m - whole
+    guard rest > 0 else { return }
+    var rows = (rest + linearRowGroup - 1) / linearRowGroup * linearRowGroup
+    if smallKernelCase(m: rows, n: n, k: k) { rows = (smallProductOutputs / n + linearRowGroup) / linearRowGroup * linearRowGroup }
+    var xs = [Float](repeating: 0, count: rows * k), ys = [Float](repeating: 0, count: rows * n)
+    xs.withUnsafeMutableBufferPointer { xs in
+        ys.withUnsafeMutableBufferPointer { ys in
+            for i in 0..<rest {
+                (xs.baseAddress! + i * k).update(from: x + (whole + i) * ldx, count: k)
+                if beta != 0 { (ys.baseAddress! + i * n).update(from: y + (whole + i) * ldy, count: n) }
+            }
+            sgemmSerial(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: xs.baseAddress!, lda: k, b: weight,
+                        ldb: k, beta: beta, c: ys.baseAddress!, ldc: n)
+            for i in 0..<rest { (y + (whole + i) * ldy).update(from: ys.baseAddress! + i * n, count: n) }
+        }
+    }
+}
+
+/// Whether OpenBLAS may take an x·Wᵀ product of this size to its small-matrix kernels.
+@inline(__always)
+func smallKernelCase(m: Int, n: Int, k: Int) -> Bool { m * n <= smallProductOutputs && k >= 32 && m * n * k <= 1_000_000 }
+
+/// Outputs at or below which OpenBLAS may pick its small-matrix kernels for an x·Wᵀ product.
+let smallProductOutputs = 1200
+/// Rows computed as one group: a multiple of the x86_64 OpenBLAS SGEMM kernels' unroll (4), as band starts are.
+let linearRowGroup = 8
 
 /// Reference for `linear`.
 public func linearReference(
@@ -215,8 +259,7 @@ public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMa
                 let width = min(block, n1 - j)
                 w.widenRows(j..<(j + width), into: panel)
                 if let bias { for i in 0..<m { (y + i * ldy + j).update(from: bias + j, count: width) } }
-                sgemmSerial(transA: false, transB: true, m: m, n: width, k: k, alpha: 1, a: x, lda: ldx, b: panel, ldb: k,
-                            beta: bias == nil ? 0 : 1, c: y + j, ldc: ldy)
+                linearCall(m: m, n: width, k: k, x: x, ldx: ldx, weight: panel, beta: bias == nil ? 0 : 1, y: y + j, ldy: ldy)
                 j += width
             }
         }
