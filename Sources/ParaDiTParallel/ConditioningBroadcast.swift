@@ -12,15 +12,16 @@ public func shareConditioning(_ mine: Result<Conditioning, Error>?, over comm: C
          c.pooledPromptEmbeds, c.negativePooledPromptEmbeds]
     } ?? Array(repeating: nil, count: 6)
     // [ok, then per field: rank (0: absent) and 3 sizes].
-    let header = Tensor(zeros: [25])
+    var values = [Float](repeating: 0, count: 25)
     if comm.rank == 0 {
-        header.data[0] = own == nil ? 0 : 1
+        values[0] = own == nil ? 0 : 1
         for (i, t) in fields.enumerated() {
             guard let t else { continue }
-            header.data[1 + 4 * i] = Float(t.rank)
-            for (d, n) in t.shape.enumerated() { header.data[2 + 4 * i + d] = Float(n) }
+            values[1 + 4 * i] = Float(t.rank)
+            for (d, n) in t.shape.enumerated() { values[2 + 4 * i + d] = Float(n) }
         }
     }
+    let header = Tensor(shape: [25], values: values)
     try comm.broadcast(header, root: 0)
     guard header.scalars[0] == 1 else {
         if case let .failure(error)? = mine { throw error }
