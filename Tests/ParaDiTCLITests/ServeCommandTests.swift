@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -8,6 +11,8 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
 final class ServeProcess {
     let process = Process()
     let url: String
+    /// The serving process (rank 0 under mpirun).
+    let pid: Int32
     private let output = Pipe()
 
     init(_ args: [String], ranks: Int = 1) throws {
@@ -39,12 +44,32 @@ final class ServeProcess {
             process.terminate()
             throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "serve did not start: \(text)"])
         }
-        url = String(text[range.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+        url = String(text[range.lowerBound...].prefix { !$0.isWhitespace })
+        pid = Int32(text.components(separatedBy: "(pid ").last?.prefix { $0.isNumber } ?? "") ?? process.processIdentifier
     }
 
-    /// SIGTERM, then the exit status (nil: still running after `timeout` seconds, then killed).
+    /// /healthz's counts of waiting and running requests.
+    func health() -> (waiting: Int, running: Int)? {
+        guard let data = try? Data(contentsOf: URL(string: url + "/healthz")!),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let waiting = object["waiting"] as? Int, let running = object["running"] as? Int else { return nil }
+        return (waiting, running)
+    }
+
+    /// Polls /healthz until `condition` holds (false after `seconds`).
+    func await(_ seconds: Double = 30, _ condition: ((waiting: Int, running: Int)) -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if let h = health(), condition(h) { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    /// SIGTERM to the serving process, then the exit status (nil: still running after `timeout`
+    /// seconds, then killed).
     func stop(timeout: Double = 60) -> Int32? {
-        process.terminate()
+        kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         if process.isRunning {
@@ -123,10 +148,10 @@ struct ServeCommandTests {
                     """, server.url + "/v1/images/generations", body]).1
             }
         }
-        let running = request(#"{"prompt": "1", "num_inference_steps": 600}"#)
-        Thread.sleep(forTimeInterval: 0.5)
+        let running = request(#"{"prompt": "1", "num_inference_steps": 900}"#)
+        #expect(server.await { $0.running == 1 })
         let queued = request(#"{"prompt": "2", "size": "16x16"}"#)
-        Thread.sleep(forTimeInterval: 0.3)
+        #expect(server.await { $0.waiting == 1 })
         #expect(server.stop() == 0)
         #expect(try running.wait() == "200")
         #expect(try queued.wait() == "503")
@@ -147,7 +172,7 @@ struct ServeCommandTests {
         #expect(rows.last?["rejected_429"] as? Int == 0, "a queue of 64 never fills: \(output)")
     }
 
-    @Test("under mpirun -np 2 --parallel ulysses=2: the same images; SIGTERM to mpirun ends both ranks with 0")
+    @Test("under mpirun -np 2 --parallel ulysses=2: the same images; SIGTERM to rank 0 ends both ranks with 0")
     func mpi() throws {
         let server = try ServeProcess(["--parallel", "ulysses=2"], ranks: 2)
         try expectSameAsGenerate(server: server, clientArgs: ["--prompt", "5", "--n", "2", "--seed", "4", "--steps", "10"],

@@ -22,7 +22,8 @@ struct Serve: ParsableCommand {
         generator, so its image is the one it would get alone). Beyond --max-queue waiting requests \
         the answer is 429 with Retry-After; a request past --timeout, or whose client went away, \
         leaves at the next step. SIGTERM (or Ctrl-C) stops taking requests, refuses the queued \
-        ones (503), finishes the running ones and exits 0.
+        ones (503), finishes the running ones and exits 0; under mpirun send it to rank 0, whose pid \
+        the line 'listening on …' gives (mpirun itself forwards a SIGTERM but then exits 1).
 
         Every rank runs every step, split as --parallel says (the exact methods: cfg, ulysses, \
         ring, torus and their products); rank 0 serves HTTP and hands each plan to the others, as \
@@ -112,7 +113,7 @@ struct Serve: ParsableCommand {
         Task.detached {
             do {
                 try await ImageServer.run(service, host: host, port: port, logger: log) { bound in
-                    print("listening on http://\(host):\(bound)")
+                    print("listening on http://\(host):\(bound) (pid \(getpid()); SIGTERM it to stop)")
                     fflush(stdout)
                 }
             } catch {
