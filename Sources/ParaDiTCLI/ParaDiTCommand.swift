@@ -23,5 +23,6 @@ public struct ParaDiTCommand: ParsableCommand {
         be read, a configuration the model cannot run…); 64 a usage error (an unknown or \
         malformed option).
         """,
-        subcommands: [Generate.self, Serve.self, Encode.self, Tokenize.self, Forward.self, Quality.self, Inspect.self, Bench.self, Selftest.self])
+        subcommands: [Generate.self, Serve.self, Encode.self, Tokenize.self, Forward.self, Quality.self,
+                      Inspect.self, Bench.self, Selftest.self])
 }

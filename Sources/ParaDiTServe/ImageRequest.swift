@@ -8,9 +8,12 @@ enum JSONValue: Decodable, Equatable {
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null } else if let v = try? c.decode(Bool.self) { self = .bool(v) }
-        else if let v = try? c.decode(Int.self) { self = .int(v) } else if let v = try? c.decode(UInt64.self) { self = .uint(v) }
-        else if let v = try? c.decode(Double.self) { self = .double(v) } else if let v = try? c.decode(String.self) { self = .string(v) }
-        else if let v = try? c.decode([JSONValue].self) { self = .array(v) } else { self = .object(try c.decode([String: JSONValue].self)) }
+        else if let v = try? c.decode(Int.self) { self = .int(v) }
+        else if let v = try? c.decode(UInt64.self) { self = .uint(v) }
+        else if let v = try? c.decode(Double.self) { self = .double(v) }
+        else if let v = try? c.decode(String.self) { self = .string(v) }
+        else if let v = try? c.decode([JSONValue].self) { self = .array(v) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
     }
 
     var typeName: String {
@@ -49,13 +52,15 @@ public struct ImageRequest: Equatable {
     static let fields = ["prompt", "n", "size", "model", "response_format", "user", "output_format", "negative_prompt",
                          "num_inference_steps", "guidance_scale", "seed", "class_label"]
     /// Fields of OpenAI's API that this server does not do: refused rather than ignored.
-    static let unsupported = ["quality", "style", "background", "moderation", "output_compression", "partial_images", "stream"]
+    static let unsupported = ["quality", "style", "background", "moderation", "output_compression", "partial_images",
+                              "stream"]
 
     public init(prompt: String? = nil) { self.prompt = prompt }
 
     public init(json body: Data) throws {
         guard case let .object(fields)? = try? JSONDecoder().decode(JSONValue.self, from: body) else {
-            throw ServeError.badRequest(field: nil, "the body is not a JSON object; send {\"prompt\": \"…\"} with Content-Type application/json")
+            throw ServeError.badRequest(field: nil, "the body is not a JSON object; send {\"prompt\": \"…\"} "
+                                        + "with Content-Type application/json")
         }
         for name in fields.keys.sorted() where !Self.fields.contains(name) {
             throw ServeError.badRequest(field: name, Self.unsupported.contains(name)
@@ -90,7 +95,9 @@ public struct ImageRequest: Equatable {
     }
 
     static func string(_ v: JSONValue, _ field: String) throws -> String {
-        guard case let .string(s) = v else { throw ServeError.badRequest(field: field, "must be a string, got \(v.typeName)") }
+        guard case let .string(s) = v else {
+            throw ServeError.badRequest(field: field, "must be a string, got \(v.typeName)")
+        }
         return s
     }
 
@@ -104,7 +111,8 @@ public struct ImageRequest: Equatable {
         }
         guard let n else { throw ServeError.badRequest(field: field, "must be an integer, got \(v.typeName)") }
         guard range.contains(n) else {
-            throw ServeError.badRequest(field: field, "\(n == Int.max ? "too large" : String(n)) is outside \(range.lowerBound)…\(range.upperBound)")
+            throw ServeError.badRequest(field: field, "\(n == Int.max ? "too large" : String(n)) is outside "
+                                        + "\(range.lowerBound)…\(range.upperBound)")
         }
         return n
     }
@@ -117,7 +125,9 @@ public struct ImageRequest: Equatable {
         case let .double(d): x = d
         default: throw ServeError.badRequest(field: field, "must be a number, got \(v.typeName)")
         }
-        guard x.isFinite, x >= 0, x <= 1000 else { throw ServeError.badRequest(field: field, "\(x) is outside 0…1000") }
+        guard x.isFinite, x >= 0, x <= 1000 else {
+            throw ServeError.badRequest(field: field, "\(x) is outside 0…1000")
+        }
         return x
     }
 
@@ -126,7 +136,9 @@ public struct ImageRequest: Equatable {
         case let .int(i) where i >= 0: return UInt64(i)
         case let .uint(u): return u
         case let .double(d) where d >= 0 && d == d.rounded() && d < 9.007_199_254_740_992e15: return UInt64(d)
-        default: throw ServeError.badRequest(field: "seed", "must be an integer 0…18446744073709551615, got \(v.typeName == "a number" ? "\(v)" : v.typeName)")
+        default:
+            throw ServeError.badRequest(field: "seed", "must be an integer 0…18446744073709551615, got "
+                                        + "\(v.typeName == "a number" ? "\(v)" : v.typeName)")
         }
     }
 
@@ -134,7 +146,8 @@ public struct ImageRequest: Equatable {
     static func size(_ text: String) throws -> (Int, Int) {
         let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
         guard parts.count == 2, let w = parts[0], let h = parts[1], w > 0, h > 0 else {
-            throw ServeError.badRequest(field: "size", "\"\(text)\" is not WIDTHxHEIGHT in pixels, e.g. 512x512, or auto")
+            throw ServeError.badRequest(field: "size",
+                                        "\"\(text)\" is not WIDTHxHEIGHT in pixels, e.g. 512x512, or auto")
         }
         return (w, h)
     }

@@ -40,7 +40,8 @@ public enum ImageServer {
                         status: closing ? .serviceUnavailable : .ok)
         }
         router.get("v1/models") { _, _ in
-            json(["object": "list", "data": [["id": service.modelName, "object": "model", "created": 0, "owned_by": "paradit"]]])
+            json(["object": "list",
+                  "data": [["id": service.modelName, "object": "model", "created": 0, "owned_by": "paradit"]]])
         }
         router.get("metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -49,10 +50,12 @@ public enum ImageServer {
         router.get("v1/files/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
             guard let png = service.files.get(id) else {
-                return failure(.badRequest(field: "id", "no file \(id) (files are kept for the newest \(service.files.limit) images)"),
+                return failure(.badRequest(field: "id", "no file \(id) (files are kept for the newest "
+                                           + "\(service.files.limit) images)"),
                                status: .notFound)
             }
-            return Response(status: .ok, headers: [.contentType: "image/png"], body: .init(byteBuffer: ByteBuffer(bytes: png)))
+            return Response(status: .ok, headers: [.contentType: "image/png"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: png)))
         }
         router.post("v1/images/generations") { request, _ in
             let cancel = CancelFlag(), host = request.head.authority ?? "localhost"
@@ -63,7 +66,8 @@ public enum ImageServer {
         return router
     }
 
-    static func generations(_ body: RequestBody, service: ImageService, cancel: CancelFlag, host: String) async -> Response {
+    static func generations(_ body: RequestBody, service: ImageService, cancel: CancelFlag,
+                            host: String) async -> Response {
         let start = PendingJob.now()
         let request: ImageRequest
         do {

@@ -58,7 +58,8 @@ public final class ImageService: @unchecked Sendable {
     }
 
     /// The PNG files of `request`, or the `ServeError` that says why not.
-    public func generate(_ request: ImageRequest, cancel: CancelFlag) async throws -> (seed: UInt64, images: [[UInt8]]) {
+    public func generate(_ request: ImageRequest,
+                         cancel: CancelFlag) async throws -> (seed: UInt64, images: [[UInt8]]) {
         let arrival = PendingJob.now()
         do {
             try queue.checkRoom()
@@ -79,7 +80,9 @@ public final class ImageService: @unchecked Sendable {
             }
             return (prepared.job.seed, images)
         } catch let error as ServeError {
-            if [400, 429, 503].contains(error.status) { metrics.finished(.failure(error), seconds: PendingJob.now() - arrival) }
+            if [400, 429, 503].contains(error.status) {
+                metrics.finished(.failure(error), seconds: PendingJob.now() - arrival)
+            }
             throw error
         }
     }
@@ -93,7 +96,8 @@ public final class ImageService: @unchecked Sendable {
             let text = r.prompt?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             let fromPrompt = Int(text)
             if !text.isEmpty && fromPrompt == nil && r.classLabel == nil {
-                throw ServeError.badRequest(field: "prompt", "\(className) is class-conditional: give class_label (a class id), "
+                throw ServeError.badRequest(field: "prompt",
+                                            "\(className) is class-conditional: give class_label (a class id), "
                                             + "or the class id as the prompt")
             }
             guard let label = r.classLabel ?? fromPrompt else {
@@ -103,23 +107,27 @@ public final class ImageService: @unchecked Sendable {
                 throw ServeError.badRequest(field: "prompt", "says class \(p) but class_label is \(label)")
             }
             if r.negativePrompt != nil {
-                throw ServeError.badRequest(field: "negative_prompt", "\(className) is class-conditional and takes none")
+                throw ServeError.badRequest(field: "negative_prompt",
+                                            "\(className) is class-conditional and takes none")
             }
             labels = Array(repeating: label, count: r.n)
         } else {
             if r.classLabel != nil {
-                throw ServeError.badRequest(field: "class_label", "is for class-conditional pipelines; \(className) takes a prompt")
+                throw ServeError.badRequest(field: "class_label",
+                                            "is for class-conditional pipelines; \(className) takes a prompt")
             }
             guard let prompt = r.prompt, !prompt.allSatisfy(\.isWhitespace) else {
                 throw ServeError.badRequest(field: "prompt", "is empty; \(className) needs a text prompt")
             }
             let text = TextPrompt(prompts: Array(repeating: prompt, count: r.n), negativePrompt: r.negativePrompt)
             conditioning = try apiErrors {
-                try TextToImagePipeline.encodePrompt(folder: pipeline.folder, text, guidance: guidance, weightsDType: weightsDType).conditioning
+                try TextToImagePipeline.encodePrompt(folder: pipeline.folder, text, guidance: guidance,
+                                                     weightsDType: weightsDType).conditioning
             }
         }
-        let request = GenerationRequest(seed: r.seed ?? UInt64.random(in: 0...UInt64(UInt32.max)), steps: r.steps ?? defaultSteps,
-                                        guidanceScale: guidance, height: r.height, width: r.width, classLabels: labels)
+        let request = GenerationRequest(seed: r.seed ?? UInt64.random(in: 0...UInt64(UInt32.max)),
+                                        steps: r.steps ?? defaultSteps, guidanceScale: guidance,
+                                        height: r.height, width: r.width, classLabels: labels)
         let sampler = try apiErrors { () -> PatchSampler in
             try pipeline.validate(request, conditioning: conditioning)
             let sampler = try pipeline.sampler(request, conditioning: conditioning)
@@ -144,10 +152,12 @@ public final class ImageService: @unchecked Sendable {
         }
     }
 
-    static let fieldOfInput = ["class": "class_label", "steps": "num_inference_steps", "negative-prompt": "negative_prompt",
+    static let fieldOfInput = ["class": "class_label", "steps": "num_inference_steps",
+                               "negative-prompt": "negative_prompt",
                                "guidance": "guidance_scale", "prompt_embeds": "prompt"]
     static let wordOfOption = [("--size", "size"), ("--class", "class_label"), ("--steps", "num_inference_steps"),
-                               ("--guidance", "guidance_scale"), ("--negative-prompt", "negative_prompt"), ("--prompt", "prompt")]
+                               ("--guidance", "guidance_scale"), ("--negative-prompt", "negative_prompt"),
+                               ("--prompt", "prompt")]
 
     static func apiWords(_ text: String) -> String {
         wordOfOption.reduce(text) { $0.replacingOccurrences(of: $1.0, with: $1.1) }

@@ -70,7 +70,8 @@ public final class JobQueue: @unchecked Sendable {
     private func roomLocked() throws {
         if closed { throw ServeError.shuttingDown }
         if waiting.count >= maxQueue {
-            throw ServeError.queueFull(retryAfter: max(1, Int(serviceSeconds.rounded(.up))), waiting: waiting.count, limit: maxQueue)
+            throw ServeError.queueFull(retryAfter: max(1, Int(serviceSeconds.rounded(.up))),
+                                       waiting: waiting.count, limit: maxQueue)
         }
     }
 

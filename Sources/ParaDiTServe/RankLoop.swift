@@ -59,7 +59,8 @@ public final class RankLoop {
             }
             for job in plan.joins {
                 let own = planned?.joins.first { $0.job.id == job.id }?.conditioning
-                let conditioning = job.hasConditioning ? try shareConditioning(own.map { .success($0) }, over: world) : nil
+                let conditioning = job.hasConditioning
+                    ? try shareConditioning(own.map { .success($0) }, over: world) : nil
                 do {
                     try batch.add(id: job.id, sampler: pipeline.sampler(job.request, conditioning: conditioning))
                     jobs[job.id] = (job.request, conditioning)

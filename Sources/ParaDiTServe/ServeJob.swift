@@ -64,7 +64,8 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
         case let .queueFull(retry, waiting, limit):
             return "the queue is full (\(waiting) of \(limit) requests waiting); retry after \(retry) s"
         case .shuttingDown: return "the server is shutting down; the request was not run"
-        case let .timedOut(s): return "the request took longer than the server's timeout of \(fmtSeconds(s)) s and was dropped"
+        case let .timedOut(s):
+            return "the request took longer than the server's timeout of \(fmtSeconds(s)) s and was dropped"
         case .cancelled: return "the client went away; the request was dropped"
         case let .failed(message): return "generation failed: \(message)"
         }

@@ -20,7 +20,8 @@ public final class ServeMetrics: @unchecked Sendable {
         runningImages = registry.makeGauge(name: "paradit_running_images", help: "Images in the denoising batch.")
         stepsPerSecond = registry.makeGauge(name: "paradit_steps_per_second",
                                             help: "Denoising steps per second of the batch, over its last step.")
-        let seconds: [Duration] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600].map { Duration.seconds($0) }
+        let seconds: [Duration] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
+            .map { Duration.seconds($0) }
         latency = registry.makeDurationHistogram(name: "paradit_request_duration_seconds", buckets: seconds,
                                                  help: "Arrival to answer, every outcome.")
         queueWait = registry.makeDurationHistogram(name: "paradit_queue_wait_seconds", buckets: seconds,

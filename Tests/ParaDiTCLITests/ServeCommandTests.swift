@@ -19,7 +19,8 @@ final class ServeProcess {
         var env = ProcessInfo.processInfo.environment
         if ranks > 1 {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["mpirun", "--oversubscribe", "-np", "\(ranks)", paraditBinary, "serve", "--port", "0"] + args
+            process.arguments = ["mpirun", "--oversubscribe", "-np", "\(ranks)",
+                                 paraditBinary, "serve", "--port", "0"] + args
             env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
             env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
             env["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
@@ -45,7 +46,8 @@ final class ServeProcess {
             throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "serve did not start: \(text)"])
         }
         url = String(text[range.lowerBound...].prefix { !$0.isWhitespace })
-        pid = Int32(text.components(separatedBy: "(pid ").last?.prefix { $0.isNumber } ?? "") ?? process.processIdentifier
+        pid = Int32(text.components(separatedBy: "(pid ").last?.prefix { $0.isNumber } ?? "")
+            ?? process.processIdentifier
     }
 
     /// /healthz's counts of waiting and running requests.
@@ -108,31 +110,39 @@ struct ServeCommandTests {
     /// What OpenAI's client gets for `clientArgs` equals `paradit generate generateArgs`'s PNGs, byte for byte.
     func expectSameAsGenerate(server: ServeProcess, clientArgs: [String], generateArgs: [String], images: Int) throws {
         let out = temporaryFolder()
-        let (status, output) = try python("openai_client.py", ["--base-url", server.url + "/v1", "--out", out] + clientArgs)
+        let (status, output) = try python("openai_client.py",
+                                          ["--base-url", server.url + "/v1", "--out", out] + clientArgs)
         #expect(status == 0, "\(output)")
         let (generated, log) = try run(paraditBinary, ["generate", "--output", out + "/generated.png"] + generateArgs)
         #expect(generated == 0, "\(log)")
         for i in 0..<images {
             let file = images == 1 ? "generated.png" : "generated_\(i + 1).png"
             let served = FileManager.default.contents(atPath: "\(out)/\(i).png")
-            #expect(served != nil && served == FileManager.default.contents(atPath: "\(out)/\(file)"), "image \(i) of \(clientArgs)")
+            #expect(served != nil && served == FileManager.default.contents(atPath: "\(out)/\(file)"),
+                    "image \(i) of \(clientArgs)")
         }
     }
 
     @Test("OpenAI's client gets the image `paradit generate` makes, bit for bit; SIGTERM ends with 0")
     func openAIClient() throws {
         let server = try ServeProcess([])
-        try expectSameAsGenerate(server: server, clientArgs: ["--prompt", "3", "--n", "2", "--seed", "7", "--steps", "12"],
-                                 generateArgs: ["--class", "3", "--class", "3", "--seed", "7", "--steps", "12"], images: 2)
-        try expectSameAsGenerate(server: server, clientArgs: ["--prompt", "8", "--seed", "2", "--response-format", "url"],
+        try expectSameAsGenerate(server: server,
+                                 clientArgs: ["--prompt", "3", "--n", "2", "--seed", "7", "--steps", "12"],
+                                 generateArgs: ["--class", "3", "--class", "3", "--seed", "7", "--steps", "12"],
+                                 images: 2)
+        try expectSameAsGenerate(server: server,
+                                 clientArgs: ["--prompt", "8", "--seed", "2", "--response-format", "url"],
                                  generateArgs: ["--class", "8", "--seed", "2"], images: 1)
         #expect(server.stop() == 0)
-        let pixart = repository.appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/pixart-sigma/pipeline").path
+        let pixart = repository.appendingPathComponent(
+            "Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/pixart-sigma/pipeline").path
         let text = try ServeProcess(["--model", pixart])
-        try expectSameAsGenerate(server: text, clientArgs: ["--prompt", "A red fox", "--seed", "3", "--steps", "4",
-                                                            "--negative-prompt", "blurry", "--guidance", "3.5"],
-                                 generateArgs: ["--model", pixart, "--prompt", "A red fox", "--seed", "3", "--steps", "4",
-                                                "--negative-prompt", "blurry", "--guidance", "3.5"], images: 1)
+        try expectSameAsGenerate(server: text,
+                                 clientArgs: ["--prompt", "A red fox", "--seed", "3", "--steps", "4",
+                                              "--negative-prompt", "blurry", "--guidance", "3.5"],
+                                 generateArgs: ["--model", pixart, "--prompt", "A red fox", "--seed", "3",
+                                                "--steps", "4", "--negative-prompt", "blurry", "--guidance", "3.5"],
+                                 images: 1)
         #expect(text.stop() == 0)
     }
 
@@ -160,12 +170,14 @@ struct ServeCommandTests {
     @Test("load: 32 requests from 8 clients, none lost, no 5xx, 429 only on a full queue, /healthz throughout")
     func load() throws {
         let json = temporaryFolder() + "/load.json"
-        let (status, output) = try python("loadtest.py", ["--binary", paraditBinary, "--serve", "--max-batch 2 --max-queue 2",
-                                                           "--serve", "--max-batch 8 --max-queue 64", "--requests", "32",
-                                                           "--clients", "8", "--retry-scale", "0.1", "--time-limit", "120",
-                                                           "--json", json])
+        let (status, output) = try python("loadtest.py",
+                                          ["--binary", paraditBinary, "--serve", "--max-batch 2 --max-queue 2",
+                                           "--serve", "--max-batch 8 --max-queue 64", "--requests", "32",
+                                           "--clients", "8", "--retry-scale", "0.1", "--time-limit", "120",
+                                           "--json", json])
         #expect(status == 0, "\(output)")
-        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json)))
+            as? [String: Any]
         let rows = report?["results"] as? [[String: Any]] ?? []
         #expect(rows.count == 2 && rows.allSatisfy { $0["answered"] as? Int == 32 }, "\(output)")
         #expect((rows.first?["rejected_429"] as? Int ?? 0) > 0, "a queue of 2 under 8 clients rejects some: \(output)")
@@ -175,8 +187,10 @@ struct ServeCommandTests {
     @Test("under mpirun -np 2 --parallel ulysses=2: the same images; SIGTERM to rank 0 ends both ranks with 0")
     func mpi() throws {
         let server = try ServeProcess(["--parallel", "ulysses=2"], ranks: 2)
-        try expectSameAsGenerate(server: server, clientArgs: ["--prompt", "5", "--n", "2", "--seed", "4", "--steps", "10"],
-                                 generateArgs: ["--class", "5", "--class", "5", "--seed", "4", "--steps", "10"], images: 2)
+        try expectSameAsGenerate(server: server,
+                                 clientArgs: ["--prompt", "5", "--n", "2", "--seed", "4", "--steps", "10"],
+                                 generateArgs: ["--class", "5", "--class", "5", "--seed", "4", "--steps", "10"],
+                                 images: 2)
         let (status, output) = try python("loadtest.py", ["--url", server.url, "--requests", "8", "--clients", "4",
                                                            "--time-limit", "60"])
         #expect(status == 0, "\(output)")
@@ -185,7 +199,8 @@ struct ServeCommandTests {
 
     @Test("serve refuses what it cannot run, before loading")
     func refusals() throws {
-        for (args, message) in [(["--parallel", "pipefusion=2"], "exact methods"), (["--parallel", "auto", "--world", "2"], "explicit"),
+        for (args, message) in [(["--parallel", "pipefusion=2"], "exact methods"),
+                                (["--parallel", "auto", "--world", "2"], "explicit"),
                                 (["--port", "70000"], "--port"), (["--max-batch", "0"], "--max-batch")] {
             let (status, output) = try run(paraditBinary, ["serve"] + args)
             #expect(status != 0 && output.contains(message), "\(args): \(output)")

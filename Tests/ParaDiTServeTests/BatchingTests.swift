@@ -7,7 +7,8 @@ import Testing
 import ParaDiTServe
 
 /// The latents `paradit generate` makes for `request` alone, serially.
-func latentsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest, _ conditioning: Conditioning? = nil) throws -> Tensor {
+func latentsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest,
+                  _ conditioning: Conditioning? = nil) throws -> Tensor {
     try LocalWorld.run(size: 1) { comm in
         let context = try ParallelContext(config: ParallelConfig(), world: comm)
         return try pipeline.denoise(request, conditioning: conditioning, context: context, warmupSteps: 0)
@@ -15,7 +16,8 @@ func latentsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest,
 }
 
 /// The PNG files `paradit generate` writes for `request` alone, serially.
-func pngsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest, _ conditioning: Conditioning? = nil) throws -> [Data] {
+func pngsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest,
+               _ conditioning: Conditioning? = nil) throws -> [Data] {
     let latents = try latentsAlone(pipeline, request, conditioning)
     return try VaeImageProcessor.postprocess(pipeline.decode(latents, request: request, conditioning: conditioning))
         .map { Data(PNGWriter.encode($0)) }
@@ -55,13 +57,16 @@ struct BatchingTests {
     func keyMismatch() throws {
         let pipeline = try TextToImagePipeline.load(directory: demoFolder)
         let batch = DenoisingBatch()
-        try batch.add(id: 1, sampler: pipeline.sampler(GenerationRequest(steps: 4, guidanceScale: 4.5, classLabels: [1]), conditioning: nil))
+        try batch.add(id: 1, sampler: pipeline.sampler(
+            GenerationRequest(steps: 4, guidanceScale: 4.5, classLabels: [1]), conditioning: nil))
         #expect(throws: (any Error).self) {
-            try batch.add(id: 2, sampler: pipeline.sampler(GenerationRequest(steps: 4, guidanceScale: 4.5, height: 16, width: 16,
-                                                                             classLabels: [1]), conditioning: nil))
+            try batch.add(id: 2, sampler: pipeline.sampler(
+                GenerationRequest(steps: 4, guidanceScale: 4.5, height: 16, width: 16, classLabels: [1]),
+                conditioning: nil))
         }
         #expect(throws: (any Error).self) {
-            try batch.add(id: 3, sampler: pipeline.sampler(GenerationRequest(steps: 4, guidanceScale: 1, classLabels: [1]), conditioning: nil))
+            try batch.add(id: 3, sampler: pipeline.sampler(
+                GenerationRequest(steps: 4, guidanceScale: 1, classLabels: [1]), conditioning: nil))
         }
     }
 }
@@ -71,7 +76,8 @@ struct JobQueueTests {
     func job(_ queue: JobQueue, key: Int = 0, images: Int = 1, timeout: Double = 60,
              answers: Answers) -> PendingJob {
         let id = queue.makeID()
-        return PendingJob(job: ServeJob(id: id, request: GenerationRequest(steps: 1, guidanceScale: 1), hasConditioning: false),
+        return PendingJob(job: ServeJob(id: id, request: GenerationRequest(steps: 1, guidanceScale: 1),
+                                        hasConditioning: false),
                           conditioning: nil, key: [key], images: images, timeout: timeout) { answers.add(id, $0) }
     }
 

@@ -41,7 +41,7 @@ struct ServerTests {
         let server = try TestServer(config: config)
         defer { server.stop() }
         let first = Background { try server.generate(["prompt": "3", "seed": 11, "num_inference_steps": 60]) }
-        #expect(try eventually(20) { server.service.queue.depth.running == 1 })
+        #expect(try eventually(60) { server.service.queue.depth.running == 1 })
         let bodies: [[String: Any]] = [["class_label": 7, "seed": 12, "n": 2, "num_inference_steps": 5],
                                        ["prompt": "0", "seed": 13, "num_inference_steps": 8, "guidance_scale": 2.5],
                                        ["class_label": 4, "seed": 14, "size": "16x16", "num_inference_steps": 3]]
@@ -50,7 +50,8 @@ struct ServerTests {
         let requests = [GenerationRequest(seed: 11, steps: 60, guidanceScale: 4.5, classLabels: [3]),
                         GenerationRequest(seed: 12, steps: 5, guidanceScale: 4.5, classLabels: [7, 7]),
                         GenerationRequest(seed: 13, steps: 8, guidanceScale: 2.5, classLabels: [0]),
-                        GenerationRequest(seed: 14, steps: 3, guidanceScale: 4.5, height: 16, width: 16, classLabels: [4])]
+                        GenerationRequest(seed: 14, steps: 3, guidanceScale: 4.5, height: 16, width: 16,
+                                          classLabels: [4])]
         for (answer, request) in zip(answers, requests) {
             #expect(answer.0 == 200, "\(answer.1)")
             #expect(images(answer.1) == (try pngsAlone(server.service.pipeline, request)), "seed \(request.seed)")
@@ -61,7 +62,8 @@ struct ServerTests {
         let text = String(decoding: metrics, as: UTF8.self)
         let single = text.split(separator: "\n").first { $0.hasPrefix("paradit_batch_images_bucket{le=\"1.0\"}") }
         let count = text.split(separator: "\n").first { $0.hasPrefix("paradit_batch_images_count") }
-        #expect(single != nil && count != nil && single!.split(separator: " ").last != count!.split(separator: " ").last, "\(text)")
+        #expect(single != nil && count != nil
+                && single!.split(separator: " ").last != count!.split(separator: " ").last, "\(text)")
     }
 
     static let badRequests: [(body: String, field: String?)] = [
@@ -91,14 +93,16 @@ struct ServerTests {
         #expect(status == 400 && apiError(answer).param == "body", "\(answer)")
         #expect(try server.generate(["prompt": "3", "num_inference_steps": 2]).0 == 200)
         let metrics = String(decoding: try server.get("/metrics").1, as: UTF8.self)
-        #expect(metrics.contains("paradit_requests_total{outcome=\"bad_request\"} \(Self.badRequests.count + 1)"), "\(metrics)")
+        #expect(metrics.contains("paradit_requests_total{outcome=\"bad_request\"} \(Self.badRequests.count + 1)"),
+                "\(metrics)")
     }
 
     @Test("a text pipeline refuses an empty prompt and a class label")
     func textPipeline() throws {
         let server = try TestServer(folder: pixArtFolder, steps: 2)
         defer { server.stop() }
-        for (body, field) in [(#"{"prompt": "  "}"#, "prompt"), (#"{"prompt": "a fox", "class_label": 3}"#, "class_label"),
+        for (body, field) in [(#"{"prompt": "  "}"#, "prompt"),
+                              (#"{"prompt": "a fox", "class_label": 3}"#, "class_label"),
                               (#"{"prompt": "a fox", "size": "17x17"}"#, "size")] {
             let (status, answer, _) = try server.post("/v1/images/generations", Data(body.utf8))
             #expect(status == 400 && apiError(answer).param == field, "\(body): \(answer)")
@@ -112,9 +116,9 @@ struct ServerTests {
         let server = try TestServer(maxQueue: 1, maxBatch: 1)
         defer { server.stop() }
         let running = Background { try server.generate(["prompt": "1", "num_inference_steps": 400]) }
-        #expect(try eventually(20) { server.service.queue.depth.running == 1 })
+        #expect(try eventually(60) { server.service.queue.depth.running == 1 })
         let waiting = Background { try server.generate(["prompt": "2", "num_inference_steps": 2]) }
-        #expect(try eventually(20) { server.service.queue.depth.waiting == 1 })
+        #expect(try eventually(60) { server.service.queue.depth.waiting == 1 })
         let (status, answer, headers) = try server.generate(["prompt": "3"])
         #expect(status == 429 && apiError(answer).message.contains("1 of 1 requests waiting"), "\(answer)")
         #expect(headers.contains { ($0.key as? String)?.lowercased() == "retry-after" })

@@ -11,7 +11,8 @@ import ParaDiTServe
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 let demoFolder = repositoryRoot.appendingPathComponent("models/digits-dit").path
-let pixArtFolder = repositoryRoot.appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/pixart-sigma/pipeline").path
+let pixArtFolder = repositoryRoot.appendingPathComponent(
+    "Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/pixart-sigma/pipeline").path
 
 /// `paradit serve` in this process: the HTTP server on a free loopback port and the rank loop on
 /// `world` local ranks, until `stop()`.
@@ -27,11 +28,14 @@ final class TestServer: @unchecked Sendable {
         let pipeline = try TextToImagePipeline.load(directory: folder)
         let metrics = ServeMetrics()
         let queue = JobQueue(maxQueue: maxQueue, maxBatch: maxBatch, timeout: timeout, metrics: metrics)
-        service = ImageService(pipeline: pipeline, config: config, queue: queue, metrics: metrics, weightsDType: .stored,
-                               defaultSteps: steps, defaultGuidance: 4.5, timeout: timeout, modelName: "test")
+        service = ImageService(pipeline: pipeline, config: config, queue: queue, metrics: metrics,
+                               weightsDType: .stored, defaultSteps: steps, defaultGuidance: 4.5,
+                               timeout: timeout, modelName: "test")
         let bound = PortBox()
         let service = service, serverDone = serverDone
-        server = Task.detached {
+        // On threads of its own: synchronous tests elsewhere in the bundle can hold every thread of
+        // the cooperative pool for seconds, and the server must answer meanwhile.
+        server = Task(executorPreference: ThreadExecutor.shared) {
             try? await ImageServer.run(service, host: "127.0.0.1", port: 0, logger: Logger(label: "test")) { bound.set($0) }
             queue.close()
             serverDone.signal()
@@ -78,7 +82,8 @@ final class TestServer: @unchecked Sendable {
         nonisolated(unsafe) var result: Result<(Int, Data, [AnyHashable: Any]), Error> = .failure(URLError(.unknown))
         URLSession.shared.dataTask(with: request) { data, response, error in
             let http = response as? HTTPURLResponse
-            result = error.map { .failure($0) } ?? .success((http?.statusCode ?? 0, data ?? Data(), http?.allHeaderFields ?? [:]))
+            result = error.map { .failure($0) }
+                ?? .success((http?.statusCode ?? 0, data ?? Data(), http?.allHeaderFields ?? [:]))
             done.signal()
         }.resume()
         done.wait()
@@ -92,7 +97,7 @@ final class PortBox: @unchecked Sendable {
     private var port = 0
     func set(_ p: Int) { port = p; ready.signal() }
     func wait() throws -> Int {
-        guard ready.wait(timeout: .now() + 30) == .success else { throw URLError(.cannotConnectToHost) }
+        guard ready.wait(timeout: .now() + 120) == .success else { throw URLError(.cannotConnectToHost) }
         return port
     }
 }
@@ -105,5 +110,18 @@ func apiError(_ answer: [String: Any]) -> (param: String?, message: String) {
 
 /// The PNG files of a successful answer.
 func images(_ answer: [String: Any]) -> [Data] {
-    (answer["data"] as? [[String: Any]] ?? []).compactMap { ($0["b64_json"] as? String).flatMap { Data(base64Encoded: $0) } }
+    (answer["data"] as? [[String: Any]] ?? []).compactMap {
+        ($0["b64_json"] as? String).flatMap { Data(base64Encoded: $0) }
+    }
+}
+
+/// Runs tasks on dispatch's own worker threads instead of Swift's cooperative pool.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = ThreadExecutor()
+    private let queue = DispatchQueue(label: "paradit.test.server", attributes: .concurrent)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
 }

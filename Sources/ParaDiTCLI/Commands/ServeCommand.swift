@@ -69,15 +69,26 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
-        guard (1...100_000).contains(maxQueue) else { throw ValidationError("--max-queue must be 1...100000, got \(maxQueue)") }
-        guard (1...1024).contains(maxBatch) else { throw ValidationError("--max-batch must be 1...1024, got \(maxBatch)") }
-        guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be 0...86400 seconds, got \(timeout)") }
+        guard (1...100_000).contains(maxQueue) else {
+            throw ValidationError("--max-queue must be 1...100000, got \(maxQueue)")
+        }
+        guard (1...1024).contains(maxBatch) else {
+            throw ValidationError("--max-batch must be 1...1024, got \(maxBatch)")
+        }
+        guard timeout > 0, timeout <= 86_400 else {
+            throw ValidationError("--timeout must be 0...86400 seconds, got \(timeout)")
+        }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number, 0 or more") }
-        if ranks.parallel.auto { throw ValidationError("serve needs explicit degrees: --parallel auto plans one image's shape") }
+        guard guidance.isFinite, guidance >= 0 else {
+            throw ValidationError("--guidance must be a finite number, 0 or more")
+        }
+        if ranks.parallel.auto {
+            throw ValidationError("serve needs explicit degrees: --parallel auto plans one image's shape")
+        }
         let config = try ranks.config()
         if config.pipefusion > 1 || config.distrifusion > 1 {
-            throw ValidationError("serve runs the exact methods (cfg, ulysses, ring, torus): PipeFusion and DistriFusion keep "
+            throw ValidationError("serve runs the exact methods (cfg, ulysses, ring, torus): "
+                                  + "PipeFusion and DistriFusion keep "
                                   + "one image's stale activations across steps, which a changing batch would mix up")
         }
     }
@@ -94,7 +105,8 @@ struct Serve: ParsableCommand {
         let metrics = ServeMetrics()
         let queue = JobQueue(maxQueue: maxQueue, maxBatch: maxBatch, timeout: timeout, metrics: metrics)
         let service = ImageService(pipeline: pipeline, config: try ranks.config(), queue: queue, metrics: metrics,
-                                   weightsDType: weights.dtype, defaultSteps: steps ?? (model == nil ? DemoModel.steps : 20),
+                                   weightsDType: weights.dtype,
+                                   defaultSteps: steps ?? (model == nil ? DemoModel.steps : 20),
                                    defaultGuidance: guidance, timeout: timeout,
                                    modelName: servedModelName ?? URL(fileURLWithPath: folder).lastPathComponent)
         let server = isRoot ? startServer(service, log: log) : nil

@@ -43,7 +43,8 @@ public final class DenoisingBatch {
     /// Adds a request at its first step.
     public func add(id: Int, sampler: PatchSampler) throws {
         if let key, key != Self.key(of: sampler) {
-            throw WeightsError.badInput(name: "size", reason: "request \(id) cannot join a batch of another size or guidance")
+            throw WeightsError.badInput(name: "size",
+                                        reason: "request \(id) cannot join a batch of another size or guidance")
         }
         check(!ids.contains(id), "DenoisingBatch.add: request \(id) is already in the batch")
         members.append(Member(id: id, sampler: sampler))
@@ -75,7 +76,8 @@ public final class DenoisingBatch {
             let own = (0..<halves).map { h in output.rows((h * perHalf + offset)..<(h * perHalf + offset + n)) }
             offset += n
             do {
-                try member.sampler.stepAll(step: member.step, output: own.count == 1 ? own[0] : concatenate(own, axis: 0))
+                try member.sampler.stepAll(step: member.step,
+                                           output: own.count == 1 ? own[0] : concatenate(own, axis: 0))
                 member.step += 1
                 if member.step == member.sampler.timesteps.count {
                     done.append(Outcome(id: member.id, latents: .success(member.sampler.finalLatents)))

@@ -64,8 +64,10 @@ extension FluxInputs: TransformerInputs {
     /// Position ids are per token, not per sample: the parts share the first one's.
     public static func concatenated(_ parts: [FluxInputs]) -> FluxInputs {
         var i = parts[0]
-        (i.hiddenStates, i.encoderHiddenStates) = (concatenate(parts.map(\.hiddenStates), axis: 0), concatenate(parts.map(\.encoderHiddenStates), axis: 0))
-        (i.pooledProjections, i.timestep) = (concatenate(parts.map(\.pooledProjections), axis: 0), parts.flatMap(\.timestep))
+        (i.hiddenStates, i.encoderHiddenStates) = (concatenate(parts.map(\.hiddenStates), axis: 0),
+                                                   concatenate(parts.map(\.encoderHiddenStates), axis: 0))
+        (i.pooledProjections, i.timestep) = (concatenate(parts.map(\.pooledProjections), axis: 0),
+                                             parts.flatMap(\.timestep))
         i.guidance = parts.flatMap(\.guidance)
         return i
     }

@@ -43,9 +43,12 @@ extension PixArtInputs: TransformerInputs {
 
     public static func concatenated(_ parts: [PixArtInputs]) -> PixArtInputs {
         var i = parts[0]
-        (i.hiddenStates, i.encoderHiddenStates) = (concatenate(parts.map(\.hiddenStates), axis: 0), concatenate(parts.map(\.encoderHiddenStates), axis: 0))
+        (i.hiddenStates, i.encoderHiddenStates) = (concatenate(parts.map(\.hiddenStates), axis: 0),
+                                                   concatenate(parts.map(\.encoderHiddenStates), axis: 0))
         i.timestep = parts.flatMap(\.timestep)
-        i.encoderAttentionMask = i.encoderAttentionMask.map { _ in concatenate(parts.map { $0.encoderAttentionMask! }, axis: 0) }
+        i.encoderAttentionMask = i.encoderAttentionMask.map { _ in
+            concatenate(parts.map { $0.encoderAttentionMask! }, axis: 0)
+        }
         (i.resolution, i.aspectRatio) = (parts.flatMap(\.resolution), parts.flatMap(\.aspectRatio))
         return i
     }

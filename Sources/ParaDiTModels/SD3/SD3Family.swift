@@ -44,8 +44,10 @@ extension SD3Inputs: TransformerInputs {
     }
 
     public static func concatenated(_ parts: [SD3Inputs]) -> SD3Inputs {
-        SD3Inputs(hiddenStates: concatenate(parts.map(\.hiddenStates), axis: 0), encoderHiddenStates: concatenate(parts.map(\.encoderHiddenStates), axis: 0),
-                  pooledProjections: concatenate(parts.map(\.pooledProjections), axis: 0), timestep: parts.flatMap(\.timestep))
+        SD3Inputs(hiddenStates: concatenate(parts.map(\.hiddenStates), axis: 0),
+                  encoderHiddenStates: concatenate(parts.map(\.encoderHiddenStates), axis: 0),
+                  pooledProjections: concatenate(parts.map(\.pooledProjections), axis: 0),
+                  timestep: parts.flatMap(\.timestep))
     }
 }
 

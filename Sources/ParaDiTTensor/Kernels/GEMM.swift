@@ -165,7 +165,9 @@ func linearCall(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, weigh
     let rest = m - whole
     guard rest > 0 else { return }
     var rows = (rest + linearRowGroup - 1) / linearRowGroup * linearRowGroup
-    if smallKernelCase(m: rows, n: n, k: k) { rows = (smallProductOutputs / n + linearRowGroup) / linearRowGroup * linearRowGroup }
+    if smallKernelCase(m: rows, n: n, k: k) {
+        rows = (smallProductOutputs / n + linearRowGroup) / linearRowGroup * linearRowGroup
+    }
     var xs = [Float](repeating: 0, count: rows * k), ys = [Float](repeating: 0, count: rows * n)
     xs.withUnsafeMutableBufferPointer { xs in
         ys.withUnsafeMutableBufferPointer { ys in
@@ -173,8 +175,8 @@ func linearCall(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, weigh
                 (xs.baseAddress! + i * k).update(from: x + (whole + i) * ldx, count: k)
                 if beta != 0 { (ys.baseAddress! + i * n).update(from: y + (whole + i) * ldy, count: n) }
             }
-            sgemmSerial(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: xs.baseAddress!, lda: k, b: weight,
-                        ldb: k, beta: beta, c: ys.baseAddress!, ldc: n)
+            sgemmSerial(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: xs.baseAddress!, lda: k,
+                        b: weight, ldb: k, beta: beta, c: ys.baseAddress!, ldc: n)
             for i in 0..<rest { (y + (whole + i) * ldy).update(from: ys.baseAddress! + i * n, count: n) }
         }
     }
@@ -182,7 +184,9 @@ func linearCall(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, weigh
 
 /// Whether OpenBLAS may take an x·Wᵀ product of this size to its small-matrix kernels.
 @inline(__always)
-func smallKernelCase(m: Int, n: Int, k: Int) -> Bool { m * n <= smallProductOutputs && k >= 32 && m * n * k <= 1_000_000 }
+func smallKernelCase(m: Int, n: Int, k: Int) -> Bool {
+    m * n <= smallProductOutputs && k >= 32 && m * n * k <= 1_000_000
+}
 
 /// Outputs at or below which OpenBLAS may pick its small-matrix kernels for an x·Wᵀ product.
 let smallProductOutputs = 1200
@@ -259,7 +263,8 @@ public func linear(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMa
                 let width = min(block, n1 - j)
                 w.widenRows(j..<(j + width), into: panel)
                 if let bias { for i in 0..<m { (y + i * ldy + j).update(from: bias + j, count: width) } }
-                linearCall(m: m, n: width, k: k, x: x, ldx: ldx, weight: panel, beta: bias == nil ? 0 : 1, y: y + j, ldy: ldy)
+                linearCall(m: m, n: width, k: k, x: x, ldx: ldx, weight: panel, beta: bias == nil ? 0 : 1,
+                           y: y + j, ldy: ldy)
                 j += width
             }
         }
