@@ -57,6 +57,7 @@ public final class RankLoop {
                 batch.remove(id)
                 jobs[id] = nil
             }
+            if !plan.drops.isEmpty { queue?.metrics?.runningImages.set(Double(batch.images)) }
             for job in plan.joins {
                 let own = planned?.joins.first { $0.job.id == job.id }?.conditioning
                 let conditioning = job.hasConditioning
