@@ -6,7 +6,7 @@
 
 starts `paradit serve` (the executable beside this repository's release build, or --binary) with
 each --serve argument string in turn, alternating them for --rounds rounds, and each round sends
---requests generations from --clients concurrent clients (with --body as the request, the seed
+--requests generations from --clients concurrent clients (--mpirun N: each server under mpirun) (with --body as the request, the seed
 varied per request), while another thread polls /healthz. A 429 is retried after its Retry-After.
 It fails (exit 1) when a request is lost or answered 5xx, a 429 arrives while the queue had room
 (the server says in the message how many requests were waiting), a 429 lacks Retry-After, or
@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -93,15 +94,20 @@ def one_round(url, args, problems):
     return latencies, rejected[0], wall
 
 
-def start_server(binary, serve_args):
+def start_server(binary, serve_args, ranks):
     cmd = [binary, "serve", "--port", "0"] + serve_args.split()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = dict(os.environ)
+    if ranks > 1:
+        cmd = ["mpirun", "--oversubscribe", "-np", str(ranks)] + cmd
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_btl_vader_single_copy_mechanism="none")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = proc.stdout.readline()
-    m = re.search(r"listening on (http://\S+)", line)
+    m = re.search(r"listening on (http://\S+) \(pid (\d+)", line)
     if not m:
         proc.kill()
         sys.exit(f"{' '.join(cmd)} did not start: {line!r}")
-    return proc, m.group(1)
+    return proc, m.group(1), int(m.group(2))
 
 
 def main():
@@ -109,6 +115,7 @@ def main():
     p.add_argument("--serve", action="append", help="arguments of one `paradit serve` configuration")
     p.add_argument("--url", help="a server already running, instead of --serve")
     p.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "paradit"))
+    p.add_argument("--mpirun", type=int, default=1, metavar="N", help="start each server under mpirun -np N")
     p.add_argument("--requests", type=int, default=32)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--rounds", type=int, default=1)
@@ -123,12 +130,12 @@ def main():
     rows, problems = {c or args.url: [] for c in configs}, []
     for _ in range(args.rounds):
         for config in configs:
-            proc, url = (None, args.url) if args.url else start_server(args.binary, config)
+            proc, url, pid = (None, args.url, None) if args.url else start_server(args.binary, config, args.mpirun)
             try:
                 rows[config or args.url].append(one_round(url, args, problems))
             finally:
                 if proc:
-                    proc.terminate()
+                    os.kill(pid, signal.SIGTERM)  # the serving process: rank 0 under mpirun
                     if proc.wait(timeout=60) != 0:
                         problems.append(f"serve {config} exited {proc.returncode} after SIGTERM")
     table = []

@@ -191,8 +191,8 @@ struct ServeCommandTests {
                                  clientArgs: ["--prompt", "5", "--n", "2", "--seed", "4", "--steps", "10"],
                                  generateArgs: ["--class", "5", "--class", "5", "--seed", "4", "--steps", "10"],
                                  images: 2)
-        let (status, output) = try python("loadtest.py", ["--url", server.url, "--requests", "8", "--clients", "4",
-                                                           "--time-limit", "60"])
+        let (status, output) = try python("loadtest.py", ["--url", server.url, "--requests", "32", "--clients", "8",
+                                                           "--time-limit", "120"])
         #expect(status == 0, "\(output)")
         #expect(server.stop() == 0)
     }

@@ -3,6 +3,7 @@ import ParaDiTDiffusion
 import ParaDiTDistributed
 import ParaDiTParallel
 import ParaDiTTensor
+import ParaDiTWeights
 import Testing
 import ParaDiTServe
 
@@ -26,20 +27,24 @@ func pngsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest,
 @Suite("Continuous batching")
 struct BatchingTests {
     @Test("requests joining at different steps get the latents they get alone, bit for bit",
-          arguments: [4.5, 1.0])
-    func joinsLate(guidance: Double) throws {
-        let pipeline = try TextToImagePipeline.load(directory: demoFolder)
-        let requests = [
-            GenerationRequest(seed: 1, steps: 12, guidanceScale: guidance, classLabels: [3]),
-            GenerationRequest(seed: 2, steps: 7, guidanceScale: guidance, classLabels: [5, 5]),
-            GenerationRequest(seed: 3, steps: 9, guidanceScale: guidance, classLabels: [0, 8, 9]),
-        ]
+          arguments: [("demo", 4.5), ("demo", 1.0), ("pixart-sigma", 4.5), ("sd3", 5.0), ("flux", 3.5)])
+    func joinsLate(pipelineName: String, guidance: Double) throws {
+        let fixture = repositoryRoot.appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/\(pipelineName)")
+        let folder = pipelineName == "demo" ? demoFolder : fixture.appendingPathComponent("pipeline").path
+        let pipeline = try TextToImagePipeline.load(directory: folder)
+        // The fixtures' embeddings are of one prompt: the text requests differ in seed and steps.
+        let conditioning = pipelineName == "demo" ? nil
+            : try Conditioning(file: SafeTensorsFile(path: fixture.appendingPathComponent("conditioning.safetensors").path))
+        let labels: [[Int]] = pipelineName == "demo" ? [[3], [5, 5], [0, 8, 9]] : [[], [], []]
+        let requests = [(1, 12), (2, 7), (3, 9)].enumerated().map { i, r in
+            GenerationRequest(seed: UInt64(r.0), steps: r.1, guidanceScale: guidance, classLabels: labels[i])
+        }
         let joinAt = [0, 2, 5]
         let batch = DenoisingBatch()
         var finished: [Int: Tensor] = [:], step = 0
         while finished.count < requests.count {
             for (id, r) in requests.enumerated() where joinAt[id] == step {
-                try batch.add(id: id, sampler: pipeline.sampler(r, conditioning: nil))
+                try batch.add(id: id, sampler: pipeline.sampler(r, conditioning: conditioning))
             }
             if !batch.isEmpty {
                 for outcome in batch.step(try pipeline.transformer.forward(any: batch.inputs())) {
@@ -49,7 +54,7 @@ struct BatchingTests {
             step += 1
         }
         for (id, r) in requests.enumerated() {
-            #expect(finished[id]!.scalars == (try latentsAlone(pipeline, r)).scalars, "request \(id)")
+            #expect(finished[id]!.scalars == (try latentsAlone(pipeline, r, conditioning)).scalars, "request \(id)")
         }
     }
 
