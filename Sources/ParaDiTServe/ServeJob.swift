@@ -5,24 +5,15 @@ import ParaDiTDiffusion
 /// separately, as tensors.
 public struct ServeJob: Codable, Sendable, Equatable {
     public var id: Int
-    public var seed: UInt64
-    public var steps: Int
-    public var guidanceScale: Double
-    public var height: Int?
-    public var width: Int?
-    public var classLabels: [Int]
+    public var request: GenerationRequest
     /// Whether rank 0 sends prompt embeddings with the job.
     public var hasConditioning: Bool
 
-    public init(id: Int, request r: GenerationRequest, hasConditioning: Bool) {
-        (self.id, seed, steps, guidanceScale) = (id, r.seed, r.steps, r.guidanceScale)
-        (height, width, classLabels, self.hasConditioning) = (r.height, r.width, r.classLabels, hasConditioning)
+    public init(id: Int, request: GenerationRequest, hasConditioning: Bool) {
+        (self.id, self.request, self.hasConditioning) = (id, request, hasConditioning)
     }
 
-    public var request: GenerationRequest {
-        GenerationRequest(seed: seed, steps: steps, guidanceScale: guidanceScale, height: height, width: width,
-                          classLabels: classLabels)
-    }
+    public var seed: UInt64 { request.seed }
 }
 
 /// Why a request did not get its images, as the HTTP status and OpenAI error body say it.

@@ -30,7 +30,7 @@ struct Serve: ParsableCommand {
         threads of this process or under mpirun.
 
         Examples:
-          paradit serve
+          paradit serve      (the digits demo: -d '{"class_label": 3, "n": 4}' below)
           paradit serve --model pixart --port 8000 --parallel cfg=2,ulysses=2 --max-batch 8
           mpirun -np 2 paradit serve --model sd3 --parallel ulysses=2
           curl -s localhost:8000/v1/images/generations -H 'Content-Type: application/json' \\

@@ -4,7 +4,7 @@ import ParaDiTTensor
 import ParaDiTWeights
 
 /// What to generate. Sizes are in pixels (nil: the model's native size).
-public struct GenerationRequest: Sendable {
+public struct GenerationRequest: Sendable, Codable, Equatable {
     public var seed: UInt64
     public var steps: Int
     public var guidanceScale: Double
