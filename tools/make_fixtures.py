@@ -8,7 +8,7 @@ Every weight is drawn non-zero (layers diffusers zero-initialises are overwritte
 missing term cannot hide.
 
     python3 -m venv ~/venv && ~/venv/bin/pip install torch "diffusers==0.42.*" safetensors
-    ~/venv/bin/python tools/make_fixtures.py
+    ~/venv/bin/python tools/make_fixtures.py [dit pixart sd3 flux wan]
 
 CI never runs this: the fixtures are committed.
 """
@@ -18,7 +18,10 @@ import shutil
 
 import diffusers
 import torch
+import sys
+
 from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
+from diffusers import WanTransformer3DModel
 from safetensors.torch import save_file
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ParaDiTModelsTests", "Fixtures")
@@ -147,11 +150,27 @@ def flux_cases():
         guidance=torch.tensor([3.5])), dtype=torch.bfloat16)
 
 
+def wan_cases():
+    g = torch.Generator().manual_seed(500)
+    # 3 heads of 12 (RoPE: 4 frame, 4 row, 4 column channels), odd frames, a non-square frame.
+    wan = dict(patch_size=(1, 2, 2), num_attention_heads=3, attention_head_dim=12, in_channels=4, out_channels=4,
+               text_dim=16, freq_dim=32, ffn_dim=40, num_layers=2, rope_max_seq_len=32)
+    save_case("wan-t2v-b2-3x6x10", randomize(WanTransformer3DModel(**wan), seed=11), dict(
+        hidden_states=torch.randn(2, 4, 3, 6, 10, generator=g),
+        timestep=torch.tensor([999.0, 321.0]),
+        encoder_hidden_states=torch.randn(2, 7, 16, generator=g)))
+    save_case("wan-t2v-b1-bf16", randomize(WanTransformer3DModel(**dict(wan, patch_size=(1, 2, 2))), seed=12), dict(
+        hidden_states=torch.randn(1, 4, 5, 4, 4, generator=g),
+        timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, 9, 16, generator=g)), dtype=torch.bfloat16)
+
+
+CASES = {"dit": dit_cases, "pixart": pixart_cases, "sd3": sd3_cases, "flux": flux_cases, "wan": wan_cases}
+
 if __name__ == "__main__":
     if not diffusers.__version__.startswith("0.42."):
         raise SystemExit(f"fixtures are pinned to diffusers 0.42.x, found {diffusers.__version__}")
     torch.manual_seed(0)
-    dit_cases()
-    pixart_cases()
-    sd3_cases()
-    flux_cases()
+    # Arguments name case groups to write (default: all of them).
+    for name in sys.argv[1:] or list(CASES):
+        CASES[name]()

@@ -65,6 +65,10 @@ public struct ParallelConfig: Sendable, Equatable, CustomStringConvertible {
         if oneSided && columns == 1 {
             throw ParallelError.unsupported("one-sided communication serves ring and torus; this configuration has neither")
         }
+        if pipefusion > 1 && p.grid.frames > 1 {
+            throw ParallelError.unsupported("pipefusion=\(pipefusion) cuts one image into bands of rows; a video of \(p.grid.frames) "
+                                            + "latent frames is not supported: use cfg, ulysses, ring or torus")
+        }
         if torus > 1 && ring > 1 {
             throw ParallelError.unsupported("torus=\(torus) replaces ring across nodes; use one of them")
         }
