@@ -48,6 +48,24 @@ struct ParallelForwardTests {
         #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
     }
 
+    @Test("Wan (video: frames × rows × columns) under every exact method, no Wan-specific parallel code",
+          arguments: [("cfg=2", 2), ("ulysses=3", 3), ("ring=2", 2), ("cfg=2,ulysses=3,ring=2", 12), ("torus=2", 2),
+                      ("cfg=2,torus=2", 4)])
+    func wan(spec: String, ranks: Int) throws {
+        #expect(runCommand(forwardArgs("wan-t2v-b2-3x6x10", output, ["--parallel", spec, "--threads", "2"])) == nil)
+        #expect(try errorFromDiffusers(output, fixture: "wan-t2v-b2-3x6x10") <= 1e-5)
+    }
+
+    @Test("Wan under mpirun: ulysses=3 and cfg=2,ring=2 match diffusers; PipeFusion on video is refused",
+          arguments: [("ulysses=3", 3), ("cfg=2,ring=2", 4)])
+    func wanMPI(spec: String, ranks: Int) throws {
+        let (status, out, _) = try mpirun(ranks, forwardArgs("wan-t2v-b2-3x6x10", output, ["--parallel", spec]))
+        #expect(status == 0, "\(out)")
+        #expect(try errorFromDiffusers(output, fixture: "wan-t2v-b2-3x6x10") <= 1e-5)
+        let refused = runCommand(forwardArgs("wan-t2v-b2-3x6x10", output, ["--parallel", "pipefusion=2"])) ?? "accepted"
+        #expect(refused.contains("latent frames is not supported"), "\(refused)")
+    }
+
     @Test("--parallel auto plans for the world and the emulated hosts, and still matches diffusers")
     func auto() throws {
         #expect(runCommand(forwardArgs("flux-schnell-b2-3x5", output, ["--parallel", "auto", "--world", "4", "--emulate-nodes", "2"])) == nil)

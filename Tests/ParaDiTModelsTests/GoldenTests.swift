@@ -30,6 +30,8 @@ struct GoldenTests {
         "sd3-b2-8x12", "sd35-b1-bf16",
         // Flux schnell (no guidance), Flux dev (guidance embedding, BF16).
         "flux-schnell-b2-3x5", "flux-dev-b1-bf16",
+        // Wan 2.1 T2V: 3 latent frames of a non-square 6×10 latent, 3 heads; 5 frames with BF16 weights.
+        "wan-t2v-b2-3x6x10", "wan-t2v-b1-bf16",
     ]
 
     @Test("forward matches diffusers' output (relative L2 ≤ 1e-4)", arguments: cases)
