@@ -22,6 +22,9 @@ struct BenchForward: ParsableCommand {
     @Option(help: "Architecture: \(ForwardPreset.names.joined(separator: ", ")).")
     var preset: String
 
+    @Option(help: "Latent frames of a video preset (default: the preset's; each is 4 video frames).")
+    var frames: Int?
+
     @Option(help: "Threads for this rank (default: every core).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -65,7 +68,7 @@ struct BenchForward: ParsableCommand {
         let report: Report = try pool.withCurrent {
             log.info("building \(p.name) with random weights")
             let (model, parameters, weightBytes) = try p.build(weightsDType: weights.dtype)
-            let inputs = try p.inputs(path: inputsPath)
+            let inputs = try p.inputs(path: inputsPath, frames: frames)
             var failure: Error?
             let timing = measure(warmup: warmup, runs: runs) {
                 log.info("forward pass")

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import ParaDiTModels
 import ParaDiTTensor
@@ -30,8 +31,19 @@ struct ForwardPreset {
 
     /// Writes the step's inputs to a safetensors file and reads them back as a user's
     /// `--inputs` file is read, so the timed call is the one `paradit forward` makes.
-    func inputs(path: String) throws -> any TransformerInputs {
-        try writeSafeTensors(preset.inputs(), to: path)
+    /// `frames` replaces a video preset's latent frame count (fresh random latents).
+    func inputs(path: String, frames: Int? = nil) throws -> any TransformerInputs {
+        var values = preset.inputs()
+        if let frames {
+            guard case let .float(latent)? = values["hidden_states"], latent.rank == 5 else {
+                throw ValidationError("--frames is for video presets (wan-…); \(name) makes images")
+            }
+            guard (1...1024).contains(frames) else { throw ValidationError("--frames must be 1...1024, got \(frames)") }
+            var shape = latent.shape
+            shape[2] = frames
+            values["hidden_states"] = .float(.randn(shape, seed: 1))
+        }
+        try writeSafeTensors(values, to: path)
         return try family.readInputs(SafeTensorsFile(path: path))
     }
 }

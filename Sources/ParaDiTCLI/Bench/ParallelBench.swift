@@ -28,6 +28,9 @@ struct BenchParallel: ParsableCommand {
     @Option(help: "Architecture: \(ForwardPreset.names.joined(separator: ", ")).")
     var preset: String
 
+    @Option(help: "Latent frames of a video preset (default: the preset's; each is 4 video frames).")
+    var frames: Int?
+
     @OptionGroup var ranks: RankOptions
 
     @Option(help: "Further --parallel configurations to time in the same run, against the same serial figures.")
@@ -91,7 +94,7 @@ struct BenchParallel: ParsableCommand {
         let (model, _, _) = try p.build()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let inputs = try p.inputs(path: path)
+        let inputs = try p.inputs(path: path, frames: frames)
         let problem = try model.problem(any: inputs)
         ranks = try ranks.planned(StepShape(problem))
         let specs = [ranks.parallel] + also
