@@ -48,6 +48,7 @@ reloaded in float32 (eager attention, eval mode). Every weight is drawn non-zero
                             true whatever it is given, and stores the embedding once, as shared.weight),
                             length 300, row 1 padded after 137 tokens (attention_mask); last_hidden_state
     t5-encoder-b1-bf16      T5EncoderModel, bfloat16 weights, length 77, no mask; last_hidden_state
+    umt5-encoder-b2         UMT5EncoderModel (Wan's): a relative bias per layer, length 40 with padding
 
 Slow tokenizers no longer exist in transformers 5 (CLIPTokenizer and T5Tokenizer are the
 tokenizers-backed classes there), so the slow ids and the two tokenizer folders' transformers-4
@@ -479,7 +480,7 @@ def encoder_fixtures():
     import torch
     from safetensors.torch import save_file
     from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config,
-                              T5EncoderModel)
+                              T5EncoderModel, UMT5Config, UMT5EncoderModel)
 
     from transformers.utils import logging
 
@@ -545,6 +546,16 @@ def encoder_fixtures():
     save_case("t5-encoder-b1-bf16",
               randomize(T5EncoderModel(T5Config(**dict(t5, d_model=32, num_heads=4, d_kv=8, d_ff=48, num_layers=3))), seed=23),
               dict(input_ids=ids), dict(last_hidden_state=lambda o: o.last_hidden_state), dtype=torch.bfloat16)
+
+    # UMT5 (Wan's text encoder): a relative attention bias in every layer, 40 tokens with padding.
+    ids = torch.randint(3, 1000, (2, 40), generator=g)
+    mask = torch.ones(2, 40, dtype=torch.int64)
+    ids[0, -1] = 1
+    ids[1, 22] = 1
+    ids[1, 23:] = 0
+    mask[1, 23:] = 0
+    save_case("umt5-encoder-b2", randomize(UMT5EncoderModel(UMT5Config(**dict(t5, num_layers=3))), seed=24),
+              dict(input_ids=ids, attention_mask=mask), dict(last_hidden_state=lambda o: o.last_hidden_state))
 
 
 def main():

@@ -40,6 +40,14 @@ struct TextEncoderTests {
         }
     }
 
+    @Test("UMT5EncoderModel (Wan's): a relative bias per layer, 40 tokens with a padding mask")
+    func umt5() throws {
+        let model = try T5EncoderModel(directory: "\(fixtures)/umt5-encoder-b2/model")
+        let inputs = try fixtureInputs("umt5-encoder-b2")
+        try expect(try model(ids: idRows(inputs, "input_ids"), mask: idRows(inputs, "attention_mask")), "last_hidden_state",
+                   in: "umt5-encoder-b2")
+    }
+
     @Test("bad ids are one clear error")
     func badInput() throws {
         let model = try CLIPTextModel(directory: "\(fixtures)/clip-text-b2/model")

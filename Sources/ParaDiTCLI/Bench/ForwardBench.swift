@@ -75,7 +75,7 @@ struct BenchForward: ParsableCommand {
                 do { _ = try model.forward(any: inputs) } catch { failure = error }
             }
             if let failure { throw failure }
-            return Report(preset: p.name, description: p.summary, machine: .current(threads: threads), parameters: parameters,
+            return Report(preset: p.name, description: p.summary(frames: frames), machine: .current(threads: threads), parameters: parameters,
                           weightsDtype: weights.dtype.rawValue, weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
         }
         var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights (\(threads) threads)",
@@ -83,7 +83,7 @@ struct BenchForward: ParsableCommand {
         table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(Double(report.weightBytes) / 1_073_741_824, digits: 2) + " GiB",
                    fmt(Double(report.peakMemoryBytes) / 1_073_741_824, digits: 2) + " GiB", fmt(report.timing.median, digits: 3),
                    fmt(report.timing.min, digits: 3), fmt(report.timing.max, digits: 3)])
-        print(p.summary + "\n")
+        print(p.summary(frames: frames) + "\n")
         print(table.render())
         if let json { try writeJSON(report, to: json) }
     }

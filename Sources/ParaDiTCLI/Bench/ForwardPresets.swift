@@ -21,6 +21,9 @@ struct ForwardPreset {
     var name: String { preset.name }
     var summary: String { preset.summary }
 
+    /// The summary, saying so when `--frames` replaced the preset's frame count.
+    func summary(frames: Int?) -> String { frames.map { summary + "; run with \($0) latent frame(s) (--frames)" } ?? summary }
+
     /// The model with random weights, and its parameter count.
     func build(weightsDType: WeightsDType = .stored) throws -> (any DiffusionTransformer, parameters: Int, weightBytes: Int) {
         let json = "{\"_class_name\": \"\(family.className)\", " + preset.config.drop { $0 != "{" }.dropFirst()

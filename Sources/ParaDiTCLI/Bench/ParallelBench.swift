@@ -120,7 +120,7 @@ struct BenchParallel: ParsableCommand {
                             interNodeLatencyUs: emulated ? ranks.interNodeLatencyUs : nil, interleavedNodes: emulated ? ranks.interleavedNodes : nil,
                             serialSameThreads: serial?.same,
                             serialAllThreads: serial?.all ?? serial?.same, results: results)
-        print(p.summary + "\n")
+        print(p.summary(frames: frames) + "\n")
         print(Self.table(report).render())
         if let json { try writeJSON(report, to: json) }
     }

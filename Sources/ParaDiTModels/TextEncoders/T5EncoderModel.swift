@@ -31,26 +31,27 @@ public struct T5Config: Decodable, Sendable {
 /// transformers' `T5EncoderModel`: shared token embeddings; pre-RMS-norm blocks of self-attention
 /// (unscaled scores plus a bias per head from bucketed relative positions, computed once in block
 /// 0 and shared by all blocks, plus the key mask) and T5 v1.1's gated-GELU feed-forward; a final
-/// RMS norm.
+/// RMS norm. `UMT5EncoderModel` (Wan's encoder) is the same with a relative bias table in every block.
 public struct T5EncoderModel {
     public let config: T5Config
     let embedding: Tensor
-    let relativeBias: Tensor
+    /// [buckets, heads]: one for T5 (block 0's), one per block for UMT5.
+    let relativeBiases: [Tensor]
     let blocks: [T5Block]
     let finalNorm: Tensor
 
     public init(directory: String, weightsDType: WeightsDType = .stored) throws {
         let file = try ConfigFile(directory: directory)
-        guard file.className == "T5EncoderModel" else {
-            throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not a T5EncoderModel")
+        guard ["T5EncoderModel", "UMT5EncoderModel"].contains(file.className) else {
+            throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not a T5EncoderModel or UMT5EncoderModel")
         }
         let weights = Weights(checkpoint: try Checkpoint(directory: directory), dtype: weightsDType)
-        try self.init(config: file.decode(T5Config.self), weights: weights)
+        try self.init(config: file.decode(T5Config.self), weights: weights, biasPerLayer: file.className == "UMT5EncoderModel")
         // The encoder's own copy of the tied embedding, when saved, equals `shared`.
         try weights.checkAllUsed(ignoring: { $0 == "encoder.embed_tokens.weight" })
     }
 
-    public init(config c: T5Config, weights: Weights) throws {
+    public init(config c: T5Config, weights: Weights, biasPerLayer: Bool = false) throws {
         config = c
         // T5 v1.1, the encoder of every diffusers pipeline (PixArt, SD3, Flux).
         guard c.feedForwardProj == "gated-gelu" else {
@@ -61,8 +62,10 @@ public struct T5EncoderModel {
             ? weights.tensor("shared.weight", shape: [c.vocabSize, c.dModel])
             : weights.scope("encoder").scope("embed_tokens").tensor("weight", shape: [c.vocabSize, c.dModel])
         let e = weights.scope("encoder").scope("block")
-        relativeBias = try e.scope(0).scope("layer").scope(0).scope("SelfAttention").scope("relative_attention_bias")
-            .tensor("weight", shape: [c.relativeAttentionNumBuckets, c.numHeads])
+        relativeBiases = try (0..<(biasPerLayer ? c.numLayers : 1)).map { i in
+            try e.scope(i).scope("layer").scope(0).scope("SelfAttention").scope("relative_attention_bias")
+                .tensor("weight", shape: [c.relativeAttentionNumBuckets, c.numHeads])
+        }
         blocks = try (0..<c.numLayers).map { try T5Block(e.scope($0), config: c) }
         finalNorm = try weights.scope("encoder").scope("final_layer_norm").tensor("weight", shape: [c.dModel])
     }
@@ -86,14 +89,18 @@ public struct T5EncoderModel {
         let keyBias = (0..<b).map { n in
             (0..<l).map { j in mask.map { $0[n][j] == 0 } == true ? -Float.greatestFiniteMagnitude : 0 }
         }
-        var values = [Float](repeating: 0, count: b * h * l * l)
-        let table = relativeBias.scalars
-        for n in 0..<b { for head in 0..<h { for i in 0..<l {
-            let row = ((n * h + head) * l + i) * l
-            for j in 0..<l { values[row + j] = table[buckets[j - i + l - 1] * h + head] + keyBias[n][j] }
-        } } }
-        let bias = Tensor(shape: [b, h, l, l], values: values)
-        for block in blocks { x = block(x, bias: bias, eps: Float(config.layerNormEpsilon)) }
+        func bias(_ table: [Float]) -> Tensor {
+            var values = [Float](repeating: 0, count: b * h * l * l)
+            for n in 0..<b { for head in 0..<h { for i in 0..<l {
+                let row = ((n * h + head) * l + i) * l
+                for j in 0..<l { values[row + j] = table[buckets[j - i + l - 1] * h + head] + keyBias[n][j] }
+            } } }
+            return Tensor(shape: [b, h, l, l], values: values)
+        }
+        let shared = relativeBiases.count == 1 ? bias(relativeBiases[0].scalars) : nil
+        for (i, block) in blocks.enumerated() {
+            x = block(x, bias: shared ?? bias(relativeBiases[i].scalars), eps: Float(config.layerNormEpsilon))
+        }
         return rmsNorm(x, weight: finalNorm, eps: Float(config.layerNormEpsilon))
     }
 
