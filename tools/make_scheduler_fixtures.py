@@ -6,7 +6,7 @@ Each folder holds a scheduler_config.json written as the Hub writes it (Python's
 
     run-<steps>[-<variant>].safetensors
         timesteps       scheduler.timesteps after set_timesteps (I64, or F32 for flow matching)
-        sigmas          scheduler.sigmas (DPM-Solver and flow matching only)
+        sigmas          scheduler.sigmas (DPM-Solver, UniPC and flow matching only)
         samples         [steps + 1, *shape]: the start sample, then the sample after every step
         model_outputs   [steps, *output shape]: the fixed random model output fed at every step
         noises          [steps, *shape]: the variance noise of every step (where the step draws one)
@@ -30,13 +30,13 @@ import diffusers
 import numpy as np
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
-                       FlowMatchEulerDiscreteScheduler)
+                       FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from safetensors.torch import save_file
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ParaDiTDiffusionTests", "Fixtures", "schedulers")
 CLASSES = {c.__name__: c for c in (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
-                                   FlowMatchEulerDiscreteScheduler)}
+                                   FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)}
 SWEEP = [1, 2, 3, 7, 10, 16, 25, 50, 100]
 SWEEP_1000 = ("pixart-alpha", "dit", "sd3")  # these sweeps also hold n = 1000
 
@@ -100,6 +100,18 @@ CONFIGS = {
     "flow-dynamic-linear-stochastic": {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 2.0,
                                        "use_dynamic_shifting": True, "time_shift_type": "linear",
                                        "stochastic_sampling": True},
+    # Wan 2.1 T2V's scheduler_config.json (UniPC on flow sigmas, shift 3).
+    "wan-unipc": {"_class_name": "UniPCMultistepScheduler", "_diffusers_version": "0.33.0.dev0", "beta_end": 0.02,
+                  "beta_schedule": "linear", "beta_start": 0.0001, "disable_corrector": [],
+                  "dynamic_thresholding_ratio": 0.995, "final_sigmas_type": "zero", "flow_shift": 3.0,
+                  "lower_order_final": True, "num_train_timesteps": 1000, "predict_x0": True,
+                  "prediction_type": "flow_prediction", "rescale_betas_zero_snr": False, "sample_max_value": 1.0,
+                  "solver_order": 2, "solver_p": None, "solver_type": "bh2", "steps_offset": 0, "thresholding": False,
+                  "timestep_spacing": "linspace", "trained_betas": None, "use_beta_sigmas": False,
+                  "use_exponential_sigmas": False, "use_flow_sigmas": True, "use_karras_sigmas": False},
+    "unipc-order3-bh1": {"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": True, "flow_shift": 5.0,
+                         "prediction_type": "epsilon", "solver_order": 3, "solver_type": "bh1",
+                         "disable_corrector": [2], "final_sigmas_type": "sigma_min"},
 }
 # Configs saved by diffusers 0.42 itself, every key written: DiTPipeline's documented swap to
 # DPM-Solver (`DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)`).
@@ -128,6 +140,8 @@ RUNS = [
     ("flux-dev", 10, {"mode": "flux", "image_seq_len": 4096}),
     ("flux-dev", 6, {"image_seq_len": 64}),
     ("flow-dynamic-linear-stochastic", 5, {"image_seq_len": 2000}),
+    ("wan-unipc", 1, {}), ("wan-unipc", 4, {}), ("wan-unipc", 12, {}), ("wan-unipc", 3, {"batch": 2}),
+    ("unipc-order3-bh1", 8, {}),
 ]
 
 
@@ -162,7 +176,7 @@ def set_timesteps(scheduler, steps, opts):
 def schedule_tensors(scheduler):
     t = scheduler.timesteps
     out = {"timesteps": t.to(torch.int64) if not t.is_floating_point() else t.to(torch.float32)}
-    if isinstance(scheduler, (DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler)):
+    if isinstance(scheduler, (DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)):
         out["sigmas"] = scheduler.sigmas.to(torch.float32)
     return out
 
@@ -251,7 +265,7 @@ def main():
     sweep_opts = {"flux-schnell": {"mode": "flux", "image_seq_len": 4096},
                   "flux-dev": {"mode": "flux", "image_seq_len": 1024}}
     for name in ("pixart-alpha", "dpm-order3-heun", "dpm-cosine-clipped", "dit", "ddim-trailing-v",
-                 "ddim-linspace-sample", "ddpm-default", "sd3", "flux-schnell", "flux-dev"):
+                 "ddim-linspace-sample", "ddpm-default", "sd3", "flux-schnell", "flux-dev", "wan-unipc"):
         sweep(name, sweep_opts.get(name, {}))
     print(f"diffusers {diffusers.__version__}, torch {torch.__version__}")
 

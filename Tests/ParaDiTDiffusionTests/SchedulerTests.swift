@@ -21,6 +21,7 @@ private func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
 /// The σ schedule of the schedulers that have one.
 private func sigmas(_ scheduler: any Scheduler) -> [Float]? {
     (scheduler as? DPMSolverMultistepScheduler)?.sigmas ?? (scheduler as? FlowMatchEulerDiscreteScheduler)?.sigmas
+        ?? (scheduler as? UniPCMultistepScheduler)?.sigmas
 }
 
 /// Sets the timesteps as the fixture's pipeline did: FluxPipeline's σ and mu, or steps (and mu).
@@ -64,11 +65,13 @@ struct SchedulerTests {
         "sd3/run-1", "sd3/run-4", "sd3/run-10",
         "flux-schnell/run-1", "flux-schnell/run-4", "flux-dev/run-8", "flux-dev/run-10", "flux-dev/run-6",
         "flow-dynamic-linear-stochastic/run-5",
+        // UniPC on flow σ: Wan 2.1's config (order 2, bh2), and order 3 with bh1, ε, a corrector off, σ_min last.
+        "wan-unipc/run-1", "wan-unipc/run-4", "wan-unipc/run-12", "wan-unipc/run-3-batch", "unipc-order3-bh1/run-8",
     ]
 
     static let sweeps = [
         "pixart-alpha", "dpm-order3-heun", "dpm-cosine-clipped", "dit", "ddim-trailing-v", "ddim-linspace-sample",
-        "ddpm-default", "sd3", "flux-schnell", "flux-dev",
+        "ddpm-default", "sd3", "flux-schnell", "flux-dev", "wan-unipc",
     ]
 
     @Test("every step's sample matches diffusers (relative L2 ≤ 1e-6)", arguments: runs)
@@ -150,7 +153,7 @@ struct SchedulerTests {
             _ = try makeFromJSON(#"{"_class_name": "EulerDiscreteScheduler"}"#)
         } throws: { error in
             "\(error)" == "unknown scheduler class EulerDiscreteScheduler; supported: DDIMScheduler, DDPMScheduler, "
-                + "DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler"
+                + "DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler"
         }
     }
 
@@ -165,6 +168,10 @@ struct SchedulerTests {
         (#"{"_class_name": "DDPMScheduler", "variance_type": "fixed_large_log"}"#, "variance_type"),
         (#"{"_class_name": "DDPMScheduler", "beta_schedule": "sigmoid"}"#, "beta_schedule"),
         (#"{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift_terminal": 0.1}"#, "shift_terminal"),
+        (#"{"_class_name": "UniPCMultistepScheduler"}"#, "use_flow_sigmas"),
+        (#"{"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true, "solver_order": 4}"#, "solver_order"),
+        (#"{"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true, "predict_x0": false}"#, "predict_x0"),
+        (#"{"_class_name": "UniPCMultistepScheduler", "use_flow_sigmas": true, "solver_type": "bh3"}"#, "solver_type"),
         (#"{"_class_name": "FlowMatchEulerDiscreteScheduler", "invert_sigmas": true}"#, "invert_sigmas"),
     ]
 

@@ -62,6 +62,7 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
 /// The scheduler classes `makeScheduler` builds.
 public let supportedSchedulers = [
     "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
+    "UniPCMultistepScheduler",
 ]
 
 /// The scheduler a `scheduler_config.json` describes, chosen by its `_class_name`.
@@ -80,6 +81,8 @@ public func makeScheduler(_ className: String, config: ConfigFile) throws -> any
         return try DPMSolverMultistepScheduler(config: config.decode(DPMSolverMultistepSchedulerConfig.self))
     case "FlowMatchEulerDiscreteScheduler":
         return try FlowMatchEulerDiscreteScheduler(config: config.decode(FlowMatchEulerDiscreteSchedulerConfig.self))
+    case "UniPCMultistepScheduler":
+        return try UniPCMultistepScheduler(config: config.decode(UniPCMultistepSchedulerConfig.self))
     default: throw SchedulerError.unknownClass(className, supported: supportedSchedulers)
     }
 }

@@ -45,6 +45,17 @@ func scaledDifference(_ c: Float, _ a: Tensor, _ b: Tensor) -> Tensor {
     return out
 }
 
+/// (a − b)/c: a divided difference of UniPC's x₀ predictions.
+func dividedDifference(_ a: Tensor, _ b: Tensor, by c: Float) -> Tensor {
+    check(a.count == b.count, "dividedDifference: \(a.shape) and \(b.shape)")
+    let out = Tensor(uninitialized: a.shape)
+    let o = out.data, pa = a.data, pb = b.data
+    withExtendedLifetime((a, b)) {
+        for i in 0..<a.count { o[i] = (pa[i] - pb[i]) / c }
+    }
+    return out
+}
+
 /// Clamps `x` to [−range, range] in place (clip_sample).
 func clampInPlace(_ x: Tensor, range: Float) {
     let p = x.data
