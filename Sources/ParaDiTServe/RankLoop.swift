@@ -96,7 +96,7 @@ public final class RankLoop {
         let (z, scaling) = try pipeline.vaeInput(latents, request: request, conditioning: conditioning)
         let image: Tensor
         if world.size > 1 && z.size(2) >= world.size {
-            image = try pipeline.vae.decode(latents: z, scaling: scaling, comm: world)
+            image = try pipeline.decoder().decode(latents: z, scaling: scaling, comm: world)
         } else {
             guard world.rank == 0 else { return [] }
             image = try pipeline.decode(latents, request: request, conditioning: conditioning)

@@ -35,6 +35,43 @@ struct PromptCommandTests {
         #expect(try latentsError("\(dir)/l.safetensors", name) <= 1e-4)
     }
 
+    /// Wan's fixture call: frames and the T5 length too; the video VAE does not decode yet, so latents only.
+    func generateWan(_ extra: [String]) throws -> [String] {
+        try generate("wan", ["--frames", "9", "--max-sequence-length", "40", "--save-latents", "\(dir)/w.safetensors"] + extra)
+    }
+
+    @Test("Wan 2.1 text-to-video: prompt → UMT5 → transformer → UniPC gives diffusers' latents, serially and split",
+          arguments: ["serial", "cfg=2", "ulysses=3", "ring=2", "cfg=2,ulysses=3,ring=2"])
+    func wan(parallel: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let message = runCommand(try generateWan(["--parallel", parallel]))
+        #expect(message == nil, "\(message ?? "")")
+        #expect(try latentsError("\(dir)/w.safetensors", "wan") <= 1e-4)
+    }
+
+    @Test("Wan under mpirun -np 2 (ring=2); what Wan cannot do yet is refused with the way out")
+    func wanMPIAndRefusals() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, _) = try mpirun(2, try generateWan(["--parallel", "ring=2"]))
+        #expect(status == 0, "\(out)")
+        #expect(try latentsError("\(dir)/w.safetensors", "wan") <= 1e-4)
+        let wan = "\(promptRoot)/wan/pipeline"
+        let refusals: [([String], String)] = [
+            (["--frames", "8", "--save-latents", "\(dir)/x.safetensors"], "4·k + 1 frames"),
+            (["--frames", "9"], "--save-latents"),
+            (["--frames", "9", "--save-latents", "\(dir)/x.safetensors", "--parallel", "pipefusion=2"], "latent frames is not supported"),
+        ]
+        for (extra, words) in refusals {
+            let message = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48"] + extra) ?? "ran"
+            #expect(message.contains(words), "\(extra): \(message)")
+        }
+        let image = runCommand(["generate", "--model", "\(promptRoot)/pixart-sigma/pipeline", "--prompt", "a cat", "--frames", "9",
+                                "--output", "\(dir)/p.png"]) ?? "ran"
+        #expect(image.contains("--frames is for video pipelines"), "\(image)")
+    }
+
     @Test("under mpirun rank 0 alone runs the text encoders and the ranks give diffusers' latents")
     func mpi() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -62,6 +62,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
+    @Option(help: "Video frames of a video pipeline (Wan: 4k+1, default 81).")
+    var frames: Int?
+
     @Option(help: "Where to write the image or sheet (PNG, 8-bit RGB); several images get _1, _2… before .png.")
     var output: String = "paradit.png"
 
@@ -94,12 +97,18 @@ struct Generate: ParsableCommand {
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: sheet, classifier: classifier, family: pipeline.family)
         let request = GenerationRequest(
             seed: seed, steps: steps ?? (model == nil ? DemoModel.steps : 20), guidanceScale: guidance, height: size?.height,
-            width: size?.width, classLabels: selection.labels)
+            width: size?.width, classLabels: selection.labels, frames: frames)
         try pipeline.validate(request, conditioning: conditioning)
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + text.inputs)
+        // A video pipeline's VAE does not decode yet: its run gives the final latents only.
+        let decodes = pipeline.vae != nil
+        if !decodes && (saveLatents == nil || json != nil) { _ = try pipeline.decoder() }
+        if frames != nil && pipeline.vae != nil {
+            throw ValidationError("--frames is for video pipelines; \(pipeline.folder.className) makes images")
+        }
+        try OutputPaths.check([decodes ? output : nil, saveLatents, json].compactMap { $0 }, inputs: [folder] + text.inputs)
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let cache = self.cache
@@ -115,13 +124,21 @@ struct Generate: ParsableCommand {
             progress.finish()
             // Patch-parallel decode over every rank when the latent has a row for each (DistVAE).
             let (z, scaling) = try pipeline.vaeInput(latents, request: request, conditioning: conditioning)
-            guard context.world.size > 1 && z.size(2) >= context.world.size else { return (latents, seconds, nil, 0, stepCache?.skipped) }
+            guard decodes, context.world.size > 1 && z.size(2) >= context.world.size else {
+                return (latents, seconds, nil, 0, stepCache?.skipped)
+            }
             if context.world.rank == 0 { log.info("decoding on \(context.world.size) ranks") }
             let start = Date()
-            let image = try pipeline.vae.decode(latents: z, scaling: scaling, comm: context.world)
+            let image = try pipeline.decoder().decode(latents: z, scaling: scaling, comm: context.world)
             return (latents, seconds, image, Date().timeIntervalSince(start), stepCache?.skipped)
         }
         guard let (rank, (latents, seconds, parallelImage, parallelDecode, skipped)) = results.first, rank == 0 else { return }
+        if !decodes, let saveLatents {
+            try OutputPaths.allOrNothing([(saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) })])
+            print("latents \(latents.shape) → \(saveLatents); \(request.steps) steps, \(fmt(median(seconds), digits: 2)) s/step "
+                  + "(median), \(ranks.parallel)")
+            return
+        }
         let denoised = Date()
         if parallelImage == nil { log.info("decoding") }
         let decoded = try parallelImage ?? pipeline.decode(latents, request: request, conditioning: conditioning)

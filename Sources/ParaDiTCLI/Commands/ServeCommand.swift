@@ -102,6 +102,7 @@ struct Serve: ParsableCommand {
         if !isRoot { signal(SIGTERM, SIG_IGN); signal(SIGINT, SIG_IGN) }
         log.info("loading \(folder)")
         let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype)
+        _ = try pipeline.decoder()  // serve answers with images
         let metrics = ServeMetrics()
         let queue = JobQueue(maxQueue: maxQueue, maxBatch: maxBatch, timeout: timeout, metrics: metrics)
         let service = ImageService(pipeline: pipeline, config: try ranks.config(), queue: queue, metrics: metrics,

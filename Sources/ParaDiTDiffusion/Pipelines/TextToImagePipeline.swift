@@ -12,11 +12,23 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var width: Int?
     /// ImageNet class ids, one image each (DiT).
     public var classLabels: [Int]
+    /// Video frames (video pipelines; nil: the pipeline's default).
+    public var frames: Int?
 
-    public init(seed: UInt64 = 0, steps: Int, guidanceScale: Double, height: Int? = nil, width: Int? = nil, classLabels: [Int] = []) {
+    public init(seed: UInt64 = 0, steps: Int, guidanceScale: Double, height: Int? = nil, width: Int? = nil, classLabels: [Int] = [],
+                frames: Int? = nil) {
         (self.seed, self.steps, self.guidanceScale) = (seed, steps, guidanceScale)
-        (self.height, self.width, self.classLabels) = (height, width, classLabels)
+        (self.height, self.width, self.classLabels, self.frames) = (height, width, classLabels, frames)
     }
+}
+
+/// How a pipeline's latents scale to pixels: what the recipes read of its VAE.
+public struct LatentScale: Sendable, Equatable {
+    public var spatial: Int
+    /// Video frames per latent frame after the first (1 for images).
+    public var temporal: Int
+
+    public init(spatial: Int, temporal: Int = 1) { (self.spatial, self.temporal) = (spatial, temporal) }
 }
 
 /// One transformer forward pass on the given inputs, returning the whole output: the serial
@@ -29,7 +41,9 @@ public typealias Denoiser = (any TransformerInputs) throws -> Tensor
 public final class TextToImagePipeline {
     public let folder: PipelineFolder
     public let transformer: any DiffusionTransformer
-    public let vae: AutoencoderKL
+    /// The image decoder; nil for a VAE this engine does not decode yet (AutoencoderKLWan's video).
+    public let vae: AutoencoderKL?
+    public let latentScale: LatentScale
     public let schedulerConfig: ConfigFile
 
     /// Transformer parameters held in memory, and the model's total (fewer on a pipeline stage).
@@ -43,19 +57,30 @@ public final class TextToImagePipeline {
         let folder = try PipelineFolder(directory: directory)
         let (transformer, held, total, bytes) = try ModelRegistry.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks,
                                                                        weightsDType: weightsDType)
-        let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: AutoencoderKL.load(directory: folder.path("vae")),
+        let vaeConfig = try ConfigFile(directory: folder.path("vae"))
+        let vae = vaeConfig.className == "AutoencoderKLWan" ? nil : try AutoencoderKL.load(directory: folder.path("vae"))
+        let scale = try vae.map { LatentScale(spatial: $0.config.upscaleFactor) } ?? videoLatentScale(vaeConfig)
+        let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: vae, latentScale: scale,
                                                schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
         pipeline.transformerParameters = (held, total)
         pipeline.transformerWeightBytes = bytes
         return pipeline
     }
 
-    public init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL, schedulerConfig: ConfigFile) throws {
+    public convenience init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL,
+                            schedulerConfig: ConfigFile) throws {
+        try self.init(folder: folder, transformer: transformer, vae: vae, latentScale: LatentScale(spatial: vae.config.upscaleFactor),
+                      schedulerConfig: schedulerConfig)
+    }
+
+    public init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL?, latentScale: LatentScale,
+                schedulerConfig: ConfigFile) throws {
         guard transformer.className == folder.family.transformerClass else {
             throw WeightsError.badConfig(path: folder.path("transformer"), reason: "holds a \(transformer.className); \(folder.className) needs a \(folder.family.transformerClass)")
         }
         _ = try makeScheduler(config: schedulerConfig)
         (self.folder, self.transformer, self.vae, self.schedulerConfig) = (folder, transformer, vae, schedulerConfig)
+        self.latentScale = latentScale
     }
 
     public var family: PipelineFamily { folder.family }
@@ -68,13 +93,14 @@ public final class TextToImagePipeline {
         guard request.steps >= 1, request.steps <= Self.maxSteps else {
             throw WeightsError.badInput(name: "steps", reason: "must be 1...\(Self.maxSteps), got \(request.steps)")
         }
-        return try family.recipe(transformer, vae, request, conditioning)
+        return try family.recipe(transformer, latentScale, request, conditioning)
     }
 
     /// Checks a request without running it (every rank does this before any compute): the
     /// recipe's checks, then the memory the run would need against the machine's.
     public func validate(_ request: GenerationRequest, conditioning: Conditioning?) throws {
         let recipe = try recipe(request, conditioning: conditioning)
+        guard vae != nil else { return }  // latents only: nothing is decoded
         let memory = ProcessInfo.processInfo.physicalMemory
         guard let need = peakBytes(noiseShape: recipe.noiseShape), UInt64(need) <= memory else {
             let size = "\(request.height.map(String.init) ?? "native")x\(request.width.map(String.init) ?? "native")"
@@ -88,6 +114,7 @@ public final class TextToImagePipeline {
     /// map at full resolution, three times over (input, output, a convolution's band buffer), in
     /// float32. The VAE dominates the transformer at every size that could fit.
     func peakBytes(noiseShape: [Int]) -> Int? {
+        guard let vae else { return 0 }
         let f = vae.config.upscaleFactor, widest = vae.config.blockOutChannels.max() ?? 1
         let factors = [noiseShape[0], noiseShape[2], f, noiseShape[3], f, widest, 3, 4]
         return factors.reduce(Optional(1)) { product, n in
@@ -96,6 +123,15 @@ public final class TextToImagePipeline {
                 return overflow ? nil : r
             }
         }
+    }
+
+    /// The image decoder, or an error saying that this folder's VAE does not decode here yet.
+    public func decoder() throws -> AutoencoderKL {
+        guard let vae else {
+            throw WeightsError.badInput(name: "output", reason: "\(folder.className)'s video VAE (AutoencoderKLWan) does not decode "
+                                        + "yet (issue #21): ask for the final latents (--save-latents FILE)")
+        }
+        return vae
     }
 
     static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1e9) }
@@ -116,7 +152,7 @@ public final class TextToImagePipeline {
     /// The VAE's images [B, 3, H, W] (nominally in [−1, 1]) of `denoise`'s latents.
     public func decode(_ latents: Tensor, request: GenerationRequest, conditioning: Conditioning?) throws -> Tensor {
         let (z, scaling) = try vaeInput(latents, request: request, conditioning: conditioning)
-        return try vae.decode(latents: z, scaling: scaling)
+        return try decoder().decode(latents: z, scaling: scaling)
     }
 
     /// What the VAE decodes for `denoise`'s latents (unpacked for Flux), and how to unscale it:
@@ -125,6 +161,20 @@ public final class TextToImagePipeline {
         let recipe = try recipe(request, conditioning: conditioning)
         return (recipe.vaeLatents(latents), recipe.scaling)
     }
+}
+
+/// AutoencoderKLWan's scale factors, as WanPipeline reads them from the VAE's config.
+func videoLatentScale(_ config: ConfigFile) throws -> LatentScale {
+    struct Keys: Decodable {
+        var scaleFactorSpatial: Int?, scaleFactorTemporal: Int?
+        enum CodingKeys: String, CodingKey { case scaleFactorSpatial, scaleFactorTemporal }
+    }
+    let keys = try config.decode(Keys.self)
+    let scale = LatentScale(spatial: keys.scaleFactorSpatial ?? 8, temporal: keys.scaleFactorTemporal ?? 4)
+    guard scale.spatial >= 1, scale.temporal >= 1 else {
+        throw WeightsError.badConfig(path: config.path, reason: "scale_factor_spatial/temporal must be at least 1")
+    }
+    return scale
 }
 
 /// One pipeline class's part of the loop, as its diffusers `__call__` does it.

@@ -14,20 +14,20 @@ struct DiTRecipe: DenoisingRecipe {
     var batchHalves: Int { guided ? 2 : 1 }
 
     static let family = PipelineFamily(pipelineClasses: ["DiTPipeline"], transformerClass: "DiTTransformer2DModel",
-                                       defaultClassLabels: [207]) { model, vae, request, conditioning in
+                                       defaultClassLabels: [207]) { model, scale, request, conditioning in
         if conditioning != nil { throw WeightsError.badInput(name: "prompt_embeds", reason: "DiT is class-conditional: pass --class, not --prompt-embeds") }
-        return try DiTRecipe(model: cast(model), vae: vae, request: request)
+        return try DiTRecipe(model: cast(model), scale: scale, request: request)
     }
 
-    init(model: DiTTransformer2DModel, vae: AutoencoderKL, request r: GenerationRequest) throws {
+    init(model: DiTTransformer2DModel, scale: LatentScale, request r: GenerationRequest) throws {
         let c = model.config, classes = c.numEmbedsAdaNorm
         guard !r.classLabels.isEmpty else { throw WeightsError.badInput(name: "class", reason: "DiT needs at least one --class (0..<\(classes))") }
         if let bad = r.classLabels.first(where: { $0 < 0 || $0 >= classes }) {
             throw WeightsError.badInput(name: "class", reason: "class \(bad) is outside 0..<\(classes)")
         }
-        let (h, w) = try latentSize(r, native: c.sampleSize * vae.config.upscaleFactor, vaeScale: vae.config.upscaleFactor,
-                                    multiple: vae.config.upscaleFactor * c.patchSize)
-        guard h == w else { throw WeightsError.badInput(name: "size", reason: "DiT makes square images; got \(h * vae.config.upscaleFactor)x\(w * vae.config.upscaleFactor)") }
+        let (h, w) = try latentSize(r, native: c.sampleSize * scale.spatial, vaeScale: scale.spatial,
+                                    multiple: scale.spatial * c.patchSize)
+        guard h == w else { throw WeightsError.badInput(name: "size", reason: "DiT makes square images; got \(h * scale.spatial)x\(w * scale.spatial)") }
         (self.model, labels, guidance) = (model, r.classLabels, r.guidanceScale)
         noiseShape = [labels.count, c.inChannels, h, w]
     }

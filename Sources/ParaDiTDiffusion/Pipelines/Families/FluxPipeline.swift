@@ -12,12 +12,12 @@ struct FluxRecipe: DenoisingRecipe {
     let imageIds: Tensor, textIds: Tensor
 
     static let family = PipelineFamily(pipelineClasses: ["FluxPipeline"],
-                                       transformerClass: "FluxTransformer2DModel", encodePrompt: encodePrompt) { model, vae, request, conditioning in
+                                       transformerClass: "FluxTransformer2DModel", encodePrompt: encodePrompt) { model, scale, request, conditioning in
         let m: FluxTransformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "FluxPipeline")
         // Flux embeds guidance instead of running an unconditional batch.
         try c.check(width: m.config.jointAttentionDim, pooled: m.config.pooledProjectionDim, negativeNeeded: false, model: m.className)
-        return try FluxRecipe(model: m, vae: vae, request: request, conditioning: c)
+        return try FluxRecipe(model: m, scale: scale, request: request, conditioning: c)
     }
 
     /// Flux's encode_prompt: T5 states (512 tokens, unmasked) and CLIP-L's pooled output. Guidance
@@ -31,8 +31,8 @@ struct FluxRecipe: DenoisingRecipe {
         return Conditioning(promptEmbeds: embeds, pooledPromptEmbeds: pooled)
     }
 
-    init(model: FluxTransformer2DModel, vae: AutoencoderKL, request r: GenerationRequest, conditioning c: Conditioning) throws {
-        let f = vae.config.upscaleFactor
+    init(model: FluxTransformer2DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+        let f = scale.spatial
         let (h, w) = try latentSize(r, native: 128 * f, vaeScale: f, multiple: 2 * f)
         guard model.config.inChannels % 4 == 0 else {
             throw WeightsError.badConfig(path: "transformer/config.json", reason: "in_channels \(model.config.inChannels) is not 4 × the latent channels")

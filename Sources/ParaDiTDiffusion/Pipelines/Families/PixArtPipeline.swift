@@ -13,12 +13,12 @@ struct PixArtRecipe: DenoisingRecipe {
     let resolution: [Float], aspectRatio: [Float]
 
     static let family = PipelineFamily(pipelineClasses: ["PixArtAlphaPipeline", "PixArtSigmaPipeline"],
-                                       transformerClass: "PixArtTransformer2DModel", encodePrompt: encodePrompt) { model, vae, request, conditioning in
+                                       transformerClass: "PixArtTransformer2DModel", encodePrompt: encodePrompt) { model, scale, request, conditioning in
         let m: PixArtTransformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "PixArt")
         try c.check(width: m.config.captionChannels ?? m.config.crossAttentionDim ?? m.config.innerDim, pooled: nil,
                     negativeNeeded: request.guidanceScale > 1, model: m.className)
-        return try PixArtRecipe(model: m, vae: vae, request: request, conditioning: c)
+        return try PixArtRecipe(model: m, scale: scale, request: request, conditioning: c)
     }
 
     /// PixArt's encode_prompt: T5 with its padding masked, 120 tokens (α) or 300 (Σ); the negative
@@ -35,8 +35,8 @@ struct PixArtRecipe: DenoisingRecipe {
                             negativePromptAttentionMask: negativeMask)
     }
 
-    init(model: PixArtTransformer2DModel, vae: AutoencoderKL, request r: GenerationRequest, conditioning c: Conditioning) throws {
-        let f = vae.config.upscaleFactor
+    init(model: PixArtTransformer2DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+        let f = scale.spatial
         let (h, w) = try latentSize(r, native: model.config.sampleSize * f, vaeScale: f, multiple: f * model.config.patchSize)
         let guided = r.guidanceScale > 1
         embeds = guided ? catBatch([c.negativePromptEmbeds!, c.promptEmbeds]) : c.promptEmbeds

@@ -11,12 +11,12 @@ struct SD3Recipe: DenoisingRecipe {
     let noiseShape: [Int]
 
     static let family = PipelineFamily(pipelineClasses: ["StableDiffusion3Pipeline"],
-                                       transformerClass: "SD3Transformer2DModel", encodePrompt: encodePrompt) { model, vae, request, conditioning in
+                                       transformerClass: "SD3Transformer2DModel", encodePrompt: encodePrompt) { model, scale, request, conditioning in
         let m: SD3Transformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "StableDiffusion3Pipeline")
         try c.check(width: m.config.jointAttentionDim, pooled: m.config.pooledProjectionDim,
                     negativeNeeded: request.guidanceScale > 1, model: m.className)
-        return try SD3Recipe(model: m, vae: vae, request: request, conditioning: c)
+        return try SD3Recipe(model: m, scale: scale, request: request, conditioning: c)
     }
 
     /// SD3's encode_prompt: CLIP-L ‖ CLIP-G penultimate states (features side by side), zero-padded
@@ -43,8 +43,8 @@ struct SD3Recipe: DenoisingRecipe {
                             negativePooledPromptEmbeds: negativePooled)
     }
 
-    init(model: SD3Transformer2DModel, vae: AutoencoderKL, request r: GenerationRequest, conditioning c: Conditioning) throws {
-        let f = vae.config.upscaleFactor
+    init(model: SD3Transformer2DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+        let f = scale.spatial
         let (h, w) = try latentSize(r, native: model.config.sampleSize * f, vaeScale: f, multiple: f * model.config.patchSize)
         let guided = r.guidanceScale > 1
         embeds = guided ? catBatch([c.negativePromptEmbeds!, c.promptEmbeds]) : c.promptEmbeds
