@@ -8,7 +8,8 @@ text-to-video) run by diffusers from a text prompt, for the engine's parity test
                               run: the latents are the output) and Wan 2.1's UniPC scheduler config
     args.json                 the call (prompt, negative prompt, seed, steps, guidance, size, frames)
     conditioning.safetensors  prompt_embeds, negative_prompt_embeds (encode_prompt's)
-    expected.safetensors      latents: the final latents, output_type="latent"
+    expected.safetensors      latents: the final latents, output_type="latent"; video: vae.decode of them
+                              [B, 3, frames, H, W]; frames: postprocess_video's [B, frames, 3, H, W] in [0, 1]
 
     ~/venv/bin/python tools/make_wan_pipeline.py     (torch, diffusers 0.42.*, transformers 5.25.*)
 
@@ -79,7 +80,15 @@ def main():
         json.dump(args, f, indent=2)
     save_file({"prompt_embeds": embeds.contiguous(), "negative_prompt_embeds": negative.contiguous()},
               os.path.join(OUT, "conditioning.safetensors"))
-    save_file({"latents": latents.contiguous()}, os.path.join(OUT, "expected.safetensors"))
+    # The VAE's part, as WanPipeline does it after the loop: unscale, decode, postprocess to [0, 1].
+    with torch.no_grad():
+        vae = pipe.vae
+        mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1)
+        std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1)
+        video = vae.decode(latents / std + mean, return_dict=False)[0]
+        frames = pipe.video_processor.postprocess_video(video, output_type="pt")
+    save_file({"latents": latents.contiguous(), "video": video.contiguous(), "frames": frames.contiguous()},
+              os.path.join(OUT, "expected.safetensors"))
     print(f"wan: latents {tuple(latents.shape)}, prompt_embeds {tuple(embeds.shape)}")
 
 

@@ -89,6 +89,18 @@ struct PromptPipelineTests {
         #expect(promptClean("  a  &amp;amp; b\n\t&#233;&#x41; &bogus; ") == "a & b éA &bogus;")
     }
 
+    @Test("AutoencoderKLWan decodes diffusers' latents to its video (relative L2 ≤ 1e-4), frame by frame with the causal cache")
+    func wanDecodes() throws {
+        let dir = "\(promptFixtures)/wan"
+        let vae = try AutoencoderKLWan.load(directory: "\(dir)/pipeline/vae")
+        let expected = try SafeTensorsFile(path: "\(dir)/expected.safetensors")
+        let video = try vae.decode(latents: expected.tensor("latents"))
+        let want = try expected.tensor("video")
+        #expect(video.shape == want.shape)
+        let err = relL2(video, want)
+        #expect(err <= 1e-4, "video relative L2 \(err)")
+    }
+
     @Test("a folder without text encoders, a class-conditional pipeline, an empty prompt list: one clear error")
     func errors() throws {
         let plain = try PipelineFolder(directory: "\(pipelineFixtures)/sd3/pipeline")
