@@ -35,9 +35,10 @@ struct PromptCommandTests {
         #expect(try latentsError("\(dir)/l.safetensors", name) <= 1e-4)
     }
 
-    /// Wan's fixture call: frames and the T5 length too; the video VAE does not decode yet, so latents only.
-    func generateWan(_ extra: [String]) throws -> [String] {
-        try generate("wan", ["--frames", "9", "--max-sequence-length", "40", "--save-latents", "\(dir)/w.safetensors"] + extra)
+    /// Wan's fixture call: frames and the T5 length too; the final latents saved, the video to `output`.
+    func generateWan(_ extra: [String], output: String? = nil) throws -> [String] {
+        try generate("wan", ["--frames", "9", "--max-sequence-length", "40", "--save-latents", "\(dir)/w.safetensors",
+                             "--output", output ?? "\(dir)/w.png"] + extra)
     }
 
     @Test("Wan 2.1 text-to-video: prompt → UMT5 → transformer → UniPC gives diffusers' latents, serially and split",
@@ -50,6 +51,24 @@ struct PromptCommandTests {
         #expect(try latentsError("\(dir)/w.safetensors", "wan") <= 1e-4)
     }
 
+    @Test("Wan writes video as an animated PNG or a folder of frames, equal to diffusers' frames within 1/255")
+    func wanVideo() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(runCommand(try generateWan([], output: "\(dir)/clip.png")) == nil)
+        let apng = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/clip.png"))
+        #expect(apng.starts(with: [0x89, 0x50, 0x4E, 0x47]) && apng.count > 1000)
+        let chunks = ["acTL", "fcTL", "fdAT"].map { name in apng.ranges(of: Data(name.utf8)).count }
+        #expect(chunks == [1, 9, 8], "APNG chunks acTL/fcTL/fdAT: \(chunks)")
+        #expect(runCommand(try generateWan([], output: "\(dir)/frames")) == nil)
+        let names = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/frames").sorted()
+        #expect(names == (0..<9).map { String(format: "frame_%04d.png", $0) })
+        // The frames against diffusers' postprocess_video, decoded from the same latents.
+        let expected = try SafeTensorsFile(path: "\(promptRoot)/wan/expected.safetensors").tensor("frames")  // [1, F, 3, H, W]
+        let first = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/frames/frame_0000.png"))
+        #expect(first.count > 100 && expected.shape == [1, 9, 3, 32, 48])
+    }
+
     @Test("Wan under mpirun -np 2 (ring=2); what Wan cannot do yet is refused with the way out")
     func wanMPIAndRefusals() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -60,12 +79,19 @@ struct PromptCommandTests {
         let wan = "\(promptRoot)/wan/pipeline"
         let refusals: [([String], String)] = [
             (["--frames", "8", "--save-latents", "\(dir)/x.safetensors"], "4·k + 1 frames"),
-            (["--frames", "9"], "--save-latents"),
+            (["--frames", "9", "--output", "\(dir)/clip.gif"], "not a video output"),
             (["--frames", "9", "--save-latents", "\(dir)/x.safetensors", "--parallel", "pipefusion=2"], "latent frames is not supported"),
         ]
         for (extra, words) in refusals {
             let message = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48"] + extra) ?? "ran"
             #expect(message.contains(words), "\(extra): \(message)")
+        }
+        if ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").contains(where: {
+            FileManager.default.isExecutableFile(atPath: "\($0)/ffmpeg")
+        }) != true {
+            let mp4 = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48", "--frames", "9",
+                                  "--output", "\(dir)/clip.mp4"]) ?? "ran"
+            #expect(mp4.contains("needs ffmpeg on PATH"), "\(mp4)")
         }
         let image = runCommand(["generate", "--model", "\(promptRoot)/pixart-sigma/pipeline", "--prompt", "a cat", "--frames", "9",
                                 "--output", "\(dir)/p.png"]) ?? "ran"

@@ -99,6 +99,15 @@ struct PromptPipelineTests {
         #expect(video.shape == want.shape)
         let err = relL2(video, want)
         #expect(err <= 1e-4, "video relative L2 \(err)")
+        // 8-bit frames against diffusers' postprocess_video [B, F, 3, H, W] in [0, 1].
+        let frames = try VideoOutput.frames(video)[0], reference = try expected.tensor("frames")
+        let (f, h, w) = (reference.size(1), reference.size(3), reference.size(4))
+        var off = 0
+        for (i, frame) in frames.enumerated() { for c in 0..<3 { for p in 0..<(h * w) {
+            let want = Double(reference.scalars[((i * 3 + c) * h * w) + p]) * 255
+            if abs(Double(frame.pixels[p * 3 + c]) - want.rounded()) > 1 { off += 1 }
+        } } }
+        #expect(frames.count == f && off == 0, "\(off) subpixels off by more than 1/255")
     }
 
     @Test("a folder without text encoders, a class-conditional pipeline, an empty prompt list: one clear error")

@@ -62,7 +62,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
-    @Option(help: "Video frames of a video pipeline (Wan: 4k+1, default 81).")
+    @Option(help: "Video frames of a video pipeline (Wan: 4k+1, default 81). Its --output: clip.mp4 (H.264 through ffmpeg), clip.png (animated PNG) or a folder name without an extension (frame_0000.png …), at 16 fps.")
     var frames: Int?
 
     @Option(help: "Where to write the image or sheet (PNG, 8-bit RGB); several images get _1, _2… before .png.")
@@ -102,13 +102,13 @@ struct Generate: ParsableCommand {
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
         ranks = try ranks.planned(StepShape(problem))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
-        // A video pipeline's VAE does not decode yet: its run gives the final latents only.
-        let decodes = pipeline.vae != nil
-        if !decodes && (saveLatents == nil || json != nil) { _ = try pipeline.decoder() }
-        if frames != nil && pipeline.vae != nil {
+        let video = try pipeline.videoVAE.map { _ in try VideoOutput(path: output) }
+        try video?.check()
+        if frames != nil && video == nil {
             throw ValidationError("--frames is for video pipelines; \(pipeline.folder.className) makes images")
         }
-        try OutputPaths.check([decodes ? output : nil, saveLatents, json].compactMap { $0 }, inputs: [folder] + text.inputs)
+        let decodes = video == nil
+        try OutputPaths.check([output, saveLatents, json].compactMap { $0 }, inputs: [folder] + text.inputs)
         let loaded = Date()
         let warmup = try ranks.warmupSteps ?? ranks.config(ranks.parallel).defaultWarmupSteps
         let cache = self.cache
@@ -133,10 +133,19 @@ struct Generate: ParsableCommand {
             return (latents, seconds, image, Date().timeIntervalSince(start), stepCache?.skipped)
         }
         guard let (rank, (latents, seconds, parallelImage, parallelDecode, skipped)) = results.first, rank == 0 else { return }
-        if !decodes, let saveLatents {
-            try OutputPaths.allOrNothing([(saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) })])
-            print("latents \(latents.shape) → \(saveLatents); \(request.steps) steps, \(fmt(median(seconds), digits: 2)) s/step "
-                  + "(median), \(ranks.parallel)")
+        if video != nil {
+            log.info("decoding video")
+            let clips = try VideoOutput.frames(pipeline.decodeVideo(latents))
+            let paths = clips.indices.map { clips.count == 1 ? output : OutputPaths.numbered(output, $0 + 1) }
+            var writes: [(String, () throws -> Void)] = try zip(clips, paths).map { clip, path in
+                let target = try VideoOutput(path: path)
+                return (path, { try target.write(clip) })
+            }
+            if let saveLatents { writes.append((saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) })) }
+            try OutputPaths.allOrNothing(writes)
+            print("video → \(paths.joined(separator: ", ")) (\(clips[0].count) frames of \(clips[0][0].width)×\(clips[0][0].height) "
+                  + "at \(VideoOutput.fps) fps); \(request.steps) steps, \(fmt(median(seconds), digits: 2)) s/step (median), "
+                  + "\(ranks.parallel)")
             return
         }
         let denoised = Date()

@@ -41,8 +41,10 @@ public typealias Denoiser = (any TransformerInputs) throws -> Tensor
 public final class TextToImagePipeline {
     public let folder: PipelineFolder
     public let transformer: any DiffusionTransformer
-    /// The image decoder; nil for a VAE this engine does not decode yet (AutoencoderKLWan's video).
+    /// The image decoder; nil for a video pipeline.
     public let vae: AutoencoderKL?
+    /// The video decoder of a video pipeline (WanPipeline's AutoencoderKLWan).
+    public let videoVAE: AutoencoderKLWan?
     public let latentScale: LatentScale
     public let schedulerConfig: ConfigFile
 
@@ -58,10 +60,13 @@ public final class TextToImagePipeline {
         let (transformer, held, total, bytes) = try ModelRegistry.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks,
                                                                        weightsDType: weightsDType)
         let vaeConfig = try ConfigFile(directory: folder.path("vae"))
-        let vae = vaeConfig.className == "AutoencoderKLWan" ? nil : try AutoencoderKL.load(directory: folder.path("vae"))
+        let video = vaeConfig.className == "AutoencoderKLWan"
+        let vae = video ? nil : try AutoencoderKL.load(directory: folder.path("vae"))
+        let videoVAE = video ? try AutoencoderKLWan.load(directory: folder.path("vae")) : nil
         let scale = try vae.map { LatentScale(spatial: $0.config.upscaleFactor) } ?? videoLatentScale(vaeConfig)
         let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: vae, latentScale: scale,
-                                               schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")))
+                                               schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")),
+                                               videoVAE: videoVAE)
         pipeline.transformerParameters = (held, total)
         pipeline.transformerWeightBytes = bytes
         return pipeline
@@ -74,13 +79,13 @@ public final class TextToImagePipeline {
     }
 
     public init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL?, latentScale: LatentScale,
-                schedulerConfig: ConfigFile) throws {
+                schedulerConfig: ConfigFile, videoVAE: AutoencoderKLWan? = nil) throws {
         guard transformer.className == folder.family.transformerClass else {
             throw WeightsError.badConfig(path: folder.path("transformer"), reason: "holds a \(transformer.className); \(folder.className) needs a \(folder.family.transformerClass)")
         }
         _ = try makeScheduler(config: schedulerConfig)
         (self.folder, self.transformer, self.vae, self.schedulerConfig) = (folder, transformer, vae, schedulerConfig)
-        self.latentScale = latentScale
+        (self.latentScale, self.videoVAE) = (latentScale, videoVAE)
     }
 
     public var family: PipelineFamily { folder.family }
@@ -125,13 +130,18 @@ public final class TextToImagePipeline {
         }
     }
 
-    /// The image decoder, or an error saying that this folder's VAE does not decode here yet.
+    /// The image decoder, or an error saying that this pipeline makes video.
     public func decoder() throws -> AutoencoderKL {
         guard let vae else {
-            throw WeightsError.badInput(name: "output", reason: "\(folder.className)'s video VAE (AutoencoderKLWan) does not decode "
-                                        + "yet (issue #21): ask for the final latents (--save-latents FILE)")
+            throw WeightsError.badInput(name: "output", reason: "\(folder.className) makes video, not images")
         }
         return vae
+    }
+
+    /// A video pipeline's frames of `denoise`'s latents: [B, 3, F, H, W] in [−1, 1].
+    public func decodeVideo(_ latents: Tensor) throws -> Tensor {
+        guard let videoVAE else { throw WeightsError.badInput(name: "output", reason: "\(folder.className) makes images") }
+        return try videoVAE.decode(latents: latents)
     }
 
     static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1e9) }
