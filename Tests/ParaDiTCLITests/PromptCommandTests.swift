@@ -64,7 +64,8 @@ struct PromptCommandTests {
         let names = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/frames").sorted()
         #expect(names == (0..<9).map { String(format: "frame_%04d.png", $0) })
         // The frames against diffusers' postprocess_video, decoded from the same latents.
-        let expected = try SafeTensorsFile(path: "\(promptRoot)/wan/expected.safetensors").tensor("frames")  // [1, F, 3, H, W]
+        let expected = try SafeTensorsFile(path: "\(promptRoot)/wan/expected.safetensors")
+            .tensor("frames")  // [1, F, 3, H, W]
         let first = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/frames/frame_0000.png"))
         #expect(first.count > 100 && expected.shape == [1, 9, 3, 32, 48])
     }
@@ -80,21 +81,23 @@ struct PromptCommandTests {
         let refusals: [([String], String)] = [
             (["--frames", "8", "--save-latents", "\(dir)/x.safetensors"], "4·k + 1 frames"),
             (["--frames", "9", "--output", "\(dir)/clip.gif"], "not a video output"),
-            (["--frames", "9", "--save-latents", "\(dir)/x.safetensors", "--parallel", "pipefusion=2"], "latent frames is not supported"),
+            (["--frames", "9", "--save-latents", "\(dir)/x.safetensors", "--parallel", "pipefusion=2"],
+             "latent frames is not supported"),
         ]
         for (extra, words) in refusals {
-            let message = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48"] + extra) ?? "ran"
+            let message = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1",
+                                      "--size", "32x48"] + extra) ?? "ran"
             #expect(message.contains(words), "\(extra): \(message)")
         }
         if ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").contains(where: {
             FileManager.default.isExecutableFile(atPath: "\($0)/ffmpeg")
         }) != true {
-            let mp4 = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48", "--frames", "9",
-                                  "--output", "\(dir)/clip.mp4"]) ?? "ran"
+            let mp4 = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48",
+                                  "--frames", "9", "--output", "\(dir)/clip.mp4"]) ?? "ran"
             #expect(mp4.contains("needs ffmpeg on PATH"), "\(mp4)")
         }
-        let image = runCommand(["generate", "--model", "\(promptRoot)/pixart-sigma/pipeline", "--prompt", "a cat", "--frames", "9",
-                                "--output", "\(dir)/p.png"]) ?? "ran"
+        let image = runCommand(["generate", "--model", "\(promptRoot)/pixart-sigma/pipeline", "--prompt", "a cat",
+                                "--frames", "9", "--output", "\(dir)/p.png"]) ?? "ran"
         #expect(image.contains("--frames is for video pipelines"), "\(image)")
     }
 

@@ -77,19 +77,23 @@ struct PromptPipelineTests {
     @Test("Wan's encode_prompt: prompt_clean, UMT5 with the mask, zeros past the tokens (within 1e-5)")
     func wanEncodes() throws {
         let dir = "\(promptFixtures)/wan"
-        let args = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/args.json"))) as! [String: Any]
-        let prompt = TextPrompt(prompts: [args["prompt"] as! String], negativePrompt: args["negative_prompt"] as? String,
+        let args = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/args.json"))) as! [String: Any]
+        let prompt = TextPrompt(prompts: [args["prompt"] as! String],
+                                negativePrompt: args["negative_prompt"] as? String,
                                 maxSequenceLength: args["max_sequence_length"] as? Int)
-        let got = try TextToImagePipeline.encodePrompt(folder: PipelineFolder(directory: "\(dir)/pipeline"), prompt, guidance: 5).conditioning
+        let got = try TextToImagePipeline.encodePrompt(folder: PipelineFolder(directory: "\(dir)/pipeline"), prompt,
+                                                       guidance: 5).conditioning
         let want = try SafeTensorsFile(path: "\(dir)/conditioning.safetensors")
-        for (key, tensor) in [("prompt_embeds", got.promptEmbeds), ("negative_prompt_embeds", got.negativePromptEmbeds!)] {
+        for (key, tensor) in [("prompt_embeds", got.promptEmbeds),
+                              ("negative_prompt_embeds", got.negativePromptEmbeds!)] {
             let err = relL2(tensor, try want.tensor(key))
             #expect(tensor.shape == (try want.tensor(key)).shape && err <= 1e-5, "\(key): relative L2 \(err)")
         }
         #expect(promptClean("  a  &amp;amp; b\n\t&#233;&#x41; &bogus; ") == "a & b éA &bogus;")
     }
 
-    @Test("AutoencoderKLWan decodes diffusers' latents to its video (relative L2 ≤ 1e-4), frame by frame with the causal cache")
+    @Test("AutoencoderKLWan decodes diffusers' latents to its video (rel. L2 ≤ 1e-4) frame by frame, causal cache")
     func wanDecodes() throws {
         let dir = "\(promptFixtures)/wan"
         let vae = try AutoencoderKLWan.load(directory: "\(dir)/pipeline/vae")

@@ -44,8 +44,8 @@ struct TextEncoderTests {
     func umt5() throws {
         let model = try T5EncoderModel(directory: "\(fixtures)/umt5-encoder-b2/model")
         let inputs = try fixtureInputs("umt5-encoder-b2")
-        try expect(try model(ids: idRows(inputs, "input_ids"), mask: idRows(inputs, "attention_mask")), "last_hidden_state",
-                   in: "umt5-encoder-b2")
+        try expect(try model(ids: idRows(inputs, "input_ids"), mask: idRows(inputs, "attention_mask")),
+                   "last_hidden_state", in: "umt5-encoder-b2")
     }
 
     @Test("bad ids are one clear error")

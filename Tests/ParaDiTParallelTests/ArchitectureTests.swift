@@ -11,8 +11,8 @@ struct ArchitectureTests {
     /// A family's types, pipeline classes or enum cases, in code (comments and help prose may
     /// mention families by their short names).
     static let familyName = try! NSRegularExpression(pattern: """
-        \\b(DiT|PixArt|SD3|Flux)(Transformer2DModel|Inputs|Config|Recipe|Pipeline|AlphaPipeline|SigmaPipeline)\\b\
-        |\\bStableDiffusion3Pipeline\\b|\\.(dit|pixart|sd3|flux)\\b
+        \\b(DiT|PixArt|SD3|Flux|Wan)(Transformer2DModel|Transformer3DModel|Inputs|Config|Recipe|Pipeline|AlphaPipeline\
+        |SigmaPipeline)\\b|\\bStableDiffusion3Pipeline\\b|\\.(dit|pixart|sd3|flux|wan)\\b
         """)
 
     /// Lines of code (not comments) in Swift files under `target`, except under `allowed` folders.

@@ -179,3 +179,24 @@ struct DistVAETests {
         print("DistVAE refusal: \(messages[0] ?? "none")")
     }
 }
+
+@Suite("Patch-parallel video VAE decode equals serial")
+struct WanDistVAETests {
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("ParaDiTDiffusionTests/Fixtures/prompt-pipelines/wan").path
+
+    @Test("Wan's VAE on 1 to 4 ranks: every rank's video equals the serial decode (relative L2 ≤ 1e-5)")
+    func parity() throws {
+        let vae = try AutoencoderKLWan.load(directory: "\(Self.fixture)/pipeline/vae")
+        let latents = try SafeTensorsFile(path: "\(Self.fixture)/expected.safetensors").tensor("latents")  // 4 latent rows
+        let serial = try ThreadPool(threads: 1).withCurrent { try vae.decode(latents: latents) }
+        for ranks in 1...4 {
+            let videos = try LocalWorld.run(size: ranks) { comm in try vae.decode(latents: latents, comm: comm) }
+            for (rank, video) in videos.enumerated() {
+                let err = relativeL2(video, serial)
+                #expect(video.shape == serial.shape && err <= 1e-5, "\(ranks) ranks, rank \(rank): relative L2 \(err)")
+            }
+        }
+        #expect(throws: ParallelError.self) { _ = try LocalWorld.run(size: 5) { comm in try vae.decode(latents: latents, comm: comm) } }
+    }
+}

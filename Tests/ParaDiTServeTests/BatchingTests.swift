@@ -29,12 +29,14 @@ struct BatchingTests {
     @Test("requests joining at different steps get the latents they get alone, bit for bit",
           arguments: [("demo", 4.5), ("demo", 1.0), ("pixart-sigma", 4.5), ("sd3", 5.0), ("flux", 3.5)])
     func joinsLate(pipelineName: String, guidance: Double) throws {
-        let fixture = repositoryRoot.appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/\(pipelineName)")
+        let fixture = repositoryRoot
+            .appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/\(pipelineName)")
         let folder = pipelineName == "demo" ? demoFolder : fixture.appendingPathComponent("pipeline").path
         let pipeline = try TextToImagePipeline.load(directory: folder)
         // The fixtures' embeddings are of one prompt: the text requests differ in seed and steps.
         let conditioning = pipelineName == "demo" ? nil
-            : try Conditioning(file: SafeTensorsFile(path: fixture.appendingPathComponent("conditioning.safetensors").path))
+            : try Conditioning(file: SafeTensorsFile(
+                path: fixture.appendingPathComponent("conditioning.safetensors").path))
         let labels: [[Int]] = pipelineName == "demo" ? [[3], [5, 5], [0, 8, 9]] : [[], [], []]
         let requests = [(1, 12), (2, 7), (3, 9)].enumerated().map { i, r in
             GenerationRequest(seed: UInt64(r.0), steps: r.1, guidanceScale: guidance, classLabels: labels[i])

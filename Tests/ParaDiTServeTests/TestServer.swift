@@ -36,7 +36,8 @@ final class TestServer: @unchecked Sendable {
         // On threads of its own: synchronous tests elsewhere in the bundle can hold every thread of
         // the cooperative pool for seconds, and the server must answer meanwhile.
         server = Task(executorPreference: ThreadExecutor.shared) {
-            try? await ImageServer.run(service, host: "127.0.0.1", port: 0, logger: Logger(label: "test")) { bound.set($0) }
+            try? await ImageServer.run(service, host: "127.0.0.1", port: 0,
+                                       logger: Logger(label: "test")) { bound.set($0) }
             queue.close()
             serverDone.signal()
         }
@@ -137,7 +138,9 @@ final class RawClient {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard socket >= 0, connected == 0 else { throw URLError(.cannotConnectToHost) }
     }

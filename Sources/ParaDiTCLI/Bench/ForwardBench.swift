@@ -75,7 +75,8 @@ struct BenchForward: ParsableCommand {
                 do { _ = try model.forward(any: inputs) } catch { failure = error }
             }
             if let failure { throw failure }
-            return Report(preset: p.name, description: p.summary(frames: frames), machine: .current(threads: threads), parameters: parameters,
+            return Report(preset: p.name, description: p.summary(frames: frames),
+                          machine: .current(threads: threads), parameters: parameters,
                           weightsDtype: weights.dtype.rawValue, weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
         }
         var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights (\(threads) threads)",

@@ -22,7 +22,9 @@ struct ForwardPreset {
     var summary: String { preset.summary }
 
     /// The summary, saying so when `--frames` replaced the preset's frame count.
-    func summary(frames: Int?) -> String { frames.map { summary + "; run with \($0) latent frame(s) (--frames)" } ?? summary }
+    func summary(frames: Int?) -> String {
+        frames.map { summary + "; run with \($0) latent frame(s) (--frames)" } ?? summary
+    }
 
     /// The model with random weights, and its parameter count.
     func build(weightsDType: WeightsDType = .stored) throws -> (any DiffusionTransformer, parameters: Int, weightBytes: Int) {

@@ -62,7 +62,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Image size HxW in pixels (default: the model's native size).")
     var size: ImageSize?
 
-    @Option(help: "Video frames of a video pipeline (Wan: 4k+1, default 81). Its --output: clip.mp4 (H.264 through ffmpeg), clip.png (animated PNG) or a folder name without an extension (frame_0000.png …), at 16 fps.")
+    @Option(help: """
+        Video frames of a video pipeline (Wan: 4k+1, default 81). Its --output: clip.mp4 (H.264 through ffmpeg), \
+        clip.png (animated PNG) or a folder name without an extension (frame_0000.png …), at 16 fps.
+        """)
     var frames: Int?
 
     @Option(help: "Where to write the image or sheet (PNG, 8-bit RGB); several images get _1, _2… before .png.")
@@ -124,28 +127,32 @@ struct Generate: ParsableCommand {
             progress.finish()
             // Patch-parallel decode over every rank when the latent has a row for each (DistVAE).
             let (z, scaling) = try pipeline.vaeInput(latents, request: request, conditioning: conditioning)
-            guard decodes, context.world.size > 1 && z.size(2) >= context.world.size else {
+            let rowAxis = decodes ? 2 : 3
+            guard context.world.size > 1 && z.size(rowAxis) >= context.world.size else {
                 return (latents, seconds, nil, 0, stepCache?.skipped)
             }
             if context.world.rank == 0 { log.info("decoding on \(context.world.size) ranks") }
             let start = Date()
-            let image = try pipeline.decoder().decode(latents: z, scaling: scaling, comm: context.world)
+            let image = decodes ? try pipeline.decoder().decode(latents: z, scaling: scaling, comm: context.world)
+                : try pipeline.decodeVideo(latents, comm: context.world)
             return (latents, seconds, image, Date().timeIntervalSince(start), stepCache?.skipped)
         }
         guard let (rank, (latents, seconds, parallelImage, parallelDecode, skipped)) = results.first, rank == 0 else { return }
         if video != nil {
-            log.info("decoding video")
-            let clips = try VideoOutput.frames(pipeline.decodeVideo(latents))
+            if parallelImage == nil { log.info("decoding video") }
+            let clips = try VideoOutput.frames(parallelImage ?? pipeline.decodeVideo(latents))
             let paths = clips.indices.map { clips.count == 1 ? output : OutputPaths.numbered(output, $0 + 1) }
             var writes: [(String, () throws -> Void)] = try zip(clips, paths).map { clip, path in
                 let target = try VideoOutput(path: path)
                 return (path, { try target.write(clip) })
             }
-            if let saveLatents { writes.append((saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) })) }
+            if let saveLatents {
+                writes.append((saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }))
+            }
             try OutputPaths.allOrNothing(writes)
-            print("video → \(paths.joined(separator: ", ")) (\(clips[0].count) frames of \(clips[0][0].width)×\(clips[0][0].height) "
-                  + "at \(VideoOutput.fps) fps); \(request.steps) steps, \(fmt(median(seconds), digits: 2)) s/step (median), "
-                  + "\(ranks.parallel)")
+            print("video → \(paths.joined(separator: ", ")) (\(clips[0].count) frames of "
+                  + "\(clips[0][0].width)×\(clips[0][0].height) at \(VideoOutput.fps) fps); \(request.steps) steps, "
+                  + "\(fmt(median(seconds), digits: 2)) s/step (median), \(ranks.parallel)")
             return
         }
         let denoised = Date()

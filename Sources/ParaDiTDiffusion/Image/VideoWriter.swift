@@ -16,8 +16,8 @@ public enum VideoOutput: Equatable {
         case "png", "apng": self = .animatedPNG(path)
         case "": self = .frames(path)
         case let other:
-            throw WeightsError.badInput(name: "output", reason: "\(path): .\(other) is not a video output; use .mp4, .png "
-                                        + "(animated) or a folder name without an extension")
+            throw WeightsError.badInput(name: "output", reason: "\(path): .\(other) is not a video output; "
+                                        + "use .mp4, .png (animated) or a folder name without an extension")
         }
     }
 
@@ -25,8 +25,8 @@ public enum VideoOutput: Equatable {
     public func check() throws {
         guard case let .mp4(path) = self else { return }
         guard Self.ffmpeg() != nil else {
-            throw WeightsError.badInput(name: "output", reason: "\(path): writing mp4 needs ffmpeg on PATH (apt-get install ffmpeg), "
-                                        + "or write an animated .png or a folder of frames")
+            throw WeightsError.badInput(name: "output", reason: "\(path): writing mp4 needs ffmpeg on PATH "
+                                        + "(apt-get install ffmpeg), or write an animated .png or a folder of frames")
         }
     }
 
@@ -49,12 +49,14 @@ public enum VideoOutput: Equatable {
     public func write(_ frames: [RGBImage]) throws {
         switch self {
         case let .animatedPNG(path):
-            try Data(PNGWriter.encodeAnimated(frames, fps: Self.fps)).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try Data(PNGWriter.encodeAnimated(frames, fps: Self.fps))
+                .write(to: URL(fileURLWithPath: path), options: .atomic)
         case let .frames(folder):
             let staging = folder + ".partial-\(getpid())"
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
             for (i, frame) in frames.enumerated() {
-                try Data(PNGWriter.encode(frame)).write(to: URL(fileURLWithPath: "\(staging)/frame_\(String(format: "%04d", i)).png"))
+                try Data(PNGWriter.encode(frame))
+                    .write(to: URL(fileURLWithPath: "\(staging)/frame_\(String(format: "%04d", i)).png"))
             }
             try? FileManager.default.removeItem(atPath: folder)
             try FileManager.default.moveItem(atPath: staging, toPath: folder)
@@ -68,8 +70,9 @@ public enum VideoOutput: Equatable {
         let staging = (path as NSString).deletingPathExtension + ".partial-\(getpid()).mp4"
         let process = Process(), input = Pipe(), errors = Pipe()
         process.executableURL = URL(fileURLWithPath: ffmpeg)
-        process.arguments = ["-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "\(first.width)x\(first.height)",
-                             "-r", "\(Self.fps)", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", staging]
+        process.arguments = ["-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                             "-s", "\(first.width)x\(first.height)", "-r", "\(Self.fps)", "-i", "-",
+                             "-c:v", "libx264", "-pix_fmt", "yuv420p", staging]
         (process.standardInput, process.standardError, process.standardOutput) = (input, errors, FileHandle.nullDevice)
         try process.run()
         for frame in frames { input.fileHandleForWriting.write(Data(frame.pixels)) }

@@ -15,8 +15,8 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     /// Video frames (video pipelines; nil: the pipeline's default).
     public var frames: Int?
 
-    public init(seed: UInt64 = 0, steps: Int, guidanceScale: Double, height: Int? = nil, width: Int? = nil, classLabels: [Int] = [],
-                frames: Int? = nil) {
+    public init(seed: UInt64 = 0, steps: Int, guidanceScale: Double, height: Int? = nil, width: Int? = nil,
+                classLabels: [Int] = [], frames: Int? = nil) {
         (self.seed, self.steps, self.guidanceScale) = (seed, steps, guidanceScale)
         (self.height, self.width, self.classLabels, self.frames) = (height, width, classLabels, frames)
     }
@@ -64,9 +64,9 @@ public final class TextToImagePipeline {
         let vae = video ? nil : try AutoencoderKL.load(directory: folder.path("vae"))
         let videoVAE = video ? try AutoencoderKLWan.load(directory: folder.path("vae")) : nil
         let scale = try vae.map { LatentScale(spatial: $0.config.upscaleFactor) } ?? videoLatentScale(vaeConfig)
-        let pipeline = try TextToImagePipeline(folder: folder, transformer: transformer, vae: vae, latentScale: scale,
-                                               schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")),
-                                               videoVAE: videoVAE)
+        let pipeline = try TextToImagePipeline(
+            folder: folder, transformer: transformer, vae: vae, latentScale: scale,
+            schedulerConfig: loadSchedulerConfig(directory: folder.path("scheduler")), videoVAE: videoVAE)
         pipeline.transformerParameters = (held, total)
         pipeline.transformerWeightBytes = bytes
         return pipeline
@@ -74,12 +74,12 @@ public final class TextToImagePipeline {
 
     public convenience init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL,
                             schedulerConfig: ConfigFile) throws {
-        try self.init(folder: folder, transformer: transformer, vae: vae, latentScale: LatentScale(spatial: vae.config.upscaleFactor),
-                      schedulerConfig: schedulerConfig)
+        try self.init(folder: folder, transformer: transformer, vae: vae,
+                      latentScale: LatentScale(spatial: vae.config.upscaleFactor), schedulerConfig: schedulerConfig)
     }
 
-    public init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL?, latentScale: LatentScale,
-                schedulerConfig: ConfigFile, videoVAE: AutoencoderKLWan? = nil) throws {
+    public init(folder: PipelineFolder, transformer: any DiffusionTransformer, vae: AutoencoderKL?,
+                latentScale: LatentScale, schedulerConfig: ConfigFile, videoVAE: AutoencoderKLWan? = nil) throws {
         guard transformer.className == folder.family.transformerClass else {
             throw WeightsError.badConfig(path: folder.path("transformer"), reason: "holds a \(transformer.className); \(folder.className) needs a \(folder.family.transformerClass)")
         }
@@ -140,7 +140,9 @@ public final class TextToImagePipeline {
 
     /// A video pipeline's frames of `denoise`'s latents: [B, 3, F, H, W] in [−1, 1].
     public func decodeVideo(_ latents: Tensor) throws -> Tensor {
-        guard let videoVAE else { throw WeightsError.badInput(name: "output", reason: "\(folder.className) makes images") }
+        guard let videoVAE else {
+            throw WeightsError.badInput(name: "output", reason: "\(folder.className) makes images")
+        }
         return try videoVAE.decode(latents: latents)
     }
 

@@ -57,8 +57,10 @@ public struct UniPCMultistepSchedulerConfig: Decodable, Sendable, Equatable {
         let name = "UniPCMultistepScheduler"
         try require((1...maxTrainTimesteps).contains(numTrainTimesteps), name, key: "num_train_timesteps",
                     value: "\(numTrainTimesteps)", supported: "1...\(maxTrainTimesteps)")
-        try require(useFlowSigmas, name, key: "use_flow_sigmas", value: "false", supported: "true (flow matching, as Wan)")
-        try require((1...3).contains(solverOrder), name, key: "solver_order", value: "\(solverOrder)", supported: "1, 2, 3")
+        try require(useFlowSigmas, name, key: "use_flow_sigmas", value: "false",
+                    supported: "true (flow matching, as Wan)")
+        try require((1...3).contains(solverOrder), name, key: "solver_order", value: "\(solverOrder)",
+                    supported: "1, 2, 3")
         try require(["flow_prediction", "epsilon", "sample", "v_prediction"].contains(predictionType), name,
                     key: "prediction_type", value: "\"\(predictionType)\"",
                     supported: "\"flow_prediction\", \"epsilon\", \"sample\", \"v_prediction\"")
@@ -66,9 +68,10 @@ public struct UniPCMultistepSchedulerConfig: Decodable, Sendable, Equatable {
                     supported: "\"bh1\", \"bh2\"")
         try require(["zero", "sigma_min"].contains(finalSigmasType), name, key: "final_sigmas_type",
                     value: "\"\(finalSigmasType)\"", supported: "\"zero\", \"sigma_min\"")
-        try require(flowShift.isFinite && flowShift > 0, name, key: "flow_shift", value: "\(flowShift)", supported: "> 0")
-        try require(shiftTerminal == nil || shiftTerminal == 0, name, key: "shift_terminal", value: "\(shiftTerminal ?? 0)",
-                    supported: "null")
+        try require(flowShift.isFinite && flowShift > 0, name, key: "flow_shift", value: "\(flowShift)",
+                    supported: "> 0")
+        try require(shiftTerminal == nil || shiftTerminal == 0, name, key: "shift_terminal",
+                    value: "\(shiftTerminal ?? 0)", supported: "null")
         let flags: [(String, Bool)] = [
             ("predict_x0", !predictX0), ("thresholding", thresholding), ("use_dynamic_shifting", useDynamicShifting),
             ("use_karras_sigmas", useKarrasSigmas), ("use_exponential_sigmas", useExponentialSigmas),
@@ -113,7 +116,8 @@ public struct UniPCMultistepScheduler: Scheduler, Sendable {
     public mutating func setTimesteps(_ steps: Int, mu: Double?) throws {
         try checkStepCount(steps, max: nil, className)
         if mu != nil {
-            throw SchedulerError.badInput(scheduler: className, reason: "mu is for dynamic shifting, which this config does not use")
+            throw SchedulerError.badInput(scheduler: className,
+                                          reason: "mu is for dynamic shifting, which this config does not use")
         }
         let n = Double(config.numTrainTimesteps), shift = config.flowShift
         var s = Array(numpyLinspace(1, 1 / n, steps + 1).dropLast()).map { shift * $0 / (1 + (shift - 1) * $0) }
@@ -124,14 +128,16 @@ public struct UniPCMultistepScheduler: Scheduler, Sendable {
         (lowerOrderNums, lastSample, stepIndex, thisOrder) = (0, nil, nil, 1)
     }
 
-    public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, noise: NoiseSource?) throws -> Tensor {
+    public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor,
+                              noise: NoiseSource?) throws -> Tensor {
         guard !timesteps.isEmpty else {
             throw SchedulerError.badInput(scheduler: className, reason: "call setTimesteps before step")
         }
         try checkShape(modelOutput, like: sample, "the model output", className)
         let i = try stepIndex ?? startIndex(timestep)
         guard i < timesteps.count else {
-            throw SchedulerError.badInput(scheduler: className, reason: "stepped past the last of \(timesteps.count) timesteps")
+            throw SchedulerError.badInput(scheduler: className,
+                                          reason: "stepped past the last of \(timesteps.count) timesteps")
         }
         stepIndex = i
         let x0 = dataPrediction(modelOutput, sample: sample, sigma: sigmas[i])

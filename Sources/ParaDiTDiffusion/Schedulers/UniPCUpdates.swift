@@ -26,7 +26,8 @@ extension UniPCMultistepScheduler {
             factorial *= i + 1
             hPhiK = hPhiK / hh - Float(1 / Double(factorial))
         }
-        return Coefficients(ratio: sT / alphaSigma(sigmaS0).sigma, m0Scale: alphaT * hPhi1, bScale: alphaT * bH, rks: rks, b: b, r: r)
+        return Coefficients(ratio: sT / alphaSigma(sigmaS0).sigma, m0Scale: alphaT * hPhi1, bScale: alphaT * bH,
+                            rks: rks, b: b, r: r)
     }
 
     /// (mᵢ − m₀)/rₖ of the earlier x₀ predictions (newest first after m₀).
@@ -43,7 +44,8 @@ extension UniPCMultistepScheduler {
         let base = linearCombination([(c.ratio, x), (-c.m0Scale, m0)])
         let d = differences(m0, earlier: outputs.dropFirst().prefix(order - 1), rks: c.rks)
         guard !d.isEmpty else { return base }
-        let rhos: [Float] = order == 2 ? [0.5] : solve(Array(c.r.dropLast().map { Array($0.dropLast()) }), Array(c.b.dropLast()))
+        let rhos: [Float] = order == 2 ? [0.5]
+            : solve(Array(c.r.dropLast().map { Array($0.dropLast()) }), Array(c.b.dropLast()))
         let residual = linearCombination(Array(zip(rhos, d)))
         return linearCombination([(1, base), (-c.bScale, residual)])
     }

@@ -51,10 +51,10 @@ public struct AutoencoderKLWanConfig: Decodable, Sendable {
 
 /// `WanResidualBlock`: RMS norm, SiLU, causal 3×3×3 conv, twice, plus a 1×1×1 shortcut when the
 /// width changes.
-struct WanResidualBlock {
-    let norm1: WanRMSNorm, norm2: WanRMSNorm
-    let conv1: WanCausalConv3d, conv2: WanCausalConv3d
-    let shortcut: WanCausalConv3d?
+package struct WanResidualBlock {
+    package let norm1: WanRMSNorm, norm2: WanRMSNorm
+    package let conv1: WanCausalConv3d, conv2: WanCausalConv3d
+    package let shortcut: WanCausalConv3d?
 
     init(_ w: Weights, in inDim: Int, out outDim: Int) throws {
         norm1 = try WanRMSNorm(w.scope("norm1"), channels: inDim, images: false)
@@ -72,10 +72,10 @@ struct WanResidualBlock {
 }
 
 /// `WanAttentionBlock`: single-head self-attention over each frame's pixels, with a residual.
-struct WanAttentionBlock {
-    let norm: WanRMSNorm
-    let toQKV: Conv2d, proj: Conv2d
-    let dim: Int
+package struct WanAttentionBlock {
+    package let norm: WanRMSNorm
+    package let toQKV: Conv2d, proj: Conv2d
+    package let dim: Int
 
     init(_ w: Weights, dim: Int) throws {
         norm = try WanRMSNorm(w.scope("norm"), channels: dim, images: true)
@@ -99,8 +99,8 @@ struct WanAttentionBlock {
 
 /// `WanResample` upsampling: nearest ×2 and a 3×3 conv to half the width per frame; "upsample3d"
 /// first doubles the frames with a causal time conv (not on the first latent frame, as diffusers).
-struct WanUpsample {
-    let conv: Conv2d
+package struct WanUpsample {
+    package let conv: Conv2d
     let timeConv: WanCausalConv3d?
 
     init(_ w: Weights, dim: Int, temporal: Bool) throws {
@@ -110,29 +110,33 @@ struct WanUpsample {
     }
 
     func callAsFunction(_ x: Tensor, cache: WanFeatureCache) -> Tensor {
-        var x = x
-        if let timeConv {
-            let slot = cache.next()
-            switch cache.slots[slot] {
-            case .empty:
-                cache.slots[slot] = .repeated
-            case let entry:
-                var keep = lastFrames(x, 2)
-                if keep.size(2) < 2 {
-                    let before: Tensor
-                    if case let .frames(f) = entry { before = lastFrames(f, 1) } else { before = Tensor(zeros: keep.shape) }
-                    keep = concatenate([before, keep], axis: 2)
-                }
-                let y: Tensor
-                if case let .frames(f) = entry { y = timeConv(x, cache: f) } else { y = timeConv(x) }
-                cache.slots[slot] = .frames(keep)
-                x = interleaveFrames(y)
-            }
-        }
+        let x = temporal(x, cache: cache)
         let (b, c, t, h, w) = (x.size(0), x.size(1), x.size(2), x.size(3), x.size(4))
         let frames = permuted(x, [0, 2, 1, 3, 4]).reshaped([b * t, c, h, w])
         let y = conv(upsampleNearest2x(frames))
         return permuted(y.reshaped([b, t, y.size(1), 2 * h, 2 * w]), [0, 2, 1, 3, 4])
+    }
+
+    /// The time part: frames doubled by the causal time conv, except on the first latent frame.
+    package func temporal(_ x: Tensor, cache: WanFeatureCache) -> Tensor {
+        guard let timeConv else { return x }
+        let slot = cache.next()
+        switch cache.slots[slot] {
+        case .empty:
+            cache.slots[slot] = .repeated
+            return x
+        case let entry:
+            var keep = lastFrames(x, 2)
+            if keep.size(2) < 2 {
+                let before: Tensor
+                if case let .frames(f) = entry { before = lastFrames(f, 1) } else { before = Tensor(zeros: keep.shape) }
+                keep = concatenate([before, keep], axis: 2)
+            }
+            let y: Tensor
+            if case let .frames(f) = entry { y = timeConv(x, cache: f) } else { y = timeConv(x) }
+            cache.slots[slot] = .frames(keep)
+            return interleaveFrames(y)
+        }
     }
 
     /// [B, 2C, T, H, W] → [B, C, 2T, H, W]: the first C channels are frame 2t, the others 2t + 1.

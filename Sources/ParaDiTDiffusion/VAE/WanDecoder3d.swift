@@ -5,12 +5,12 @@ import ParaDiTWeights
 /// `WanDecoder3d` of Wan 2.1's VAE: causal conv in, a middle block (residual, attention,
 /// residual), up blocks of residual blocks each ending in a ×2 spatial (and, where the encoder
 /// halved time, ×2 temporal) upsampler, RMS norm, SiLU, causal conv out.
-struct WanDecoder3d {
-    let convIn: WanCausalConv3d
-    let mid: (WanResidualBlock, WanAttentionBlock, WanResidualBlock)
-    let upBlocks: [(resnets: [WanResidualBlock], upsampler: WanUpsample?)]
-    let normOut: WanRMSNorm
-    let convOut: WanCausalConv3d
+package struct WanDecoder3d {
+    package let convIn: WanCausalConv3d
+    package let mid: (WanResidualBlock, WanAttentionBlock, WanResidualBlock)
+    package let upBlocks: [(resnets: [WanResidualBlock], upsampler: WanUpsample?)]
+    package let normOut: WanRMSNorm
+    package let convOut: WanCausalConv3d
 
     init(_ w: Weights, config c: AutoencoderKLWanConfig) throws {
         let base = c.decoderBaseDim ?? c.baseDim
@@ -57,8 +57,8 @@ struct WanDecoder3d {
 /// clamped to [−1, 1]. The encoder's tensors are left unread.
 public struct AutoencoderKLWan {
     public let config: AutoencoderKLWanConfig
-    let postQuantConv: WanCausalConv3d
-    let decoder: WanDecoder3d
+    package let postQuantConv: WanCausalConv3d
+    package let decoder: WanDecoder3d
 
     public static func load(directory: String) throws -> AutoencoderKLWan {
         let file = try ConfigFile(directory: directory)
@@ -86,14 +86,23 @@ public struct AutoencoderKLWan {
 
     /// Pipeline latents [B, z, F, h, w] → video [B, 3, 4(F − 1) + 1, 8h, 8w] in [−1, 1].
     public func decode(latents: Tensor) throws -> Tensor {
-        guard latents.rank == 5, latents.size(1) == config.zDim else {
-            throw WeightsError.badInput(name: "latents", reason: "has shape \(latents.shape), expected [B, \(config.zDim), F, h, w]")
-        }
-        let z = unscaled(latents)
+        let z = try prepared(latents)
         let x = postQuantConv(z)
         let cache = WanFeatureCache()
         let chunks = (0..<x.size(2)).map { decoder(slice(x, axis: 2, $0..<($0 + 1)), cache: cache) }
-        let video = concatenate(chunks, axis: 2)
+        return clamped(concatenate(chunks, axis: 2))
+    }
+
+    /// Checks pipeline latents [B, z, F, h, w] and takes them to the VAE's space.
+    package func prepared(_ latents: Tensor) throws -> Tensor {
+        guard latents.rank == 5, latents.size(1) == config.zDim else {
+            throw WeightsError.badInput(name: "latents", reason: "has shape \(latents.shape), expected [B, \(config.zDim), F, h, w]")
+        }
+        return unscaled(latents)
+    }
+
+    /// The decoded video clamped to [−1, 1], in place.
+    package func clamped(_ video: Tensor) -> Tensor {
         let o = video.data
         for i in 0..<video.count { o[i] = min(max(o[i], -1), 1) }
         return video

@@ -7,17 +7,19 @@ import ParaDiTWeights
 
 /// What a causal convolution keeps between latent frames: nothing yet, diffusers' "Rep" marker of
 /// an upsampler that skipped its time convolution on the first frame, or the last input frames.
-enum WanCacheEntry {
+package enum WanCacheEntry {
     case empty, repeated, frames(Tensor)
 }
 
 /// The feature cache of one decode: a slot per causal convolution, taken in call order each frame.
-final class WanFeatureCache {
-    var slots: [WanCacheEntry] = []
-    var cursor = 0
+package final class WanFeatureCache {
+    package var slots: [WanCacheEntry] = []
+    package var cursor = 0
+
+    package init() {}
 
     /// The next slot, created empty on the first frame.
-    func next() -> Int {
+    package func next() -> Int {
         if cursor == slots.count { slots.append(.empty) }
         defer { cursor += 1 }
         return cursor
@@ -25,7 +27,7 @@ final class WanFeatureCache {
 }
 
 /// The last `n` frames of x [B, C, T, H, W].
-func lastFrames(_ x: Tensor, _ n: Int) -> Tensor {
+package func lastFrames(_ x: Tensor, _ n: Int) -> Tensor {
     let t = x.size(2)
     return slice(x, axis: 2, max(0, t - n)..<t)
 }
@@ -33,11 +35,11 @@ func lastFrames(_ x: Tensor, _ n: Int) -> Tensor {
 /// `WanCausalConv3d`: a Conv3d whose time axis is padded only in front (2·padding frames), by the
 /// cached frames of the previous chunk where there are some, then zeros. Computed as a sum over the
 /// kernel's time taps of 2-D convolutions of the frames.
-struct WanCausalConv3d {
+package struct WanCausalConv3d {
     /// Per time tap, [out, in, kh, kw].
     let taps: [Tensor]
     let bias: Tensor
-    let frontPadding: Int, padding: (h: Int, w: Int)
+    package let frontPadding: Int, padding: (h: Int, w: Int)
 
     init(_ w: Weights, in inChannels: Int, out outChannels: Int, kernel: (t: Int, h: Int, w: Int), padding p: (t: Int, h: Int, w: Int)) throws {
         let weight = try w.tensor("weight", shape: [outChannels, inChannels, kernel.t, kernel.h, kernel.w])
@@ -50,8 +52,9 @@ struct WanCausalConv3d {
         try self.init(w, in: inChannels, out: outChannels, kernel: (k, k, k), padding: (k / 2, k / 2, k / 2))
     }
 
-    /// x: [B, C, T, H, W]; `cache`: frames to put before x (they replace that much zero padding).
-    func callAsFunction(_ x: Tensor, cache: Tensor? = nil) -> Tensor {
+    /// x: [B, C, T, H, W]; `cache`: frames to put before x (they replace that much zero padding);
+    /// `spatial`: the padding of rows and columns instead of the kernel's (a band with halo rows).
+    package func callAsFunction(_ x: Tensor, cache: Tensor? = nil, spatial: (h: Int, w: Int)? = nil) -> Tensor {
         var input = x, zeros = frontPadding
         if let cache, frontPadding > 0 {
             input = concatenate([cache, x], axis: 2)
@@ -67,7 +70,7 @@ struct WanCausalConv3d {
         var sum: Tensor?
         for (k, tap) in taps.enumerated() {
             let frames = permuted(slice(input, axis: 2, k..<(k + outT)), [0, 2, 1, 3, 4]).reshaped([b * outT, c, h, w])
-            let y = conv2d(frames, weight: tap, bias: k == 0 ? bias : nil, stride: 1, padding: padding)
+            let y = conv2d(frames, weight: tap, bias: k == 0 ? bias : nil, stride: 1, padding: spatial ?? padding)
             sum = sum.map { $0 + y } ?? y
         }
         let out = sum!
@@ -77,27 +80,27 @@ struct WanCausalConv3d {
     /// The convolution of a chunk through its cache slot, as every cached call site in diffusers:
     /// the slot's frames go in front, then the chunk's last two input frames (one with the slot's
     /// last before it) become the slot.
-    func callAsFunction(_ x: Tensor, cache: WanFeatureCache) -> Tensor {
+    package func callAsFunction(_ x: Tensor, cache: WanFeatureCache, spatial: (h: Int, w: Int)? = nil) -> Tensor {
         let slot = cache.next()
         var keep = lastFrames(x, 2)
         let previous: Tensor?
         if case let .frames(f) = cache.slots[slot] { previous = f } else { previous = nil }
         if keep.size(2) < 2, let previous { keep = concatenate([lastFrames(previous, 1), keep], axis: 2) }
-        let y = self(x, cache: previous)
+        let y = self(x, cache: previous, spatial: spatial)
         cache.slots[slot] = .frames(keep)
         return y
     }
 }
 
 /// `WanRMS_norm`: x / max(‖x‖₂ over channels, 1e-12) · √C · gamma, channel-first ([B, C, …]).
-struct WanRMSNorm {
+package struct WanRMSNorm {
     let gamma: [Float]
 
     init(_ w: Weights, channels: Int, images: Bool) throws {
         gamma = try w.tensor("gamma", shape: [channels] + Array(repeating: 1, count: images ? 2 : 3)).scalars
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    package func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, c) = (x.size(0), x.size(1)), inner = x.count / (b * c)
         let out = Tensor(uninitialized: x.shape), scale = Float(c).squareRoot()
         let src = x.scalars
@@ -116,7 +119,7 @@ struct WanRMSNorm {
 }
 
 /// Nearest ×2 upsampling of [N, C, H, W] (diffusers' "nearest-exact" at scale 2 is nearest).
-func upsampleNearest2x(_ x: Tensor) -> Tensor {
+package func upsampleNearest2x(_ x: Tensor) -> Tensor {
     let (n, c, h, w) = (x.size(0), x.size(1), x.size(2), x.size(3))
     let src = x.scalars, out = Tensor(uninitialized: [n, c, 2 * h, 2 * w])
     let o = out.data

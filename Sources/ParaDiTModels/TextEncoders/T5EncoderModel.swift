@@ -43,10 +43,12 @@ public struct T5EncoderModel {
     public init(directory: String, weightsDType: WeightsDType = .stored) throws {
         let file = try ConfigFile(directory: directory)
         guard ["T5EncoderModel", "UMT5EncoderModel"].contains(file.className) else {
-            throw WeightsError.badConfig(path: file.path, reason: "\(file.className) is not a T5EncoderModel or UMT5EncoderModel")
+            throw WeightsError.badConfig(path: file.path,
+                                         reason: "\(file.className) is not a T5EncoderModel or UMT5EncoderModel")
         }
         let weights = Weights(checkpoint: try Checkpoint(directory: directory), dtype: weightsDType)
-        try self.init(config: file.decode(T5Config.self), weights: weights, biasPerLayer: file.className == "UMT5EncoderModel")
+        try self.init(config: file.decode(T5Config.self), weights: weights,
+                      biasPerLayer: file.className == "UMT5EncoderModel")
         // The encoder's own copy of the tied embedding, when saved, equals `shared`.
         try weights.checkAllUsed(ignoring: { $0 == "encoder.embed_tokens.weight" })
     }

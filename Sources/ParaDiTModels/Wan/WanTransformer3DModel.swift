@@ -12,8 +12,8 @@ public struct WanConfig: Decodable, Sendable {
     public var ropeMaxSeqLen: Int
 
     enum CodingKeys: String, CodingKey {
-        case patchSize, numAttentionHeads, attentionHeadDim, inChannels, outChannels, textDim, freqDim, ffnDim, numLayers
-        case crossAttnNorm, qkNorm, eps, imageDim, addedKvProjDim, posEmbedSeqLen, ropeMaxSeqLen
+        case patchSize, numAttentionHeads, attentionHeadDim, inChannels, outChannels, textDim, freqDim, ffnDim
+        case numLayers, crossAttnNorm, qkNorm, eps, imageDim, addedKvProjDim, posEmbedSeqLen, ropeMaxSeqLen
     }
 
     public init(from decoder: Decoder) throws {
@@ -74,18 +74,21 @@ public final class WanTransformer3DModel: SingleStreamTransformer {
 
     public init(config c: WanConfig, weights w: Weights) throws {
         guard c.imageDim == nil, c.addedKvProjDim == nil, c.posEmbedSeqLen == nil else {
-            throw WeightsError.badConfig(path: "config.json", reason: "image_dim/added_kv_proj_dim: this is an image-to-video "
-                                         + "WanTransformer3DModel; ParaDiT runs the text-to-video ones")
+            throw WeightsError.badConfig(path: "config.json", reason: "image_dim/added_kv_proj_dim: "
+                                         + "this is an image-to-video WanTransformer3DModel; "
+                                         + "ParaDiT runs the text-to-video ones")
         }
         guard c.patchSize.count == 3, c.patchSize.allSatisfy({ $0 >= 1 }) else {
-            throw WeightsError.badConfig(path: "config.json", reason: "patch_size \(c.patchSize) must be three positive sizes")
+            throw WeightsError.badConfig(path: "config.json",
+                                         reason: "patch_size \(c.patchSize) must be three positive sizes")
         }
         guard c.qkNorm == nil || c.qkNorm == "rms_norm_across_heads" else {
-            throw WeightsError.badConfig(path: "config.json", reason: "qk_norm \"\(c.qkNorm!)\" is not supported (rms_norm_across_heads)")
+            throw WeightsError.badConfig(path: "config.json",
+                                         reason: "qk_norm \"\(c.qkNorm!)\" is not supported (rms_norm_across_heads)")
         }
         guard c.ropeAxes.allSatisfy({ $0 > 0 && $0 % 2 == 0 }) else {
-            throw WeightsError.badConfig(path: "config.json", reason: "attention_head_dim \(c.attentionHeadDim) does not split into "
-                                         + "even RoPE axes (\(c.ropeAxes))")
+            throw WeightsError.badConfig(path: "config.json", reason: "attention_head_dim \(c.attentionHeadDim) "
+                                         + "does not split into even RoPE axes (\(c.ropeAxes))")
         }
         config = c
         let dim = c.innerDim, patch = c.patchSize.reduce(1, *)
@@ -126,15 +129,17 @@ public final class WanTransformer3DModel: SingleStreamTransformer {
         try expectDim("hidden_states", "channels", x.size(1), config.inChannels)
         try expectDim("encoder_hidden_states", "channels", inputs.encoderHiddenStates.size(2), config.textDim)
         for (axis, name) in [(2, "frames"), (3, "height"), (4, "width")] where x.size(axis) % p[axis - 2] != 0 {
-            throw WeightsError.badInput(name: "hidden_states", reason: "\(name) \(x.size(axis)) is not a multiple of patch_size \(p)")
+            throw WeightsError.badInput(name: "hidden_states",
+                                        reason: "\(name) \(x.size(axis)) is not a multiple of patch_size \(p)")
         }
         let grid = TokenLayout(frames: x.size(2) / p[0], gridHeight: x.size(3) / p[1], gridWidth: x.size(4) / p[2])
         for (n, name) in [(grid.frames, "frames"), (grid.gridHeight, "rows"), (grid.gridWidth, "columns")]
         where n > config.ropeMaxSeqLen {
-            throw WeightsError.badInput(name: "hidden_states", reason: "\(n) patch \(name) exceed rope_max_seq_len \(config.ropeMaxSeqLen)")
+            throw WeightsError.badInput(name: "hidden_states",
+                                        reason: "\(n) patch \(name) exceed rope_max_seq_len \(config.ropeMaxSeqLen)")
         }
-        return TransformerProblem(batch: inputs.batch, heads: config.numAttentionHeads, headDim: config.attentionHeadDim,
-                                  grid: grid, attentionLayers: config.numLayers)
+        return TransformerProblem(batch: inputs.batch, heads: config.numAttentionHeads,
+                                  headDim: config.attentionHeadDim, grid: grid, attentionLayers: config.numLayers)
     }
 
     // MARK: embed → blocks → head
@@ -162,8 +167,8 @@ public final class WanTransformer3DModel: SingleStreamTransformer {
             let p = layout.position(t)
             return [Float(p.frame), Float(p.row), Float(p.column)]
         }
-        let (cos, sin) = ropeFrequencies(ids: Tensor(shape: [layout.tokens.count, 3], values: ids), axesDim: config.ropeAxes,
-                                         theta: 10000)
+        let (cos, sin) = ropeFrequencies(ids: Tensor(shape: [layout.tokens.count, 3], values: ids),
+                                         axesDim: config.ropeAxes, theta: 10000)
         return RotaryTables(cos: cos, sin: sin)
     }
 
@@ -173,7 +178,8 @@ public final class WanTransformer3DModel: SingleStreamTransformer {
 
     public func block(_ i: Int, _ s: inout State, attention: AttentionRuntime) throws {
         let c = s.conditioning
-        try blocks[i](s.hidden, timestepProjection: c.timestepProjection, text: c.text, rope: c.rope, runtime: attention)
+        try blocks[i](s.hidden, timestepProjection: c.timestepProjection, text: c.text, rope: c.rope,
+                      runtime: attention)
     }
 
     /// [B, tokens here, pt·ph·pw·out_channels].

@@ -57,7 +57,8 @@ public struct WanCrossAttention {
         if let normK { rmsNormHeads(kvp.columns(0..<dim), headDim: dim, weight: normK, eps: eps) }
         let out = Tensor(uninitialized: [b, l, dim])
         attention(batch: b, heads: heads, headDim: headDim, q: q.allColumns, k: kvp.columns(0..<dim),
-                  v: kvp.columns(dim..<(2 * dim)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyBias: nil)
+                  v: kvp.columns(dim..<(2 * dim)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(),
+                  keyBias: nil)
         return toOut(out)
     }
 }
@@ -78,8 +79,10 @@ public struct WanTransformerBlock {
         eps = c.eps
         scaleShiftTable = try w.tensor("scale_shift_table", shape: [1, 6, dim]).reshaped([6, dim])
         norm2 = c.crossAttnNorm ? try LayerNorm(w.scope("norm2"), dim: dim, eps: c.eps, affine: true) : nil
-        attn1 = try WanSelfAttention(w.scope("attn1"), dim: dim, heads: c.numAttentionHeads, qkNorm: c.qkNorm != nil, eps: c.eps)
-        attn2 = try WanCrossAttention(w.scope("attn2"), dim: dim, heads: c.numAttentionHeads, qkNorm: c.qkNorm != nil, eps: c.eps)
+        attn1 = try WanSelfAttention(w.scope("attn1"), dim: dim, heads: c.numAttentionHeads, qkNorm: c.qkNorm != nil,
+                                     eps: c.eps)
+        attn2 = try WanCrossAttention(w.scope("attn2"), dim: dim, heads: c.numAttentionHeads, qkNorm: c.qkNorm != nil,
+                                      eps: c.eps)
         ffn = try FeedForward(w.scope("ffn"), dim: dim, inner: c.ffnDim, activation: "gelu-approximate")
     }
 

@@ -27,7 +27,10 @@ struct DiTRecipe: DenoisingRecipe {
         }
         let (h, w) = try latentSize(r, native: c.sampleSize * scale.spatial, vaeScale: scale.spatial,
                                     multiple: scale.spatial * c.patchSize)
-        guard h == w else { throw WeightsError.badInput(name: "size", reason: "DiT makes square images; got \(h * scale.spatial)x\(w * scale.spatial)") }
+        guard h == w else {
+            throw WeightsError.badInput(name: "size", reason: "DiT makes square images; got "
+                                        + "\(h * scale.spatial)x\(w * scale.spatial)")
+        }
         (self.model, labels, guidance) = (model, r.classLabels, r.guidanceScale)
         noiseShape = [labels.count, c.inChannels, h, w]
     }

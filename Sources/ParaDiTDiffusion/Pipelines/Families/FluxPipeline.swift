@@ -12,7 +12,8 @@ struct FluxRecipe: DenoisingRecipe {
     let imageIds: Tensor, textIds: Tensor
 
     static let family = PipelineFamily(pipelineClasses: ["FluxPipeline"],
-                                       transformerClass: "FluxTransformer2DModel", encodePrompt: encodePrompt) { model, scale, request, conditioning in
+                                       transformerClass: "FluxTransformer2DModel",
+                                       encodePrompt: encodePrompt) { model, scale, request, conditioning in
         let m: FluxTransformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "FluxPipeline")
         // Flux embeds guidance instead of running an unconditional batch.
@@ -31,7 +32,8 @@ struct FluxRecipe: DenoisingRecipe {
         return Conditioning(promptEmbeds: embeds, pooledPromptEmbeds: pooled)
     }
 
-    init(model: FluxTransformer2DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+    init(model: FluxTransformer2DModel, scale: LatentScale, request r: GenerationRequest,
+         conditioning c: Conditioning) throws {
         let f = scale.spatial
         let (h, w) = try latentSize(r, native: 128 * f, vaeScale: f, multiple: 2 * f)
         guard model.config.inChannels % 4 == 0 else {

@@ -13,13 +13,15 @@ public struct PipelineFamily: Sendable {
     /// The class labels a class-conditional pipeline uses when none are given; nil when the
     /// pipeline is conditioned on text.
     public let defaultClassLabels: [Int]?
-    let recipe: @Sendable (any DiffusionTransformer, LatentScale, GenerationRequest, Conditioning?) throws -> DenoisingRecipe
+    let recipe: @Sendable (any DiffusionTransformer, LatentScale, GenerationRequest, Conditioning?) throws
+        -> DenoisingRecipe
     /// The pipeline's `encode_prompt`: its tokenizers and text encoders on a prompt (nil: class-conditional).
     let encodePrompt: (@Sendable (inout TextEncoders, TextPrompt, Double) throws -> Conditioning)?
 
     init(pipelineClasses: [String], transformerClass: String, defaultClassLabels: [Int]? = nil,
          encodePrompt: (@Sendable (inout TextEncoders, TextPrompt, Double) throws -> Conditioning)? = nil,
-         recipe: @escaping @Sendable (any DiffusionTransformer, LatentScale, GenerationRequest, Conditioning?) throws -> DenoisingRecipe) {
+         recipe: @escaping @Sendable (any DiffusionTransformer, LatentScale, GenerationRequest, Conditioning?) throws
+             -> DenoisingRecipe) {
         (self.pipelineClasses, self.transformerClass, self.defaultClassLabels) = (pipelineClasses, transformerClass, defaultClassLabels)
         (self.encodePrompt, self.recipe) = (encodePrompt, recipe)
     }

@@ -13,7 +13,8 @@ struct PixArtRecipe: DenoisingRecipe {
     let resolution: [Float], aspectRatio: [Float]
 
     static let family = PipelineFamily(pipelineClasses: ["PixArtAlphaPipeline", "PixArtSigmaPipeline"],
-                                       transformerClass: "PixArtTransformer2DModel", encodePrompt: encodePrompt) { model, scale, request, conditioning in
+                                       transformerClass: "PixArtTransformer2DModel",
+                                       encodePrompt: encodePrompt) { model, scale, request, conditioning in
         let m: PixArtTransformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "PixArt")
         try c.check(width: m.config.captionChannels ?? m.config.crossAttentionDim ?? m.config.innerDim, pooled: nil,
@@ -35,7 +36,8 @@ struct PixArtRecipe: DenoisingRecipe {
                             negativePromptAttentionMask: negativeMask)
     }
 
-    init(model: PixArtTransformer2DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+    init(model: PixArtTransformer2DModel, scale: LatentScale, request r: GenerationRequest,
+         conditioning c: Conditioning) throws {
         let f = scale.spatial
         let (h, w) = try latentSize(r, native: model.config.sampleSize * f, vaeScale: f, multiple: f * model.config.patchSize)
         let guided = r.guidanceScale > 1

@@ -11,7 +11,8 @@ struct SD3Recipe: DenoisingRecipe {
     let noiseShape: [Int]
 
     static let family = PipelineFamily(pipelineClasses: ["StableDiffusion3Pipeline"],
-                                       transformerClass: "SD3Transformer2DModel", encodePrompt: encodePrompt) { model, scale, request, conditioning in
+                                       transformerClass: "SD3Transformer2DModel",
+                                       encodePrompt: encodePrompt) { model, scale, request, conditioning in
         let m: SD3Transformer2DModel = try cast(model)
         let c = try textConditioning(conditioning, request: request, pipeline: "StableDiffusion3Pipeline")
         try c.check(width: m.config.jointAttentionDim, pooled: m.config.pooledProjectionDim,
@@ -43,7 +44,8 @@ struct SD3Recipe: DenoisingRecipe {
                             negativePooledPromptEmbeds: negativePooled)
     }
 
-    init(model: SD3Transformer2DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+    init(model: SD3Transformer2DModel, scale: LatentScale, request r: GenerationRequest,
+         conditioning c: Conditioning) throws {
         let f = scale.spatial
         let (h, w) = try latentSize(r, native: model.config.sampleSize * f, vaeScale: f, multiple: f * model.config.patchSize)
         let guided = r.guidanceScale > 1

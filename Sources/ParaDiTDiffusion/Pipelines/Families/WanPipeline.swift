@@ -40,17 +40,20 @@ struct WanRecipe: DenoisingRecipe {
         return Conditioning(promptEmbeds: embeds, negativePromptEmbeds: negative)
     }
 
-    init(model: WanTransformer3DModel, scale: LatentScale, request r: GenerationRequest, conditioning c: Conditioning) throws {
+    init(model: WanTransformer3DModel, scale: LatentScale, request r: GenerationRequest,
+         conditioning c: Conditioning) throws {
         let (height, width) = (r.height ?? Self.defaultSize.height, r.width ?? Self.defaultSize.width)
         let frames = r.frames ?? Self.defaultSize.frames
         let multiple = scale.spatial * model.config.patchSize[1]
-        for (name, v) in [("height", height), ("width", width)] where v < multiple || v % multiple != 0 || v > maxImageSide {
-            throw WeightsError.badInput(name: "size", reason: "\(name) \(v) is not a multiple of \(multiple) (the VAE's factor × "
-                                        + "the patch) up to \(maxImageSide); use e.g. \(max(multiple, v / multiple * multiple))")
+        for (name, v) in [("height", height), ("width", width)]
+        where v < multiple || v % multiple != 0 || v > maxImageSide {
+            throw WeightsError.badInput(name: "size", reason: "\(name) \(v) is not a multiple of \(multiple) "
+                                        + "(the VAE's factor × the patch) up to \(maxImageSide); "
+                                        + "use e.g. \(max(multiple, v / multiple * multiple))")
         }
         guard frames >= 1, frames <= 100_000, (frames - 1) % scale.temporal == 0 else {
-            throw WeightsError.badInput(name: "frames", reason: "\(frames) frames: Wan takes \(scale.temporal)·k + 1 frames "
-                                        + "(1, \(scale.temporal + 1), … 81)")
+            throw WeightsError.badInput(name: "frames", reason: "\(frames) frames: Wan takes "
+                                        + "\(scale.temporal)·k + 1 frames (1, \(scale.temporal + 1), … 81)")
         }
         let guided = r.guidanceScale > 1
         embeds = guided ? catBatch([c.negativePromptEmbeds!, c.promptEmbeds]) : c.promptEmbeds
@@ -117,6 +120,8 @@ func htmlUnescape(_ text: String) -> String {
 func zeroPadding(_ embeds: Tensor, mask: Tensor) -> Tensor {
     let out = embeds.copy(), (b, l, c) = (embeds.size(0), embeds.size(1), embeds.size(2))
     let keep = mask.scalars
-    for n in 0..<b { for t in 0..<l where keep[n * l + t] == 0 { (out.data + (n * l + t) * c).update(repeating: 0, count: c) } }
+    for n in 0..<b {
+        for t in 0..<l where keep[n * l + t] == 0 { (out.data + (n * l + t) * c).update(repeating: 0, count: c) }
+    }
     return out
 }
