@@ -1,4 +1,5 @@
 import Foundation
+import ParaDiTDiffusion
 import ParaDiTTensor
 import ParaDiTWeights
 import Testing
@@ -49,6 +50,32 @@ struct PromptCommandTests {
         let message = runCommand(try generateWan(["--parallel", parallel]))
         #expect(message == nil, "\(message ?? "")")
         #expect(try latentsError("\(dir)/w.safetensors", "wan") <= 1e-4)
+        #expect(try wanFramesOff("\(dir)/w.safetensors") == 0, "decoded frames within 1/255 of diffusers'")
+    }
+
+    /// Subpixels of the video decoded from `latents` further than 1/255 from diffusers' frames.
+    func wanFramesOff(_ latents: String) throws -> Int {
+        let vae = try AutoencoderKLWan.load(directory: "\(promptRoot)/wan/pipeline/vae")
+        let frames = try VideoOutput.frames(vae.decode(latents: SafeTensorsFile(path: latents).tensor("latents")))[0]
+        let reference = try SafeTensorsFile(path: "\(promptRoot)/wan/expected.safetensors").tensor("frames").scalars
+        let plane = frames[0].width * frames[0].height
+        var off = 0
+        for (i, frame) in frames.enumerated() { for c in 0..<3 { for p in 0..<plane {
+            let want = (Double(reference[(i * 3 + c) * plane + p]) * 255).rounded()
+            if abs(Double(frame.pixels[p * 3 + c]) - want) > 1 { off += 1 }
+        } } }
+        return off
+    }
+
+    @Test("Wan under mpirun: cfg=2, ulysses=3 and cfg=2,ring=2 give diffusers' latents and frames",
+          arguments: [("cfg=2", 2), ("ulysses=3", 3), ("cfg=2,ring=2", 4)])
+    func wanMPI(parallel: String, ranks: Int) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, out, _) = try mpirun(ranks, try generateWan(["--parallel", parallel]))
+        #expect(status == 0, "\(out)")
+        #expect(try latentsError("\(dir)/w.safetensors", "wan") <= 1e-4)
+        #expect(try wanFramesOff("\(dir)/w.safetensors") == 0)
     }
 
     @Test("Wan writes video as an animated PNG or a folder of frames, equal to diffusers' frames within 1/255")
