@@ -90,6 +90,12 @@ struct PromptCommandTests {
         #expect(runCommand(try generateWan([], output: "\(dir)/frames")) == nil)
         let names = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/frames").sorted()
         #expect(names == (0..<9).map { String(format: "frame_%04d.png", $0) })
+        // H.264 in yuv420p at 16 fps through ffmpeg (tools/install-deps installs it).
+        #expect(runCommand(try generateWan([], output: "\(dir)/clip.mp4")) == nil)
+        let (status, probe) = try run("/usr/bin/env", ["ffprobe", "-v", "error", "-show_entries",
+                                                       "stream=codec_name,pix_fmt,nb_frames,r_frame_rate", "-of", "csv=p=0",
+                                                       "\(dir)/clip.mp4"])
+        #expect(status == 0 && probe.trimmingCharacters(in: .whitespacesAndNewlines) == "h264,yuv420p,16/1,9", "\(probe)")
         // The frames against diffusers' postprocess_video, decoded from the same latents.
         let expected = try SafeTensorsFile(path: "\(promptRoot)/wan/expected.safetensors")
             .tensor("frames")  // [1, F, 3, H, W]
@@ -116,13 +122,9 @@ struct PromptCommandTests {
                                       "--size", "32x48"] + extra) ?? "ran"
             #expect(message.contains(words), "\(extra): \(message)")
         }
-        if ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").contains(where: {
-            FileManager.default.isExecutableFile(atPath: "\($0)/ffmpeg")
-        }) != true {
-            let mp4 = runCommand(["generate", "--model", wan, "--prompt", "a cat", "--steps", "1", "--size", "32x48",
-                                  "--frames", "9", "--output", "\(dir)/clip.mp4"]) ?? "ran"
-            #expect(mp4.contains("needs ffmpeg on PATH"), "\(mp4)")
-        }
+        #expect {
+            try VideoOutput(path: "\(dir)/clip.mp4").check(searchPath: "/nonexistent")
+        } throws: { "\($0)".contains("needs ffmpeg on PATH") }
         let image = runCommand(["generate", "--model", "\(promptRoot)/pixart-sigma/pipeline", "--prompt", "a cat",
                                 "--frames", "9", "--output", "\(dir)/p.png"]) ?? "ran"
         #expect(image.contains("--frames is for video pipelines"), "\(image)")

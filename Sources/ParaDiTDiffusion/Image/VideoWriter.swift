@@ -21,17 +21,17 @@ public enum VideoOutput: Equatable {
         }
     }
 
-    /// Refuses before any compute what cannot be written: mp4 without ffmpeg on PATH.
-    public func check() throws {
+    /// Refuses before any compute what cannot be written: mp4 without ffmpeg on `searchPath` (PATH).
+    public func check(searchPath: String? = nil) throws {
         guard case let .mp4(path) = self else { return }
-        guard Self.ffmpeg() != nil else {
+        guard Self.ffmpeg(searchPath: searchPath) != nil else {
             throw WeightsError.badInput(name: "output", reason: "\(path): writing mp4 needs ffmpeg on PATH "
                                         + "(apt-get install ffmpeg), or write an animated .png or a folder of frames")
         }
     }
 
-    static func ffmpeg() -> String? {
-        (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+    static func ffmpeg(searchPath: String? = nil) -> String? {
+        (searchPath ?? ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
             .map { "\($0)/ffmpeg" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
@@ -83,7 +83,11 @@ public enum VideoOutput: Equatable {
             let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             throw ImageError.cannotWrite(path: path, reason: "ffmpeg failed: \(message.prefix(300))")
         }
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: staging))
+        // rename(2) replaces the target in one step: a reader never sees a partial file.
+        guard rename(staging, path) == 0 else {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw ImageError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
+        }
     }
 }
 
