@@ -53,6 +53,21 @@ struct PromptCommandTests {
         #expect(try wanFramesOff("\(dir)/w.safetensors") == 0, "decoded frames within 1/255 of diffusers'")
     }
 
+    @Test("a Wan folder with FlowMatchEulerDiscreteScheduler (shift 3) runs too")
+    func wanFlowMatch() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let copy = "\(dir)/wan-euler"
+        try FileManager.default.copyItem(atPath: "\(promptRoot)/wan/pipeline", toPath: copy)
+        let config = #"{"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}"#
+        try Data(config.utf8).write(to: URL(fileURLWithPath: "\(copy)/scheduler/scheduler_config.json"))
+        let message = runCommand(["generate", "--model", copy, "--prompt", "a cat", "--steps", "3", "--size", "32x48", "--frames", "5",
+                                  "--save-latents", "\(dir)/e.safetensors", "--output", "\(dir)/e.png"])
+        #expect(message == nil, "\(message ?? "")")
+        let latents = try SafeTensorsFile(path: "\(dir)/e.safetensors").tensor("latents")
+        #expect(latents.shape == [1, 4, 2, 4, 6] && latents.scalars.allSatisfy(\.isFinite))
+    }
+
     /// Subpixels of the video decoded from `latents` further than 1/255 from diffusers' frames.
     func wanFramesOff(_ latents: String) throws -> Int {
         let vae = try AutoencoderKLWan.load(directory: "\(promptRoot)/wan/pipeline/vae")
@@ -67,8 +82,8 @@ struct PromptCommandTests {
         return off
     }
 
-    @Test("Wan under mpirun: cfg=2, ulysses=3 and cfg=2,ring=2 give diffusers' latents and frames",
-          arguments: [("cfg=2", 2), ("ulysses=3", 3), ("cfg=2,ring=2", 4)])
+    @Test("Wan under mpirun: cfg=2, ulysses=3, cfg=2,ring=2 and cfg=2,ulysses=3,ring=2 give diffusers' latents and frames",
+          arguments: [("cfg=2", 2), ("ulysses=3", 3), ("cfg=2,ring=2", 4), ("cfg=2,ulysses=3,ring=2", 12)])
     func wanMPI(parallel: String, ranks: Int) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
