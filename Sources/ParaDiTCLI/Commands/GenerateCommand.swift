@@ -141,19 +141,8 @@ struct Generate: ParsableCommand {
         if video != nil {
             if parallelImage == nil { log.info("decoding video") }
             let clips = try VideoOutput.frames(parallelImage ?? pipeline.decodeVideo(latents))
-            let paths = clips.indices.map { clips.count == 1 ? output : OutputPaths.numbered(output, $0 + 1) }
-            var writes: [(String, () throws -> Void)] = try zip(clips, paths).map { clip, path in
-                let target = try VideoOutput(path: path)
-                return (path, { try target.write(clip) })
-            }
-            if let saveLatents {
-                writes.append((saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }))
-            }
-            try OutputPaths.allOrNothing(writes)
-            print("video → \(paths.joined(separator: ", ")) (\(clips[0].count) frames of "
-                  + "\(clips[0][0].width)×\(clips[0][0].height) at \(VideoOutput.fps) fps); \(request.steps) steps, "
-                  + "\(fmt(median(seconds), digits: 2)) s/step (median), \(ranks.parallel)")
-            return
+            return try writeVideo(clips, latents: latents, summary: "\(request.steps) steps, "
+                                  + "\(fmt(median(seconds), digits: 2)) s/step (median), \(ranks.parallel)")
         }
         let denoised = Date()
         if parallelImage == nil { log.info("decoding") }
@@ -180,6 +169,21 @@ struct Generate: ParsableCommand {
         if let json { writes.append((json, { try writeJSON(summary, to: json) })) }
         try OutputPaths.allOrNothing(writes)
         print(summary.text)
+    }
+
+    /// Writes each sample's clip to `output` (numbered when several) and the latents, all or nothing.
+    func writeVideo(_ clips: [[RGBImage]], latents: Tensor, summary: String) throws {
+        let paths = clips.indices.map { clips.count == 1 ? output : OutputPaths.numbered(output, $0 + 1) }
+        var writes: [(String, () throws -> Void)] = try zip(clips, paths).map { clip, path in
+            let target = try VideoOutput(path: path)
+            return (path, { try target.write(clip) })
+        }
+        if let saveLatents {
+            writes.append((saveLatents, { try writeSafeTensors(["latents": .float(latents)], to: saveLatents) }))
+        }
+        try OutputPaths.allOrNothing(writes)
+        print("video → \(paths.joined(separator: ", ")) (\(clips[0].count) frames of \(clips[0][0].width)×\(clips[0][0].height) "
+              + "at \(VideoOutput.fps) fps); " + summary)
     }
 
     struct Summary: Codable {
