@@ -68,12 +68,7 @@ public struct AutoencoderKLWan {
         let config = try file.decode(AutoencoderKLWanConfig.self)
         let weights = Weights(checkpoint: try Checkpoint(directory: directory))
         let model = try AutoencoderKLWan(config: config, weights: weights)
-        do {
-            try weights.checkAllUsed()
-        } catch let WeightsError.unusedTensors(keys, file) {
-            let unexpected = keys.filter { !$0.hasPrefix("encoder.") && !$0.hasPrefix("quant_conv.") }
-            if !unexpected.isEmpty { throw WeightsError.unusedTensors(keys: unexpected, file: file) }
-        }
+        try AutoencoderKL.checkDecoderUsedAll(weights)
         return model
     }
 
