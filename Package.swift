@@ -44,10 +44,15 @@ let package = Package(
             pkgConfig: "ompi-c",
             providers: [.apt(["libopenmpi-dev"])]
         ),
+        // oneDNN's 8-bit matrix product (u8 × s8 → s32, VNNI/AMX kernels), wrapped in C.
+        .target(
+            name: "CParaDiTDNNL",
+            linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]
+        ),
         // Layer 2: tensor core and kernels.
         .target(
             name: "ParaDiTTensor",
-            dependencies: ["CParaDiTBLAS"],
+            dependencies: ["CParaDiTBLAS", "CParaDiTDNNL"],
             swiftSettings: settings
         ),
         // Layer 3: checkpoints and configs.

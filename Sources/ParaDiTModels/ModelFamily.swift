@@ -130,7 +130,9 @@ public enum ModelRegistry {
         guard blocks == stored else {
             throw WeightsError.badConfig(path: file.path, reason: "describes \(blocks) blocks, but the checkpoint holds \(stored)")
         }
-        let weights = Weights(checkpoint: checkpoint, dtype: weightsDType) { key in
+        // INT8 quantizes the blocks only: the embedders and the output layers are a small share of
+        // the weights and a large share of the error (docs/QUALITY.md), as quanto's Flux recipes skip them.
+        let weights = Weights(checkpoint: checkpoint, dtype: weightsDType, quantizable: { blockOf($0) != nil }) { key in
             guard let keep, let block = blockOf(key) else { return false }
             return !keep.contains(block)
         }

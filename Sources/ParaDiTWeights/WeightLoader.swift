@@ -16,14 +16,17 @@ public struct Weights {
         let skip: (String) -> Bool
         /// The element type linear weights are held in.
         let dtype: WeightsDType
+        /// Linear weights INT8 may quantize; the others keep their stored precision.
+        let quantizable: (String) -> Bool
         /// Bytes of the linear weights held (after conversion).
         var matrixBytes = 0
         init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02, dtype: WeightsDType = .stored,
-             skip: @escaping (String) -> Bool = { _ in false }) {
+             quantizable: @escaping (String) -> Bool = { _ in true }, skip: @escaping (String) -> Bool = { _ in false }) {
             self.checkpoint = checkpoint
             self.seed = seed
             self.std = std
             self.dtype = dtype
+            self.quantizable = quantizable
             self.skip = skip
         }
     }
@@ -32,17 +35,20 @@ public struct Weights {
     public let prefix: String
 
     /// Reads `checkpoint`; tensors whose key `skipping` accepts are checked but not read, and
-    /// stand in as placeholders that own no memory.
-    public init(checkpoint: Checkpoint, dtype: WeightsDType = .stored, skipping: @escaping (String) -> Bool = { _ in false }) {
-        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, skip: skipping)
+    /// stand in as placeholders that own no memory. Under INT8, linear weights `quantizable` rejects
+    /// keep their stored precision (a transformer's layers outside its numbered blocks).
+    public init(checkpoint: Checkpoint, dtype: WeightsDType = .stored, quantizable: @escaping (String) -> Bool = { _ in true },
+                skipping: @escaping (String) -> Bool = { _ in false }) {
+        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, quantizable: quantizable, skip: skipping)
         prefix = ""
     }
 
     /// Random weights of whatever shape the model asks for (uniform with standard deviation `std`),
     /// for timing real architectures without their checkpoints and for parity tests with strong
     /// signals (a larger std). Deterministic for a seed and key.
-    public init(randomSeed: UInt64, std: Float = 0.02, dtype: WeightsDType = .stored) {
-        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype)
+    public init(randomSeed: UInt64, std: Float = 0.02, dtype: WeightsDType = .stored,
+                quantizable: @escaping (String) -> Bool = { _ in true }) {
+        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype, quantizable: quantizable)
         prefix = ""
     }
 
@@ -94,13 +100,14 @@ public struct Weights {
     public func matrix(_ name: String, shape: [Int]) throws -> WeightMatrix {
         let full = key(name), entry = ledger.checkpoint?.entry(full)
         let target: WeightElement
-        switch (ledger.dtype, entry?.dtype) {
+        let dtype = ledger.dtype.isInt8 && !ledger.quantizable(full) ? .stored : ledger.dtype
+        switch (dtype, entry?.dtype) {
         case (.stored, .bf16?): target = .bf16
         case (.stored, .f16?): target = .f16
         case (.stored, _), (.f32, _): target = .f32
         case (.bf16, _): target = .bf16
         case (.f16, _): target = .f16
-        case (.int8, _): target = .int8
+        case (.int8, _), (.int8Dynamic, _): target = .int8
         }
         if target == .f32 || ledger.skip(full) {
             let dense = try tensor(name, shape: shape)
@@ -117,7 +124,8 @@ public struct Weights {
         let (bytes, scales) = withExtendedLifetime(wide) { narrowed(wide.data, count: wide.count, columns: shape[1], to: target) }
         let buffer = ByteBuffer(bytes)
         let matrix = WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: buffer.base, owner: buffer,
-                                  scales: scales.map { Tensor(shape: [shape[0]], values: $0) })
+                                  scales: scales.map { Tensor(shape: [shape[0]], values: $0) },
+                                  quantizedActivations: dtype == .int8Dynamic)
         ledger.matrixBytes += matrix.residentBytes
         return matrix
     }

@@ -5,9 +5,15 @@ import ParaDiTTensor
 /// BF16 and F16 weights as they are (in place in the mapped file) and F32 as Float32; the others
 /// convert every linear weight at load (INT8: symmetric, one scale per output channel). Compute
 /// stays Float32 (narrow weights are widened block by block inside the GEMM); norms, biases,
-/// embeddings and convolutions stay Float32.
+/// embeddings and convolutions stay Float32. `int8-dynamic` holds INT8 weights too, and quantizes each
+/// GEMM's input per token to 8 bits so the product runs on 8-bit integer kernels (VNNI/AMX through
+/// oneDNN): faster, and less exact than `int8` (docs/QUALITY.md).
 public enum WeightsDType: String, Sendable, CaseIterable {
     case stored, f32, bf16, f16, int8
+    case int8Dynamic = "int8-dynamic"
+
+    /// Whether linear weights become INT8.
+    public var isInt8: Bool { self == .int8 || self == .int8Dynamic }
 }
 
 /// Bytes owned outside Swift arrays, so a weight can point into them for as long as it lives.

@@ -68,7 +68,8 @@ struct GenerateCommandTests {
     }
 
     /// The whole transformer's INT8 linear weights, then a PipeFusion stage's under mpirun: the
-    /// stage holds only its blocks', in INT8 (a quarter of their Float32 bytes).
+    /// stage holds only its blocks', in INT8 (a quarter of their Float32 bytes; the embedders and
+    /// output layers, which every stage holds, stay Float32 and are most of this tiny model's bytes).
     @Test("under mpirun a PipeFusion stage holds only its blocks' weights, in the chosen type")
     func stageWeights() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -80,7 +81,7 @@ struct GenerateCommandTests {
         #expect(runCommand(generate("pixart", ["--output", "\(dir)/a.png", "--json", "\(dir)/f32.json", "--weights-dtype", "f32"])) == nil)
         #expect(runCommand(generate("pixart", ["--output", "\(dir)/b.png", "--json", "\(dir)/int8.json", "--weights-dtype", "int8"])) == nil)
         let (whole, wholeInt8) = (try bytes("\(dir)/f32.json"), try bytes("\(dir)/int8.json"))
-        #expect(wholeInt8 < whole / 3 && wholeInt8 > whole / 5, "int8 \(wholeInt8) of \(whole)")
+        #expect(wholeInt8 < whole * 3 / 4 && wholeInt8 > whole / 5, "int8 \(wholeInt8) of \(whole)")
         let (status, out, _) = try mpirun(2, generate("pixart", ["--output", "\(dir)/c.png", "--json", "\(dir)/stage.json",
                                                                  "--parallel", "pipefusion=2", "--weights-dtype", "int8"]))
         #expect(status == 0, "\(out)")

@@ -12,7 +12,7 @@ struct WeightsDTypeTests {
         return (try model.forward(any: ModelRegistry.family(model.className).readInputs(fixtureInputs(name))), bytes)
     }
 
-    @Test("stored BF16/F16 weights give the widened Float32 output (≤ 1e-6) in half the bytes; INT8 within 2e-2",
+    @Test("stored BF16/F16 weights give the widened Float32 output (≤ 1e-6) in half the bytes; INT8 within 2e-2 (SD3: 6e-2)",
           arguments: GoldenTests.cases)
     func dtypes(name: String) throws {
         let (wide, wideBytes) = try forward(name, .f32)
@@ -27,12 +27,19 @@ struct WeightsDTypeTests {
             let err = relativeL2(out, wide)
             #expect(err <= (dtype == .bf16 ? 2e-2 : 2e-3), "\(name) \(dtype): \(err)")
         }
+        // INT8 quantizes the blocks' linears; the embedders and output layers keep their stored
+        // precision (a large share of these tiny models' bytes, under 1 % of a real one's).
         let (int8, int8Bytes) = try forward(name, .int8)
-        #expect(int8Bytes < wideBytes / 3, "\(name) int8: \(int8Bytes) of \(wideBytes)")
+        #expect(int8Bytes < wideBytes * 2 / 3, "\(name) int8: \(int8Bytes) of \(wideBytes)")
+        // The issue asks 2 % of every fixture; SD3's amplifies weight noise about 4× the others (its
+        // BF16 error is 1.6 %, theirs 0.3–0.5 %) and stays at 5.9 %, as in diffusers (docs/QUALITY.md).
         let err = relativeL2(int8, wide)
-        // The issue asks 2 % of every fixture; two exceed it (docs/QUALITY.md): SD3's amplifies
-        // weight noise about 4× the others (its BF16 error is 1.6 %, theirs 0.3–0.5 %), Flux-dev's is at 2.1 %.
-        let bound = ["sd3-b2-8x12": 7.5e-2, "flux-dev-b1-bf16": 2.2e-2][name] ?? 2e-2
-        #expect(err > 0 && err <= bound, "\(name) int8: relative L2 \(err)")
+        #expect(err > 0 && err <= (name == "sd3-b2-8x12" ? 6e-2 : 2e-2), "\(name) int8: relative L2 \(err)")
+        // Inputs quantized per token as well: about 1.5× the weight-only error.
+        let (dynamic, dynamicBytes) = try forward(name, .int8Dynamic)
+        #expect(dynamicBytes > int8Bytes && dynamicBytes < wideBytes * 2 / 3, "\(name) int8-dynamic: \(dynamicBytes)")
+        let dynamicErr = relativeL2(dynamic, wide)
+        #expect(dynamicErr > err && dynamicErr <= (name == "sd3-b2-8x12" ? 0.1 : 2.5e-2),
+                "\(name) int8-dynamic: relative L2 \(dynamicErr)")
     }
 }

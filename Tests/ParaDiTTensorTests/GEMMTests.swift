@@ -54,16 +54,7 @@ struct GEMMTests {
     func narrowLinear(m: Int, n: Int, k: Int) {
         let x = Tensor.randn([m, k], seed: 4), bias = Tensor.randn([n], seed: 6)
         for element in [WeightElement.bf16, .f16, .int8] {
-            let split = n / 3
-            let parts = [0..<split, split..<n].filter { !$0.isEmpty }.map { rows -> WeightMatrix in
-                let w = Tensor.randn([rows.count, k], seed: UInt64(rows.lowerBound + 5))
-                let (bytes, scales) = narrowed(w.data, count: w.count, columns: k, to: element)
-                let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
-                UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
-                return WeightMatrix(rows: rows.count, columns: k, element: element, base: owner.data, owner: owner.storage,
-                                    scales: scales.map { Tensor(shape: [rows.count], values: $0) })
-            }
-            let w = WeightMatrix.stacked(parts)
+            let w = Self.stackedWeight(n: n, k: k, element: element)
             #expect(w.residentBytes == n * k * element.byteSize + (element == .int8 ? 4 * n : 0))
             for withBias in [false, true] {
                 let expected = Tensor(zeros: [m, n])
@@ -72,6 +63,69 @@ struct GEMMTests {
                     let out = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
                     expectClose(out, expected, tolerance: 1e-5, "\(element) \(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)")
                 }
+            }
+        }
+    }
+
+    /// A random n×k weight narrowed to `element`, stacked from two parts as fused projections are.
+    static func stackedWeight(n: Int, k: Int, element: WeightElement, quantizedActivations: Bool = false) -> WeightMatrix {
+        let split = n / 3
+        let parts = [0..<split, split..<n].filter { !$0.isEmpty }.map { rows -> WeightMatrix in
+            let w = Tensor.randn([rows.count, k], seed: UInt64(rows.lowerBound + 5))
+            let (bytes, scales) = narrowed(w.data, count: w.count, columns: k, to: element)
+            let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
+            UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
+            return WeightMatrix(rows: rows.count, columns: k, element: element, base: owner.data, owner: owner.storage,
+                                scales: scales.map { Tensor(shape: [rows.count], values: $0) },
+                                quantizedActivations: quantizedActivations)
+        }
+        return WeightMatrix.stacked(parts)
+    }
+
+    /// INT8 weights with the input quantized per token (stacked parts, odd shapes, 1–4 threads, with
+    /// and without bias): oneDNN's exact s32 sums give the reference's bits, and the Float32 emulation
+    /// (CPUs without VNNI/AMX) comes within 1e-5.
+    @Test("linear with quantized activations equals reference",
+          arguments: [(1, 1, 1), (7, 13, 5), (130, 65, 33), (3, 700, 400), (64, 40, 1152)])
+    func int8DynamicLinear(m: Int, n: Int, k: Int) {
+        let x = Tensor.randn([m, k], seed: 4), bias = Tensor.randn([n], seed: 6)
+        let w = Self.stackedWeight(n: n, k: k, element: .int8, quantizedActivations: true)
+        #expect(w.residentBytes == n * k + 8 * n)
+        for withBias in [false, true] {
+            let expected = Tensor(zeros: [m, n])
+            linearInt8DynamicReference(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil,
+                                       y: expected.data, ldy: n)
+            for pool in testPools {
+                let fast = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
+                let what = "\(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)"
+                if Int8Kernels.fast {
+                    #expect(fast.scalars == expected.scalars, "oneDNN \(what)")
+                }
+                let emulated = Tensor(zeros: [m, n])
+                linearInt8Dynamic(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: emulated.data,
+                                  ldy: n, oneDNN: false, pool: pool)
+                expectClose(emulated, expected, tolerance: 1e-5, "emulated \(what)")
+            }
+        }
+        // Against the unquantized product: the error of rounding both operands to 8 bits.
+        let exact = Tensor(zeros: [m, n])
+        linearReference(m: m, x: x.data, ldx: k, weight: w, bias: nil, y: exact.data, ldy: n)
+        let quantized = linear(x, weight: w)
+        expectClose(quantized, exact, tolerance: 0.02, "8-bit activations \(m)×\(k)→\(n)")
+    }
+
+    @Test("per-token quantization: every value within half a step of its row's scale; a zero row stays zero")
+    func tokenQuantization() {
+        let x = Tensor.randn([4, 37], seed: 12)
+        for j in 0..<37 { x.data[2 * 37 + j] = 0 }
+        var q = [UInt8](repeating: 0, count: 4 * 37), scales = [Float](repeating: 0, count: 4)
+        quantizeRows(m: 4, k: 37, x: x.data, ldx: 37, q: &q, scales: &scales)
+        for r in 0..<4 {
+            let largest = (0..<37).map { abs(x.data[r * 37 + $0]) }.max()!
+            #expect(r == 2 ? scales[r] == 1 : abs(scales[r] - largest / 127) <= 1e-7 * largest)
+            for c in 0..<37 {
+                let back = Float(Int32(q[r * 37 + c]) - 128) * scales[r]
+                #expect(abs(back - x.data[r * 37 + c]) <= scales[r] / 2 * 1.0001, "row \(r) column \(c)")
             }
         }
     }

@@ -287,7 +287,12 @@ public func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil) -> Te
     let m = x.count / max(x.size(-1), 1)
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [weight.rows])
     withExtendedLifetime((x, weight, bias)) {
-        linear(m: m, x: x.data, ldx: weight.columns, weight: weight, bias: bias?.data, y: out.data, ldy: weight.rows)
+        if weight.quantizedActivations {
+            linearInt8Dynamic(m: m, x: x.data, ldx: weight.columns, weight: weight, bias: bias?.data, y: out.data,
+                              ldy: weight.rows)
+        } else {
+            linear(m: m, x: x.data, ldx: weight.columns, weight: weight, bias: bias?.data, y: out.data, ldy: weight.rows)
+        }
     }
     return out
 }

@@ -29,33 +29,44 @@ public final class WeightMatrix: @unchecked Sendable {
     public let scales: Tensor?
     /// What keeps `parts` alive (a mapped file, an owned buffer).
     let owners: [AnyObject]
+    /// INT8 with the input quantized per token too (`linearInt8Dynamic`): each row's sum of its
+    /// values, which the 8-bit product's unsigned input offset (128) adds and the epilogue takes back.
+    public let rowSums: [Int32]?
+    public var quantizedActivations: Bool { rowSums != nil }
 
     public init(dense: Tensor) {
         check(dense.rank == 2, "a weight matrix is [out, in], got \(dense.shape)")
         (rows, columns, element, self.dense) = (dense.size(0), dense.size(1), .f32, dense)
-        (parts, scales, owners) = ([], nil, [])
+        (parts, scales, owners, rowSums) = ([], nil, [], nil)
     }
 
-    /// Narrow rows at `base` (row-major, `columns` per row) kept alive by `owner`.
+    /// Narrow rows at `base` (row-major, `columns` per row) kept alive by `owner`; INT8 rows may ask
+    /// for `quantizedActivations`.
     public init(rows: Int, columns: Int, element: WeightElement, base: UnsafeRawPointer, owner: AnyObject,
-                scales: Tensor? = nil) {
+                scales: Tensor? = nil, quantizedActivations: Bool = false) {
         check(element != .f32, "Float32 weights are a dense tensor")
         check(element == .int8 ? scales?.count == rows : scales == nil, "INT8 weights need one scale per row")
+        check(!quantizedActivations || element == .int8, "only INT8 weights take quantized activations")
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
         (parts, self.scales, owners) = ([(0..<rows, base)], scales, [owner])
+        let q = base.assumingMemoryBound(to: Int8.self)
+        rowSums = !quantizedActivations ? nil : (0..<rows).map { r in
+            (0..<columns).reduce(Int32(0)) { $0 + Int32(q[r * columns + $1]) }
+        }
     }
 
     private init(rows: Int, columns: Int, element: WeightElement, parts: [(rows: Range<Int>, base: UnsafeRawPointer)],
-                 scales: Tensor?, owners: [AnyObject]) {
+                 scales: Tensor?, owners: [AnyObject], rowSums: [Int32]?) {
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
-        (self.parts, self.scales, self.owners) = (parts, scales, owners)
+        (self.parts, self.scales, self.owners, self.rowSums) = (parts, scales, owners, rowSums)
     }
 
     /// Matrices of one type and width stacked by rows (a fused projection).
     public static func stacked(_ list: [WeightMatrix]) -> WeightMatrix {
         let first = list[0]
-        check(list.allSatisfy { $0.columns == first.columns && $0.element == first.element },
-              "stacked weights differ in width or type")
+        check(list.allSatisfy {
+            $0.columns == first.columns && $0.element == first.element && $0.quantizedActivations == first.quantizedActivations
+        }, "stacked weights differ in width or type")
         if first.element == .f32 { return WeightMatrix(dense: concatenate(list.map { $0.dense! }, axis: 0)) }
         var at = 0, parts: [(rows: Range<Int>, base: UnsafeRawPointer)] = []
         for m in list {
@@ -64,11 +75,18 @@ public final class WeightMatrix: @unchecked Sendable {
         }
         let scales = first.element == .int8 ? concatenate(list.map { $0.scales! }, axis: 0) : nil
         return WeightMatrix(rows: at, columns: first.columns, element: first.element, parts: parts, scales: scales,
-                            owners: list.flatMap(\.owners) + list.compactMap(\.dense?.storage))
+                            owners: list.flatMap(\.owners) + list.compactMap(\.dense?.storage),
+                            rowSums: first.quantizedActivations ? list.flatMap { $0.rowSums! } : nil)
     }
 
     /// Bytes the weight keeps resident (the scales included).
-    public var residentBytes: Int { rows * columns * element.byteSize + (scales?.count ?? 0) * 4 }
+    public var residentBytes: Int { rows * columns * element.byteSize + (scales?.count ?? 0) * 4 + (rowSums?.count ?? 0) * 4 }
+
+    /// Where narrow row `r` starts.
+    func rowAddress(_ r: Int) -> UnsafeRawPointer {
+        let part = parts.first { $0.rows.contains(r) }!
+        return part.base + (r - part.rows.lowerBound) * columns * element.byteSize
+    }
 
     /// Rows `range` widened to Float32 into `out` (range.count × columns), INT8 rows times their
     /// scale: the weight as the GEMM uses it.

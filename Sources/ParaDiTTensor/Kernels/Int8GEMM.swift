@@ -1,0 +1,136 @@
+import CParaDiTDNNL
+
+// MARK: - Per-token activation quantization
+
+/// x[m×k] quantized row by row for an 8-bit product: q = round(x / s) + 128 (u8, row stride k),
+/// s = max|x_row| / 127 (1 for a row of zeros), so q - 128 is the symmetric INT8 value in -127...127.
+/// The unsigned offset is what VNNI's u8 × s8 dot product takes; `linearInt8Dynamic` removes it.
+public func quantizeRows(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
+                         q: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>) {
+    for i in 0..<m {
+        let row = x + i * ldx, out = q + i * k
+        var largest: Float = 0
+        for j in 0..<k { largest = max(largest, abs(row[j])) }
+        let scale: Float = largest > 0 ? largest / 127 : 1
+        scales[i] = scale
+        let inverse = 1 / scale
+        for j in 0..<k {
+            let v = max(-127, min(127, (row[j] * inverse).rounded(.toNearestOrEven)))
+            out[j] = UInt8(Int32(v) + 128)
+        }
+    }
+}
+
+// MARK: - INT8 × INT8 linear
+
+/// What runs the 8-bit products: oneDNN's kernel for a DiT-sized product, and whether it is one
+/// with exact s32 sums at VNNI/AMX speed. Without one (AVX2 only, arm64), `linearInt8Dynamic`
+/// computes the same quantized product through the Float32 GEMM instead.
+public enum Int8Kernels {
+    public static let implementation: String? = paradit_u8s8_matmul_impl(256, 256, 256).map { String(cString: $0) }
+    public static let fast: Bool = implementation.map { $0.contains("vnni") || $0.contains("amx") } ?? false
+}
+
+/// Widest input for exact s32 sums: 255 · 127 · k stays below 2³¹.
+let int8MaxColumns = 66_000
+
+/// y[m×n] = dequantized(q(x) · Wᵀ) + bias for an INT8 weight with `quantizedActivations`: x is quantized
+/// per token (`quantizeRows`), the product summed exactly in s32 by oneDNN, one band of output columns
+/// per thread, and each sum scaled in place: y = (Σ q·w − 128·Σw) · s_x · s_w + bias.
+/// `oneDNN: false` (or no fast kernel) computes the same quantized product through Float32 GEMM.
+public func linearInt8Dynamic(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix,
+                              bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int,
+                              oneDNN: Bool = Int8Kernels.fast, pool: ThreadPool = .current) {
+    let (n, k) = (w.rows, w.columns)
+    check(w.quantizedActivations, "linearInt8Dynamic needs INT8 weights with quantized activations")
+    if m == 0 || n == 0 { return }
+    var q = [UInt8](repeating: 0, count: m * k), rowScales = [Float](repeating: 0, count: m)
+    q.withUnsafeMutableBufferPointer { q in
+        rowScales.withUnsafeMutableBufferPointer { s in
+            let chunks = min(pool.threadCount, max(1, m / 8))
+            pool.parallelFor(chunks) { c, _ in
+                let i0 = c * m / chunks, i1 = (c + 1) * m / chunks
+                quantizeRows(m: i1 - i0, k: k, x: x + i0 * ldx, ldx: ldx, q: q.baseAddress! + i0 * k,
+                             scales: s.baseAddress! + i0)
+            }
+            if oneDNN && k <= int8MaxColumns {
+                int8Product(m: m, q: q.baseAddress!, scales: s.baseAddress!, weight: w, bias: bias, y: y, ldy: ldy,
+                            pool: pool)
+            } else {
+                emulatedInt8Product(m: m, q: q.baseAddress!, scales: s.baseAddress!, weight: w, bias: bias, y: y,
+                                    ldy: ldy, pool: pool)
+            }
+        }
+    }
+}
+
+/// The s32 products into y's own memory, band by band, then scaled there.
+private func int8Product(m: Int, q: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, weight w: WeightMatrix,
+                         bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
+    let (n, k) = (w.rows, w.columns)
+    let bands = max(1, min(pool.threadCount, n / 16))
+    let raw = UnsafeMutableRawPointer(y)
+    withExtendedLifetime(w) {
+        pool.parallelFor(bands) { band, _ in
+            let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
+            for part in w.parts where part.rows.overlaps(n0..<n1) {
+                let lo = max(part.rows.lowerBound, n0), hi = min(part.rows.upperBound, n1)
+                let b = (part.base + (lo - part.rows.lowerBound) * k).assumingMemoryBound(to: Int8.self)
+                let status = paradit_u8s8_matmul(Int64(m), Int64(hi - lo), Int64(k), q, Int64(k), b, Int64(k),
+                                                 (raw + lo * 4).assumingMemoryBound(to: Int32.self), Int64(ldy))
+                check(status == 0, "oneDNN's 8-bit matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(hi - lo)")
+            }
+            scaleInt8Sums(rows: 0..<m, columns: n0..<n1, scales: scales, weight: w, bias: bias, y: raw, ldy: ldy)
+        }
+    }
+}
+
+/// y[i, j] = (s32 sum at y[i, j] − 128 · rowSum[j]) · scales[i] · s_w[j] + bias[j], in place
+/// (the sums are read as Int32 bits, the results written as Float).
+private func scaleInt8Sums(rows: Range<Int>, columns: Range<Int>, scales: UnsafePointer<Float>, weight w: WeightMatrix,
+                           bias: UnsafePointer<Float>?, y: UnsafeMutableRawPointer, ldy: Int) {
+    let rowSums = w.rowSums!, weightScales = w.scales!
+    withExtendedLifetime(weightScales) {
+        let sw = weightScales.data
+        rowSums.withUnsafeBufferPointer { sums in
+            for i in rows {
+                let at = y + i * ldy * 4, sx = scales[i]
+                for j in columns {
+                    let acc = at.load(fromByteOffset: j * 4, as: Int32.self) &- 128 &* sums[j]
+                    at.storeBytes(of: Float(acc) * (sx * sw[j]) + (bias?[j] ?? 0), toByteOffset: j * 4, as: Float.self)
+                }
+            }
+        }
+    }
+}
+
+/// The same quantized product without an 8-bit kernel: q(x) dequantized to Float32 rows, then the
+/// widening GEMM on the INT8 weight.
+private func emulatedInt8Product(m: Int, q: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, weight w: WeightMatrix,
+                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int,
+                                 pool: ThreadPool) {
+    let k = w.columns
+    let xq = Tensor(uninitialized: [m, k])
+    for i in 0..<m {
+        for j in 0..<k { xq.data[i * k + j] = Float(Int32(q[i * k + j]) - 128) * scales[i] }
+    }
+    withExtendedLifetime(xq) {
+        linear(m: m, x: xq.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy, pool: pool)
+    }
+}
+
+/// Reference for `linearInt8Dynamic`: the same quantization, every dot product summed in Int64.
+public func linearInt8DynamicReference(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix,
+                                       bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int) {
+    let (n, k) = (w.rows, w.columns)
+    var q = [UInt8](repeating: 0, count: m * k), sx = [Float](repeating: 0, count: m)
+    quantizeRows(m: m, k: k, x: x, ldx: ldx, q: &q, scales: &sx)
+    for j in 0..<n {
+        let row = w.rowAddress(j).assumingMemoryBound(to: Int8.self), sw = w.scales!.data[j]
+        for i in 0..<m {
+            var acc: Int64 = 0
+            for p in 0..<k { acc += Int64(Int32(q[i * k + p]) - 128) * Int64(row[p]) }
+            y[i * ldy + j] = Float(acc) * (sx[i] * sw) + (bias?[j] ?? 0)
+        }
+    }
+}
