@@ -5,8 +5,13 @@ import Testing
 
 /// Relative L2 distance of `path`'s "sample" from the fixture's diffusers output.
 func errorFromDiffusers(_ path: String, fixture: String) throws -> Double {
+    try sampleDistance(path, "\(fixtureRoot)/\(fixture)/output.safetensors")
+}
+
+/// Relative L2 distance of `path`'s "sample" from `reference`'s.
+func sampleDistance(_ path: String, _ reference: String) throws -> Double {
     let got = try SafeTensorsFile(path: path).tensor("sample").scalars
-    let expected = try SafeTensorsFile(path: "\(fixtureRoot)/\(fixture)/output.safetensors").tensor("sample").scalars
+    let expected = try SafeTensorsFile(path: reference).tensor("sample").scalars
     guard got.count == expected.count else { return .infinity }
     let num = zip(got, expected).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
     return (num / expected.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
@@ -33,6 +38,25 @@ struct ParallelForwardTests {
     func pipefusion(fixture: String) throws {
         #expect(runCommand(forwardArgs(fixture, output, ["--parallel", "pipefusion=2,ulysses=2", "--patches", "2", "--threads", "2"])) == nil)
         #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
+    }
+
+    /// Per-token quantization and exact integer sums make a shard's rows what they are serially.
+    @Test("--weights-dtype int8-dynamic: the exact methods give the serial int8-dynamic output",
+          arguments: [("pixart-alpha-b2-8x12", "cfg=2,ulysses=2,ring=2", false), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", false),
+                      ("sd3-b2-8x12", "ulysses=2", true)])
+    func int8Dynamic(fixture: String, spec: String, mpi: Bool) throws {
+        let serial = output + ".serial.safetensors"
+        defer { try? FileManager.default.removeItem(atPath: serial) }
+        let dtype = ["--weights-dtype", "int8-dynamic"]
+        #expect(runCommand(forwardArgs(fixture, serial, dtype + ["--threads", "2"])) == nil)
+        if mpi {
+            let (status, out, _) = try mpirun(2, forwardArgs(fixture, output, dtype + ["--parallel", spec]))
+            #expect(status == 0, "\(out)")
+        } else {
+            #expect(runCommand(forwardArgs(fixture, output, dtype + ["--parallel", spec, "--threads", "2"])) == nil)
+        }
+        #expect(try sampleDistance(output, serial) <= 1e-6, "\(fixture) \(spec)")
+        #expect(try errorFromDiffusers(serial, fixture: fixture) > 1e-3, "int8-dynamic must differ from Float32")
     }
 
     @Test("MPI transport: a representative subset matches diffusers",
