@@ -70,14 +70,9 @@ struct GEMMTests {
     /// A random n×k weight narrowed to `element`, stacked from two parts as fused projections are.
     static func stackedWeight(n: Int, k: Int, element: WeightElement, quantizedActivations: Bool = false) -> WeightMatrix {
         let split = n / 3
-        let parts = [0..<split, split..<n].filter { !$0.isEmpty }.map { rows -> WeightMatrix in
-            let w = Tensor.randn([rows.count, k], seed: UInt64(rows.lowerBound + 5))
-            let (bytes, scales) = narrowed(w.data, count: w.count, columns: k, to: element)
-            let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
-            UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
-            return WeightMatrix(rows: rows.count, columns: k, element: element, base: owner.data, owner: owner.storage,
-                                scales: scales.map { Tensor(shape: [rows.count], values: $0) },
-                                quantizedActivations: quantizedActivations)
+        let parts = [0..<split, split..<n].filter { !$0.isEmpty }.map { rows in
+            WeightMatrix(narrowing: .randn([rows.count, k], seed: UInt64(rows.lowerBound + 5)), to: element,
+                         quantizedActivations: quantizedActivations)
         }
         return WeightMatrix.stacked(parts)
     }

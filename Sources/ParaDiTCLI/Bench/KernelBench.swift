@@ -21,6 +21,14 @@ struct KernelBenchmark {
         /// Median over rounds of time(raw cblas) / time(engine): above 1 means the engine is faster.
         var engineOverCblas: Double
     }
+    /// x[m×k] · Wᵀ as the models call it: Float32 weights, and INT8 weights with per-token 8-bit inputs.
+    struct Int8Case: Codable {
+        var m, n, k: Int
+        var f32: Timing, int8Dynamic: Timing
+        var f32Gflops, int8Gflops: Double
+        /// Median over rounds of time(Float32) / time(int8-dynamic).
+        var int8OverF32: Double
+    }
     struct AttentionCase: Codable {
         var seqLen, heads, headDim: Int
         var timing: Timing
@@ -39,6 +47,9 @@ struct KernelBenchmark {
         var machine: MachineInfo
         var warmup, runs: Int
         var gemm: [GEMMCase]
+        /// oneDNN's 8-bit kernel, or how the product runs without one.
+        var int8Kernel: String
+        var int8: [Int8Case]
         var attention: [AttentionCase]
         var memoryBound: [MemoryCase]
     }
@@ -52,6 +63,10 @@ struct KernelBenchmark {
                 progress("gemm \(m)×\(k)·\(k)×\(n)")
                 return gemmCase(m: m, n: n, k: k, pool: pool)
             }
+            let int8: [Int8Case] = !suites.contains(.gemm) ? [] : Self.gemmShapes.map { m, n, k in
+                progress("linear f32 vs int8-dynamic \(m)×\(k)·\(k)×\(n)")
+                return int8Case(m: m, n: n, k: k, pool: pool)
+            }
             let bestGemm = gemm.map(\.engineGflops).max()
             var attention: [AttentionCase] = []
             for seqLen in suites.contains(.attention) ? attentionLengths : [] {
@@ -61,8 +76,10 @@ struct KernelBenchmark {
                 }
             }
             if suites.contains(.memory) { progress("layernorm, gelu, silu") }
+            let kernel = Int8Kernels.fast ? "oneDNN \(Int8Kernels.implementation ?? "")"
+                : "emulated in Float32 (oneDNN has no VNNI/AMX kernel here: \(Int8Kernels.implementation ?? "none"))"
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
-                          attention: attention, memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
+                          int8Kernel: kernel, int8: int8, attention: attention, memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
         }
     }
 
@@ -94,6 +111,25 @@ struct KernelBenchmark {
         let e = flops / engine.median / 1e9, r = flops / raw.median / 1e9
         return GEMMCase(m: m, n: n, k: k, engine: engine, cblas: raw, engineGflops: e, cblasGflops: r,
                         engineOverCblas: ratio)
+    }
+
+    func int8Case(m: Int, n: Int, k: Int, pool: ThreadPool) -> Int8Case {
+        let x = Tensor.randn([m, k], seed: 1), w = Tensor.randn([n, k], seed: 2), y = Tensor(zeros: [m, n])
+        let q = WeightMatrix(narrowing: w, to: .int8, quantizedActivations: true)
+        var f32Times: [Double] = [], int8Times: [Double] = []
+        for round in 0..<(warmup + runs) {
+            let f = measure(warmup: 0, runs: 1) {
+                linear(m: m, n: n, k: k, x: x.data, ldx: k, weight: w.data, bias: nil, y: y.data, ldy: n, pool: pool)
+            }.median
+            let i = measure(warmup: 0, runs: 1) {
+                linearInt8Dynamic(m: m, x: x.data, ldx: k, weight: q, bias: nil, y: y.data, ldy: n, pool: pool)
+            }.median
+            if round >= warmup { f32Times.append(f); int8Times.append(i) }
+        }
+        withExtendedLifetime((x, w, y, q)) {}
+        let flops = 2.0 * Double(m * n * k), f32 = timing(f32Times), int8 = timing(int8Times)
+        return Int8Case(m: m, n: n, k: k, f32: f32, int8Dynamic: int8, f32Gflops: flops / f32.median / 1e9,
+                        int8Gflops: flops / int8.median / 1e9, int8OverF32: median(zip(f32Times, int8Times).map { $0 / $1 }))
     }
 
     func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double?, pool: ThreadPool) -> AttentionCase {
@@ -137,6 +173,12 @@ struct KernelBenchmark {
             g.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.engineGflops), fmt(c.cblasGflops), fmt(c.engineOverCblas, digits: 3),
                    fmt(c.engine.median * 1e3, digits: 2)])
         }
+        var q = ResultTable(title: "Linear x·Wᵀ, GOP/s: Float32 vs int8-dynamic (\(r.int8Kernel))",
+                            columns: ["shape", "f32", "int8-dynamic", "int8/f32", "int8 ms"])
+        for c in r.int8 {
+            q.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.f32Gflops), fmt(c.int8Gflops), fmt(c.int8OverF32, digits: 3),
+                   fmt(c.int8Dynamic.median * 1e3, digits: 2)])
+        }
         var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE)",
                             columns: ["L", "heads", "head dim", "ms", "GFLOP/s", "of best GEMM"])
         for c in r.attention {
@@ -147,6 +189,6 @@ struct KernelBenchmark {
         for c in r.memoryBound {
             m.add([c.kernel, c.shape.map(String.init).joined(separator: "×"), fmt(c.timing.median * 1e6), fmt(c.gbPerSecond)])
         }
-        return [g, a, m].filter { !$0.rows.isEmpty }
+        return [g, q, a, m].filter { !$0.rows.isEmpty }
     }
 }

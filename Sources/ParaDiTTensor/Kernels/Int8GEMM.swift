@@ -7,18 +7,42 @@ import CParaDiTDNNL
 /// The unsigned offset is what VNNI's u8 × s8 dot product takes; `linearInt8Dynamic` removes it.
 public func quantizeRows(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
                          q: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>) {
+    // Adding 1.5·2²³ + 128 rounds to nearest even and leaves 128 + round(v) in the low byte.
+    let magic = F8(repeating: 12_583_040), low = F8(repeating: -127), high = F8(repeating: 127)
     for i in 0..<m {
         let row = x + i * ldx, out = q + i * k
-        var largest: Float = 0
-        for j in 0..<k { largest = max(largest, abs(row[j])) }
+        var wide = F8(repeating: 0), j = 0
+        while j + 8 <= k {
+            let v = UnsafeRawPointer(row + j).loadUnaligned(as: F8.self)
+            wide = vmax(wide, vmax(v, -v))
+            j += 8
+        }
+        var largest = hmax(wide)
+        while j < k { largest = max(largest, abs(row[j])); j += 1 }
         let scale: Float = largest > 0 ? largest / 127 : 1
         scales[i] = scale
         let inverse = 1 / scale
-        for j in 0..<k {
-            let v = max(-127, min(127, (row[j] * inverse).rounded(.toNearestOrEven)))
-            out[j] = UInt8(Int32(v) + 128)
+        j = 0
+        while j + 8 <= k {
+            let v = UnsafeRawPointer(row + j).loadUnaligned(as: F8.self) * inverse
+            let bits = unsafeBitCast(vmin(vmax(v, low), high) + magic, to: SIMD8<UInt32>.self)
+            for l in 0..<8 { out[j + l] = UInt8(truncatingIfNeeded: bits[l]) }
+            j += 8
+        }
+        while j < k {
+            out[j] = UInt8(Int32(max(-127, min(127, (row[j] * inverse).rounded(.toNearestOrEven)))) + 128)
+            j += 1
         }
     }
+}
+
+/// Float(v) for every lane, correctly rounded (as `Float(Int32)`), through the exponent-bits trick on
+/// each 16-bit half: both halves convert exactly, so their sum rounds once.
+@_transparent func floatLanes(_ v: SIMD8<Int32>) -> F8 {
+    let two23 = SIMD8<Int32>(repeating: 0x4B00_0000)
+    let high = unsafeBitCast(((v &>> 16) &+ 32768) | two23, to: F8.self) - F8(repeating: 8_421_376)
+    let low = unsafeBitCast((v & 0xFFFF) | two23, to: F8.self) - F8(repeating: 8_388_608)
+    return high * 65536 + low
 }
 
 // MARK: - INT8 × INT8 linear
@@ -44,7 +68,8 @@ public func linearInt8Dynamic(m: Int, x: UnsafePointer<Float>, ldx: Int, weight 
     let (n, k) = (w.rows, w.columns)
     check(w.quantizedActivations, "linearInt8Dynamic needs INT8 weights with quantized activations")
     if m == 0 || n == 0 { return }
-    var q = [UInt8](repeating: 0, count: m * k), rowScales = [Float](repeating: 0, count: m)
+    var q = [UInt8](unsafeUninitializedCapacity: m * k) { $1 = m * k }
+    var rowScales = [Float](unsafeUninitializedCapacity: m) { $1 = m }
     q.withUnsafeMutableBufferPointer { q in
         rowScales.withUnsafeMutableBufferPointer { s in
             let chunks = min(pool.threadCount, max(1, m / 8))
@@ -89,15 +114,27 @@ private func int8Product(m: Int, q: UnsafePointer<UInt8>, scales: UnsafePointer<
 /// (the sums are read as Int32 bits, the results written as Float).
 private func scaleInt8Sums(rows: Range<Int>, columns: Range<Int>, scales: UnsafePointer<Float>, weight w: WeightMatrix,
                            bias: UnsafePointer<Float>?, y: UnsafeMutableRawPointer, ldy: Int) {
-    let rowSums = w.rowSums!, weightScales = w.scales!
+    let weightScales = w.scales!
     withExtendedLifetime(weightScales) {
         let sw = weightScales.data
-        rowSums.withUnsafeBufferPointer { sums in
+        w.rowSums!.withUnsafeBufferPointer { sums in
+            let sums = sums.baseAddress!
             for i in rows {
                 let at = y + i * ldy * 4, sx = scales[i]
-                for j in columns {
+                var j = columns.lowerBound
+                while j + 8 <= columns.upperBound {
+                    let acc = at.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Int32>.self)
+                        &- 128 &* UnsafeRawPointer(sums + j).loadUnaligned(as: SIMD8<Int32>.self)
+                    let s = UnsafeRawPointer(sw + j).loadUnaligned(as: F8.self) * sx
+                    var v = floatLanes(acc) * s
+                    if let bias { v += UnsafeRawPointer(bias + j).loadUnaligned(as: F8.self) }
+                    at.storeBytes(of: v, toByteOffset: j * 4, as: F8.self)
+                    j += 8
+                }
+                while j < columns.upperBound {
                     let acc = at.load(fromByteOffset: j * 4, as: Int32.self) &- 128 &* sums[j]
-                    at.storeBytes(of: Float(acc) * (sx * sw[j]) + (bias?[j] ?? 0), toByteOffset: j * 4, as: Float.self)
+                    at.storeBytes(of: Float(acc) * (sw[j] * sx) + (bias?[j] ?? 0), toByteOffset: j * 4, as: Float.self)
+                    j += 1
                 }
             }
         }
@@ -130,7 +167,7 @@ public func linearInt8DynamicReference(m: Int, x: UnsafePointer<Float>, ldx: Int
         for i in 0..<m {
             var acc: Int64 = 0
             for p in 0..<k { acc += Int64(Int32(q[i * k + p]) - 128) * Int64(row[p]) }
-            y[i * ldy + j] = Float(acc) * (sx[i] * sw) + (bias?[j] ?? 0)
+            y[i * ldy + j] = Float(acc) * (sw * sx[i]) + (bias?[j] ?? 0)
         }
     }
 }

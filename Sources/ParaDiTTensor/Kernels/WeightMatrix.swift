@@ -55,6 +55,17 @@ public final class WeightMatrix: @unchecked Sendable {
         }
     }
 
+    /// `dense` [out, in] narrowed to `element` (as `narrowed` does at load) into memory of its own.
+    public convenience init(narrowing dense: Tensor, to element: WeightElement, quantizedActivations: Bool = false) {
+        check(dense.rank == 2 && element != .f32, "narrowing takes an [out, in] tensor to a narrow type")
+        let (rows, columns) = (dense.size(0), dense.size(1))
+        let (bytes, scales) = withExtendedLifetime(dense) { narrowed(dense.data, count: dense.count, columns: columns, to: element) }
+        let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
+        UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
+        self.init(rows: rows, columns: columns, element: element, base: owner.data, owner: owner.storage,
+                  scales: scales.map { Tensor(shape: [rows], values: $0) }, quantizedActivations: quantizedActivations)
+    }
+
     private init(rows: Int, columns: Int, element: WeightElement, parts: [(rows: Range<Int>, base: UnsafeRawPointer)],
                  scales: Tensor?, owners: [AnyObject], rowSums: [Int32]?) {
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
