@@ -9,8 +9,11 @@
 // libgomp's, linked through libdnnl (OpenMP runtime); declared here to need no omp.h.
 extern void omp_set_num_threads(int n);
 
+// m, n, k, lda, ldb, ldc, and the operands' kind (an enum paradit_matmul_kind).
+#define KEY 7
+
 typedef struct {
-    int64_t key[6];
+    int64_t key[KEY];
     dnnl_primitive_t primitive;
     dnnl_memory_desc_t a, b, c, scratch;
     size_t scratch_bytes;
@@ -32,13 +35,14 @@ static void make_engine(void) {
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
 }
 
-static dnnl_status_t build(const int64_t key[6], entry_t *e) {
+static dnnl_status_t build(const int64_t key[KEY], entry_t *e) {
     int64_t m = key[0], n = key[1], k = key[2], lda = key[3], ldb = key[4], ldc = key[5];
     int64_t ad[2] = {m, k}, as[2] = {lda, 1}, bd[2] = {k, n}, bs[2] = {1, ldb}, cd[2] = {m, n}, cs[2] = {ldc, 1};
+    int bf16 = key[6] == PARADIT_BF16;
     dnnl_status_t s;
-    if ((s = dnnl_memory_desc_init_by_strides(&e->a, 2, ad, dnnl_u8, as)) != dnnl_success) return s;
-    if ((s = dnnl_memory_desc_init_by_strides(&e->b, 2, bd, dnnl_s8, bs)) != dnnl_success) return s;
-    if ((s = dnnl_memory_desc_init_by_strides(&e->c, 2, cd, dnnl_s32, cs)) != dnnl_success) return s;
+    if ((s = dnnl_memory_desc_init_by_strides(&e->a, 2, ad, bf16 ? dnnl_bf16 : dnnl_u8, as)) != dnnl_success) return s;
+    if ((s = dnnl_memory_desc_init_by_strides(&e->b, 2, bd, bf16 ? dnnl_bf16 : dnnl_s8, bs)) != dnnl_success) return s;
+    if ((s = dnnl_memory_desc_init_by_strides(&e->c, 2, cd, bf16 ? dnnl_f32 : dnnl_s32, cs)) != dnnl_success) return s;
     dnnl_matmul_desc_t desc;
     if ((s = dnnl_matmul_desc_init(&desc, &e->a, &e->b, NULL, &e->c)) != dnnl_success) return s;
     dnnl_primitive_attr_t attr;
@@ -58,11 +62,11 @@ static dnnl_status_t build(const int64_t key[6], entry_t *e) {
 
 // The cached entry for `key`, built on first use; `*owned` when the table is full and the caller
 // must destroy the primitive after use.
-static dnnl_status_t lookup(const int64_t key[6], entry_t *out, int *owned) {
+static dnnl_status_t lookup(const int64_t key[KEY], entry_t *out, int *owned) {
     pthread_once(&engine_once, make_engine);
     if (!engine) return dnnl_runtime_error;
     uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < 6; i++) h = (h ^ (uint64_t)key[i]) * 1099511628211ull;
+    for (int i = 0; i < KEY; i++) h = (h ^ (uint64_t)key[i]) * 1099511628211ull;
     *owned = 0;
     pthread_mutex_lock(&lock);
     for (int probe = 0; probe < SLOTS; probe++) {
@@ -84,10 +88,8 @@ static dnnl_status_t lookup(const int64_t key[6], entry_t *out, int *owned) {
     return build(key, out);
 }
 
-int paradit_u8s8_matmul(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
-                        const int8_t *b, int64_t ldb, int32_t *c, int64_t ldc) {
+static int run(const int64_t key[KEY], const void *a, const void *b, void *c) {
     if (!one_thread_set) { omp_set_num_threads(1); one_thread_set = 1; }
-    int64_t key[6] = {m, n, k, lda, ldb, ldc};
     entry_t e;
     int owned;
     dnnl_status_t s = lookup(key, &e, &owned);
@@ -119,8 +121,20 @@ done:
     return (int)s;
 }
 
-const char *paradit_u8s8_matmul_impl(int64_t m, int64_t n, int64_t k) {
-    int64_t key[6] = {m, n, k, k, k, n};
+int paradit_u8s8_matmul(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda,
+                        const int8_t *b, int64_t ldb, int32_t *c, int64_t ldc) {
+    int64_t key[KEY] = {m, n, k, lda, ldb, ldc, PARADIT_U8S8};
+    return run(key, a, b, c);
+}
+
+int paradit_bf16_matmul(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda,
+                        const uint16_t *b, int64_t ldb, float *c, int64_t ldc) {
+    int64_t key[KEY] = {m, n, k, lda, ldb, ldc, PARADIT_BF16};
+    return run(key, a, b, c);
+}
+
+const char *paradit_matmul_impl(enum paradit_matmul_kind kind, int64_t m, int64_t n, int64_t k) {
+    int64_t key[KEY] = {m, n, k, k, k, n, kind};
     entry_t e;
     int owned;
     if (lookup(key, &e, &owned) != dnnl_success) return NULL;

@@ -101,8 +101,9 @@ public enum ModelRegistry {
     }
 
     /// Opens a diffusers model folder strictly (every tensor read and shape-checked, none unused).
-    public static func load(directory: String, weightsDType: WeightsDType = .stored) throws -> any DiffusionTransformer {
-        try load(directory: directory, keepingBlocks: nil, weightsDType: weightsDType).model
+    public static func load(directory: String, weightsDType: WeightsDType = .stored, compute: ComputeDType = .f32) throws
+        -> any DiffusionTransformer {
+        try load(directory: directory, keepingBlocks: nil, weightsDType: weightsDType, compute: compute).model
     }
 
     /// Opens a model folder as the class `M`, refusing a folder of another class before reading weights.
@@ -119,7 +120,8 @@ public enum ModelRegistry {
     /// pipeline stage's share. The other blocks' weights are checked against the config but stand
     /// in as placeholders, so only blocks in `keep` may run. Also returns the parameters read and
     /// the model's total, and the bytes its linear weights keep resident.
-    public static func load(directory: String, keepingBlocks keep: Range<Int>?, weightsDType: WeightsDType = .stored)
+    public static func load(directory: String, keepingBlocks keep: Range<Int>?, weightsDType: WeightsDType = .stored,
+                            compute: ComputeDType = .f32)
         throws -> (model: any DiffusionTransformer, read: Int, total: Int, weightBytes: Int) {
         let file = try ConfigFile(directory: directory)
         let family = try family(file.className, path: file.path)
@@ -132,7 +134,8 @@ public enum ModelRegistry {
         }
         // INT8 quantizes the blocks only: the embedders and the output layers are a small share of
         // the weights and a large share of the error (docs/QUALITY.md), as quanto's Flux recipes skip them.
-        let weights = Weights(checkpoint: checkpoint, dtype: weightsDType, quantizable: { blockOf($0) != nil }) { key in
+        let weights = Weights(checkpoint: checkpoint, dtype: weightsDType, compute: compute,
+                              quantizable: { blockOf($0) != nil }) { key in
             guard let keep, let block = blockOf(key) else { return false }
             return !keep.contains(block)
         }

@@ -16,16 +16,21 @@ public struct Weights {
         let skip: (String) -> Bool
         /// The element type linear weights are held in.
         let dtype: WeightsDType
+        /// What the linear layers compute in.
+        let compute: ComputeDType
         /// Linear weights INT8 may quantize; the others keep their stored precision.
         let quantizable: (String) -> Bool
         /// Bytes of the linear weights held (after conversion).
         var matrixBytes = 0
         init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02, dtype: WeightsDType = .stored,
-             quantizable: @escaping (String) -> Bool = { _ in true }, skip: @escaping (String) -> Bool = { _ in false }) {
+             compute: ComputeDType = .f32, quantizable: @escaping (String) -> Bool = { _ in true },
+             skip: @escaping (String) -> Bool = { _ in false }) {
+            check(compute.refusal(weights: dtype) == nil, compute.refusal(weights: dtype) ?? "")
             self.checkpoint = checkpoint
             self.seed = seed
             self.std = std
             self.dtype = dtype
+            self.compute = compute
             self.quantizable = quantizable
             self.skip = skip
         }
@@ -37,18 +42,18 @@ public struct Weights {
     /// Reads `checkpoint`; tensors whose key `skipping` accepts are checked but not read, and
     /// stand in as placeholders that own no memory. Under INT8, linear weights `quantizable` rejects
     /// keep their stored precision (a transformer's layers outside its numbered blocks).
-    public init(checkpoint: Checkpoint, dtype: WeightsDType = .stored, quantizable: @escaping (String) -> Bool = { _ in true },
-                skipping: @escaping (String) -> Bool = { _ in false }) {
-        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, quantizable: quantizable, skip: skipping)
+    public init(checkpoint: Checkpoint, dtype: WeightsDType = .stored, compute: ComputeDType = .f32,
+                quantizable: @escaping (String) -> Bool = { _ in true }, skipping: @escaping (String) -> Bool = { _ in false }) {
+        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, compute: compute, quantizable: quantizable, skip: skipping)
         prefix = ""
     }
 
     /// Random weights of whatever shape the model asks for (uniform with standard deviation `std`),
     /// for timing real architectures without their checkpoints and for parity tests with strong
     /// signals (a larger std). Deterministic for a seed and key.
-    public init(randomSeed: UInt64, std: Float = 0.02, dtype: WeightsDType = .stored,
+    public init(randomSeed: UInt64, std: Float = 0.02, dtype: WeightsDType = .stored, compute: ComputeDType = .f32,
                 quantizable: @escaping (String) -> Bool = { _ in true }) {
-        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype, quantizable: quantizable)
+        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype, compute: compute, quantizable: quantizable)
         prefix = ""
     }
 
@@ -100,7 +105,7 @@ public struct Weights {
     public func matrix(_ name: String, shape: [Int]) throws -> WeightMatrix {
         let full = key(name), entry = ledger.checkpoint?.entry(full)
         let target: WeightElement
-        let dtype = ledger.dtype.isInt8 && !ledger.quantizable(full) ? .stored : ledger.dtype
+        let dtype = ledger.compute == .bf16 ? .bf16 : ledger.dtype.isInt8 && !ledger.quantizable(full) ? .stored : ledger.dtype
         switch (dtype, entry?.dtype) {
         case (.stored, .bf16?): target = .bf16
         case (.stored, .f16?): target = .f16
@@ -118,14 +123,15 @@ public struct Weights {
             guard entry.shape == shape else { throw WeightsError.wrongShape(key: full, expected: shape, found: entry.shape) }
             (ledger.elements, ledger.matrixBytes) = (ledger.elements + entry.count, ledger.matrixBytes + entry.byteCount)
             ledger.used.insert(full)
-            return WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: try file.bytes(full), owner: file)
+            return WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: try file.bytes(full), owner: file,
+                                compute: ledger.compute == .bf16 ? .bf16 : .f32)
         }
         let wide = try tensor(name, shape: shape)
         let (bytes, scales) = withExtendedLifetime(wide) { narrowed(wide.data, count: wide.count, columns: shape[1], to: target) }
         let buffer = ByteBuffer(bytes)
         let matrix = WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: buffer.base, owner: buffer,
                                   scales: scales.map { Tensor(shape: [shape[0]], values: $0) },
-                                  quantizedActivations: dtype == .int8Dynamic)
+                                  compute: dtype == .int8Dynamic ? .int8 : ledger.compute == .bf16 ? .bf16 : .f32)
         ledger.matrixBytes += matrix.residentBytes
         return matrix
     }

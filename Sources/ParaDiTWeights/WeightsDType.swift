@@ -16,6 +16,19 @@ public enum WeightsDType: String, Sendable, CaseIterable {
     public var isInt8: Bool { self == .int8 || self == .int8Dynamic }
 }
 
+/// `--dtype`: what the transformer's linear layers compute in. `bf16` holds every linear weight in
+/// BF16 (a BF16 checkpoint's in place, with no conversion) and rounds each layer's input to BF16,
+/// summing in Float32 (oneDNN); norms, attention, the timestep path and the scheduler stay Float32.
+public enum ComputeDType: String, Sendable, CaseIterable {
+    case f32, bf16
+
+    /// Why this compute type cannot run on `weights`, or nil when it can.
+    public func refusal(weights: WeightsDType) -> String? {
+        guard self == .bf16, weights != .stored, weights != .bf16 else { return nil }
+        return "--dtype bf16 computes on BF16 weights: use --weights-dtype stored or bf16 (not \(weights.rawValue))"
+    }
+}
+
 /// Bytes owned outside Swift arrays, so a weight can point into them for as long as it lives.
 final class ByteBuffer: @unchecked Sendable {
     let base: UnsafeRawPointer

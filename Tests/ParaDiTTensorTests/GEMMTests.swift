@@ -68,11 +68,11 @@ struct GEMMTests {
     }
 
     /// A random n×k weight narrowed to `element`, stacked from two parts as fused projections are.
-    static func stackedWeight(n: Int, k: Int, element: WeightElement, quantizedActivations: Bool = false) -> WeightMatrix {
+    static func stackedWeight(n: Int, k: Int, element: WeightElement, compute: LinearCompute = .f32) -> WeightMatrix {
         let split = n / 3
         let parts = [0..<split, split..<n].filter { !$0.isEmpty }.map { rows in
             WeightMatrix(narrowing: .randn([rows.count, k], seed: UInt64(rows.lowerBound + 5)), to: element,
-                         quantizedActivations: quantizedActivations)
+                         compute: compute)
         }
         return WeightMatrix.stacked(parts)
     }
@@ -84,7 +84,7 @@ struct GEMMTests {
           arguments: [(1, 1, 1), (7, 13, 5), (130, 65, 33), (3, 700, 400), (64, 40, 1152)])
     func int8DynamicLinear(m: Int, n: Int, k: Int) {
         let x = Tensor.randn([m, k], seed: 4), bias = Tensor.randn([n], seed: 6)
-        let w = Self.stackedWeight(n: n, k: k, element: .int8, quantizedActivations: true)
+        let w = Self.stackedWeight(n: n, k: k, element: .int8, compute: .int8)
         #expect(w.residentBytes == n * k + 8 * n)
         for withBias in [false, true] {
             let expected = Tensor(zeros: [m, n])
@@ -107,6 +107,34 @@ struct GEMMTests {
         linearReference(m: m, x: x.data, ldx: k, weight: w, bias: nil, y: exact.data, ldy: n)
         let quantized = linear(x, weight: w)
         expectClose(quantized, exact, tolerance: 0.02, "8-bit activations \(m)×\(k)→\(n)")
+    }
+
+    /// BF16 weights computing in BF16 (stacked parts, odd shapes, 1–3 threads, with and without bias):
+    /// oneDNN's Float32 sums and the Float32 emulation both equal the reference on the rounded input.
+    @Test("BF16 linear (input rounded to BF16) equals reference",
+          arguments: [(1, 1, 1), (7, 13, 5), (130, 65, 33), (3, 700, 400), (64, 40, 1152)])
+    func bf16Linear(m: Int, n: Int, k: Int) {
+        let x = Tensor.randn([m, k], seed: 4), bias = Tensor.randn([n], seed: 6)
+        let w = Self.stackedWeight(n: n, k: k, element: .bf16, compute: .bf16)
+        for withBias in [false, true] {
+            let expected = Tensor(zeros: [m, n])
+            linearBF16Reference(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: expected.data, ldy: n)
+            for pool in testPools {
+                let what = "\(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)"
+                let fast = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
+                expectClose(fast, expected, tolerance: 1e-5, "oneDNN \(what)")
+                let emulated = Tensor(zeros: [m, n])
+                linearBF16(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: emulated.data, ldy: n,
+                           oneDNN: false, pool: pool)
+                expectClose(emulated, expected, tolerance: 1e-5, "emulated \(what)")
+            }
+        }
+        // The input's rounding is what separates it from the Float32 product on the same weight.
+        let exact = Tensor(zeros: [m, n])
+        linearReference(m: m, x: x.data, ldx: k, weight: w, bias: nil, y: exact.data, ldy: n)
+        let rounded = linear(x, weight: w)
+        expectClose(rounded, exact, tolerance: 1e-2, "BF16 input \(m)×\(k)→\(n)")
+        if k > 1 { #expect(rounded.scalars != exact.scalars, "the input must be rounded") }
     }
 
     @Test("per-token quantization: every value within half a step of its row's scale; a zero row stays zero")

@@ -38,6 +38,7 @@ struct BenchForward: ParsableCommand {
     var json: String?
 
     @OptionGroup var weights: WeightsOption
+    @OptionGroup var compute: ComputeOption
 
     struct Report: Codable {
         var suite = "forward"
@@ -46,6 +47,7 @@ struct BenchForward: ParsableCommand {
         var machine: MachineInfo
         var parameters: Int
         var weightsDtype: String
+        var computeDtype: String
         /// Bytes the linear weights keep resident, and the process's peak RSS.
         var weightBytes: Int
         var peakMemoryBytes: Int
@@ -56,6 +58,7 @@ struct BenchForward: ParsableCommand {
         guard ForwardPreset.names.contains(preset) else {
             throw ValidationError("unknown --preset \(preset); choose one of \(ForwardPreset.names.joined(separator: ", "))")
         }
+        try compute.check(weights: weights)
         guard threads >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--threads and --runs must be at least 1, --warmup at least 0") }
     }
 
@@ -67,7 +70,7 @@ struct BenchForward: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: inputsPath) }
         let report: Report = try pool.withCurrent {
             log.info("building \(p.name) with random weights")
-            let (model, parameters, weightBytes) = try p.build(weightsDType: weights.dtype)
+            let (model, parameters, weightBytes) = try p.build(weightsDType: weights.dtype, compute: compute.dtype)
             let inputs = try p.inputs(path: inputsPath, frames: frames)
             var failure: Error?
             let timing = measure(warmup: warmup, runs: runs) {
@@ -77,9 +80,10 @@ struct BenchForward: ParsableCommand {
             if let failure { throw failure }
             return Report(preset: p.name, description: p.summary(frames: frames),
                           machine: .current(threads: threads), parameters: parameters,
-                          weightsDtype: weights.dtype.rawValue, weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
+                          weightsDtype: weights.dtype.rawValue, computeDtype: compute.dtype.rawValue, weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
         }
-        var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights (\(threads) threads)",
+        var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights, \(compute.dtype.rawValue) compute "
+                                + "(\(threads) threads)",
                                 columns: ["preset", "parameters", "linear weights", "peak RSS", "s (median)", "min", "max"])
         table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(Double(report.weightBytes) / 1_073_741_824, digits: 2) + " GiB",
                    fmt(Double(report.peakMemoryBytes) / 1_073_741_824, digits: 2) + " GiB", fmt(report.timing.median, digits: 3),

@@ -27,11 +27,12 @@ struct ForwardPreset {
     }
 
     /// The model with random weights, and its parameter count.
-    func build(weightsDType: WeightsDType = .stored) throws -> (any DiffusionTransformer, parameters: Int, weightBytes: Int) {
+    func build(weightsDType: WeightsDType = .stored, compute: ComputeDType = .f32)
+        throws -> (any DiffusionTransformer, parameters: Int, weightBytes: Int) {
         let json = "{\"_class_name\": \"\(family.className)\", " + preset.config.drop { $0 != "{" }.dropFirst()
         let file = try ConfigFile(data: Data(json.utf8), path: "preset \(name)")
         let blockOf = try family.blockOfKey(file)
-        let weights = Weights(randomSeed: 1, dtype: weightsDType, quantizable: { blockOf($0) != nil })
+        let weights = Weights(randomSeed: 1, dtype: weightsDType, compute: compute, quantizable: { blockOf($0) != nil })
         return (try family.build(file, weights), weights.parameterCount, weights.matrixBytes)
     }
 

@@ -115,7 +115,7 @@ struct KernelBenchmark {
 
     func int8Case(m: Int, n: Int, k: Int, pool: ThreadPool) -> Int8Case {
         let x = Tensor.randn([m, k], seed: 1), w = Tensor.randn([n, k], seed: 2), y = Tensor(zeros: [m, n])
-        let q = WeightMatrix(narrowing: w, to: .int8, quantizedActivations: true)
+        let q = WeightMatrix(narrowing: w, to: .int8, compute: .int8)
         var f32Times: [Double] = [], int8Times: [Double] = []
         for round in 0..<(warmup + runs) {
             let f = measure(warmup: 0, runs: 1) {

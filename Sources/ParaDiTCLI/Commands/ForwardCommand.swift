@@ -34,12 +34,17 @@ struct Forward: ParsableCommand {
     var output: String
 
     @OptionGroup var weights: WeightsOption
+    @OptionGroup var compute: ComputeOption
     @OptionGroup var ranks: RankOptions
+
+    func validate() throws {
+        try compute.check(weights: weights)
+    }
 
     func run() throws {
         let start = Date()
         try OutputPaths.check([output], inputs: [model, inputs])
-        let transformer = try ModelRegistry.load(directory: model, weightsDType: weights.dtype)
+        let transformer = try ModelRegistry.load(directory: model, weightsDType: weights.dtype, compute: compute.dtype)
         let args = try ModelRegistry.family(transformer.className).readInputs(SafeTensorsFile(path: inputs))
         let loaded = Date()
         let problem = try transformer.problem(any: args)

@@ -78,9 +78,11 @@ struct Generate: ParsableCommand {
     var json: String?
 
     @OptionGroup var weights: WeightsOption
+    @OptionGroup var compute: ComputeOption
     @OptionGroup var ranks: RankOptions
 
     func validate() throws {
+        try compute.check(weights: weights)
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number, 0 or more; got \(guidance)") }
         if model == nil && (text.promptEmbeds != nil || text.hasText) {
@@ -95,7 +97,7 @@ struct Generate: ParsableCommand {
         let conditioning = try text.conditioning(folder: folder, guidance: guidance, weights: weights.dtype, log: log)
         log.info("loading \(folder)")
         let pipeline = try TextToImagePipeline.load(directory: folder, keepingBlocks: ranks.stageBlocksOfThisProcess(pipelineDirectory: folder),
-                                                    weightsDType: weights.dtype)
+                                                    weightsDType: weights.dtype, compute: compute.dtype)
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: sheet, classifier: classifier, family: pipeline.family)
         let request = GenerationRequest(
@@ -159,7 +161,8 @@ struct Generate: ParsableCommand {
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
                               transformerParametersTotal: pipeline.transformerParameters.total,
-                              transformerWeightBytes: pipeline.transformerWeightBytes, weightsDtype: weights.dtype.rawValue, outputs: paths,
+                              transformerWeightBytes: pipeline.transformerWeightBytes, weightsDtype: weights.dtype.rawValue,
+                              computeDtype: compute.dtype.rawValue, outputs: paths,
                               images: generated.count, classifierAccuracy: accuracy, cache: cache?.description,
                               stepsSkipped: skipped)
         var writes: [(String, () throws -> Void)] = zip(images, paths).map { image, path in
@@ -200,6 +203,7 @@ struct Generate: ParsableCommand {
         /// Bytes this process's transformer linear weights keep resident, and the type they are held in.
         var transformerWeightBytes: Int
         var weightsDtype: String
+        var computeDtype: String
         var outputs: [String]
         var images: Int
         /// The share of images the pipeline's classifier recognises as their class (pipelines with one).

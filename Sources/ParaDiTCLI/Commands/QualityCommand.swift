@@ -55,6 +55,7 @@ struct Quality: ParsableCommand {
     var json: String?
 
     @OptionGroup var weights: WeightsOption
+    @OptionGroup var compute: ComputeOption
     @OptionGroup var ranks: RankOptions
 
     struct Report: Codable {
@@ -77,6 +78,7 @@ struct Quality: ParsableCommand {
         var seconds, serialSeconds: Double
         /// The measured run's linear weights (the reference's are as stored).
         var weightsDtype: String
+        var computeDtype: String
     }
 
     @Flag(help: "Measure every method in turn against one serial run: cfg, ulysses, ring, usp, pipefusion 2 and 4 (warm-up 0, 1, 2) and distrifusion 2 and 4 (warm-up 0, 1, 4); --json then holds a list.")
@@ -100,12 +102,17 @@ struct Quality: ParsableCommand {
         var accuracy: Double?
     }
 
+    func validate() throws {
+        try compute.check(weights: weights)
+    }
+
     mutating func run() throws {
         let log = Logger(label: "paradit.quality")
         let folder = try model ?? DemoModel.directory()
         let conditioning = try text.conditioning(folder: folder, guidance: guidance, log: log)
         let pipeline = try TextToImagePipeline.load(directory: folder)
-        let measured = weights.dtype == .stored ? pipeline : try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype)
+        let measured = weights.dtype == .stored && compute.dtype == .f32 ? pipeline
+            : try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype, compute: compute.dtype)
         let classifier = try DigitClassifier.load(pipeline: folder)
         let selection = try ClassSelection(classes: classes, perClass: perClass, sheet: false, classifier: classifier, family: pipeline.family)
         let request = GenerationRequest(seed: seed, steps: steps, guidanceScale: guidance, height: size?.height, width: size?.width,
@@ -169,7 +176,7 @@ struct Quality: ParsableCommand {
             serialAccuracy: reference.accuracy,
             parallelAccuracy: try reference.classifier?.accuracy(images, labels: request.classLabels),
             cache: cache?.description, stepsSkipped: skipped, seconds: seconds, serialSeconds: reference.seconds,
-            weightsDtype: weights.dtype.rawValue)
+            weightsDtype: weights.dtype.rawValue, computeDtype: compute.dtype.rawValue)
     }
 }
 

@@ -65,9 +65,11 @@ struct Serve: ParsableCommand {
     var guidance: Double = 4.5
 
     @OptionGroup var weights: WeightsOption
+    @OptionGroup var compute: ComputeOption
     @OptionGroup var ranks: RankOptions
 
     func validate() throws {
+        try compute.check(weights: weights)
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
         guard (1...100_000).contains(maxQueue) else {
             throw ValidationError("--max-queue must be 1...100000, got \(maxQueue)")
@@ -101,7 +103,7 @@ struct Serve: ParsableCommand {
         // Only rank 0 answers signals; the others wait for its last plan.
         if !isRoot { signal(SIGTERM, SIG_IGN); signal(SIGINT, SIG_IGN) }
         log.info("loading \(folder)")
-        let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype)
+        let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype, compute: compute.dtype)
         _ = try pipeline.decoder()  // serve answers with images
         let metrics = ServeMetrics()
         let queue = JobQueue(maxQueue: maxQueue, maxBatch: maxBatch, timeout: timeout, metrics: metrics)

@@ -2,6 +2,7 @@ import ArgumentParser
 import ParaDiTWeights
 
 extension WeightsDType: ExpressibleByArgument {}
+extension ComputeDType: ExpressibleByArgument {}
 
 /// `--weights-dtype`, shared by every command that loads a model.
 struct WeightsOption: ParsableArguments {
@@ -17,4 +18,22 @@ struct WeightsOption: ParsableArguments {
                 as Float32 where the CPU has them, about 1.5× int8's error.
                 """))
     var dtype: WeightsDType = .stored
+}
+
+/// `--dtype`, for the commands that run the transformer.
+struct ComputeOption: ParsableArguments {
+    @Option(name: .customLong("dtype"),
+            help: ArgumentHelp("What the transformer's linear layers compute in: f32 or bf16.", discussion: """
+                bf16 holds every linear weight of the transformer in BF16 (a BF16 checkpoint's in place, with no \
+                conversion), rounds each layer's input to BF16 and sums in Float32 (oneDNN); norms, attention, the \
+                timestep path and the scheduler stay Float32. It pays where the CPU has AMX (several times the \
+                Float32 rate) or full-rate AVX512-BF16 (AMD Zen 4); on Intel CPUs without AMX it is slower than \
+                f32 (`paradit bench kernels` shows the kernel and its rate). Needs --weights-dtype stored or bf16.
+                """))
+    var dtype: ComputeDType = .f32
+
+    /// Refuses a compute type the weights cannot run on.
+    func check(weights: WeightsOption) throws {
+        if let refusal = dtype.refusal(weights: weights.dtype) { throw ValidationError(refusal) }
+    }
 }

@@ -54,11 +54,12 @@ public final class TextToImagePipeline {
     public private(set) var transformerWeightBytes = 0
 
     /// Loads a pipeline folder; with `keepingBlocks`, only those transformer blocks' weights
-    /// (a PipeFusion stage's).
-    public static func load(directory: String, keepingBlocks: Range<Int>? = nil, weightsDType: WeightsDType = .stored) throws -> TextToImagePipeline {
+    /// (a PipeFusion stage's); the transformer's linear weights held as `weightsDType`, computing in `compute`.
+    public static func load(directory: String, keepingBlocks: Range<Int>? = nil, weightsDType: WeightsDType = .stored,
+                            compute: ComputeDType = .f32) throws -> TextToImagePipeline {
         let folder = try PipelineFolder(directory: directory)
         let (transformer, held, total, bytes) = try ModelRegistry.load(directory: folder.path("transformer"), keepingBlocks: keepingBlocks,
-                                                                       weightsDType: weightsDType)
+                                                                       weightsDType: weightsDType, compute: compute)
         let vaeConfig = try ConfigFile(directory: folder.path("vae"))
         let video = vaeConfig.className == "AutoencoderKLWan"
         let vae = video ? nil : try AutoencoderKL.load(directory: folder.path("vae"))

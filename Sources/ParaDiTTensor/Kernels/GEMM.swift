@@ -287,11 +287,11 @@ public func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil) -> Te
     let m = x.count / max(x.size(-1), 1)
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [weight.rows])
     withExtendedLifetime((x, weight, bias)) {
-        if weight.quantizedActivations {
-            linearInt8Dynamic(m: m, x: x.data, ldx: weight.columns, weight: weight, bias: bias?.data, y: out.data,
-                              ldy: weight.rows)
-        } else {
-            linear(m: m, x: x.data, ldx: weight.columns, weight: weight, bias: bias?.data, y: out.data, ldy: weight.rows)
+        let (x, k, bias, y, n) = (x.data, weight.columns, bias?.data, out.data, weight.rows)
+        switch weight.compute {
+        case .f32: linear(m: m, x: x, ldx: k, weight: weight, bias: bias, y: y, ldy: n)
+        case .bf16: linearBF16(m: m, x: x, ldx: k, weight: weight, bias: bias, y: y, ldy: n)
+        case .int8: linearInt8Dynamic(m: m, x: x, ldx: k, weight: weight, bias: bias, y: y, ldy: n)
         }
     }
     return out

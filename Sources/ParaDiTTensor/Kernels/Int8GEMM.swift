@@ -51,14 +51,14 @@ public func quantizeRows(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
 /// with exact s32 sums at VNNI/AMX speed. Without one (AVX2 only, arm64), `linearInt8Dynamic`
 /// computes the same quantized product through the Float32 GEMM instead.
 public enum Int8Kernels {
-    public static let implementation: String? = paradit_u8s8_matmul_impl(256, 256, 256).map { String(cString: $0) }
+    public static let implementation: String? = paradit_matmul_impl(PARADIT_U8S8, 256, 256, 256).map { String(cString: $0) }
     public static let fast: Bool = implementation.map { $0.contains("vnni") || $0.contains("amx") } ?? false
 }
 
 /// Widest input for exact s32 sums: 255 · 127 · k stays below 2³¹.
 let int8MaxColumns = 66_000
 
-/// y[m×n] = dequantized(q(x) · Wᵀ) + bias for an INT8 weight with `quantizedActivations`: x is quantized
+/// y[m×n] = dequantized(q(x) · Wᵀ) + bias for an INT8 weight computing in INT8: x is quantized
 /// per token (`quantizeRows`), the product summed exactly in s32 by oneDNN, one band of output columns
 /// per thread, and each sum scaled in place: y = (Σ q·w − 128·Σw) · s_x · s_w + bias.
 /// `oneDNN: false` (or no fast kernel) computes the same quantized product through Float32 GEMM.
@@ -66,7 +66,7 @@ public func linearInt8Dynamic(m: Int, x: UnsafePointer<Float>, ldx: Int, weight 
                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int,
                               oneDNN: Bool = Int8Kernels.fast, pool: ThreadPool = .current) {
     let (n, k) = (w.rows, w.columns)
-    check(w.quantizedActivations, "linearInt8Dynamic needs INT8 weights with quantized activations")
+    check(w.compute == .int8, "linearInt8Dynamic needs INT8 weights computing in INT8")
     if m == 0 || n == 0 { return }
     var q = [UInt8](unsafeUninitializedCapacity: m * k) { $1 = m * k }
     var rowScales = [Float](unsafeUninitializedCapacity: m) { $1 = m }

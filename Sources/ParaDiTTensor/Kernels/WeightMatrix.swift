@@ -13,6 +13,11 @@ public enum WeightElement: String, Sendable, CaseIterable {
     }
 }
 
+/// What a linear layer on a weight computes in: Float32 (narrow weights widened block by block), BF16
+/// products summed in Float32 (BF16 weights; the input rounded to BF16), or 8-bit products summed
+/// exactly in Int32 (INT8 weights; the input quantized per token).
+public enum LinearCompute: String, Sendable { case f32, bf16, int8 }
+
 /// A linear layer's weight [out, in] (torch's `nn.Linear` layout) in the element type it is held
 /// in: Float32 as a tensor, or BF16/F16/INT8 rows read in place — from the checkpoint's mapped
 /// file (zero-copy) or from a converted copy. INT8 rows carry one scale each (w ≈ q · scale).
@@ -29,54 +34,54 @@ public final class WeightMatrix: @unchecked Sendable {
     public let scales: Tensor?
     /// What keeps `parts` alive (a mapped file, an owned buffer).
     let owners: [AnyObject]
-    /// INT8 with the input quantized per token too (`linearInt8Dynamic`): each row's sum of its
-    /// values, which the 8-bit product's unsigned input offset (128) adds and the epilogue takes back.
+    public let compute: LinearCompute
+    /// INT8 compute (`linearInt8Dynamic`): each row's sum of its values, which the 8-bit product's
+    /// unsigned input offset (128) adds and the epilogue takes back.
     public let rowSums: [Int32]?
-    public var quantizedActivations: Bool { rowSums != nil }
 
     public init(dense: Tensor) {
         check(dense.rank == 2, "a weight matrix is [out, in], got \(dense.shape)")
         (rows, columns, element, self.dense) = (dense.size(0), dense.size(1), .f32, dense)
-        (parts, scales, owners, rowSums) = ([], nil, [], nil)
+        (parts, scales, owners, compute, rowSums) = ([], nil, [], .f32, nil)
     }
 
-    /// Narrow rows at `base` (row-major, `columns` per row) kept alive by `owner`; INT8 rows may ask
-    /// for `quantizedActivations`.
+    /// Narrow rows at `base` (row-major, `columns` per row) kept alive by `owner`, computed in Float32
+    /// or in their own type (`compute` .bf16 for BF16 rows, .int8 for INT8 rows).
     public init(rows: Int, columns: Int, element: WeightElement, base: UnsafeRawPointer, owner: AnyObject,
-                scales: Tensor? = nil, quantizedActivations: Bool = false) {
+                scales: Tensor? = nil, compute: LinearCompute = .f32) {
         check(element != .f32, "Float32 weights are a dense tensor")
         check(element == .int8 ? scales?.count == rows : scales == nil, "INT8 weights need one scale per row")
-        check(!quantizedActivations || element == .int8, "only INT8 weights take quantized activations")
+        check(compute == .f32 || compute.rawValue == element.rawValue, "\(element) weights cannot compute in \(compute)")
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
-        (parts, self.scales, owners) = ([(0..<rows, base)], scales, [owner])
+        (parts, self.scales, owners, self.compute) = ([(0..<rows, base)], scales, [owner], compute)
         let q = base.assumingMemoryBound(to: Int8.self)
-        rowSums = !quantizedActivations ? nil : (0..<rows).map { r in
+        rowSums = compute != .int8 ? nil : (0..<rows).map { r in
             (0..<columns).reduce(Int32(0)) { $0 + Int32(q[r * columns + $1]) }
         }
     }
 
     /// `dense` [out, in] narrowed to `element` (as `narrowed` does at load) into memory of its own.
-    public convenience init(narrowing dense: Tensor, to element: WeightElement, quantizedActivations: Bool = false) {
+    public convenience init(narrowing dense: Tensor, to element: WeightElement, compute: LinearCompute = .f32) {
         check(dense.rank == 2 && element != .f32, "narrowing takes an [out, in] tensor to a narrow type")
         let (rows, columns) = (dense.size(0), dense.size(1))
         let (bytes, scales) = withExtendedLifetime(dense) { narrowed(dense.data, count: dense.count, columns: columns, to: element) }
         let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
         UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
         self.init(rows: rows, columns: columns, element: element, base: owner.data, owner: owner.storage,
-                  scales: scales.map { Tensor(shape: [rows], values: $0) }, quantizedActivations: quantizedActivations)
+                  scales: scales.map { Tensor(shape: [rows], values: $0) }, compute: compute)
     }
 
     private init(rows: Int, columns: Int, element: WeightElement, parts: [(rows: Range<Int>, base: UnsafeRawPointer)],
-                 scales: Tensor?, owners: [AnyObject], rowSums: [Int32]?) {
+                 scales: Tensor?, owners: [AnyObject], compute: LinearCompute, rowSums: [Int32]?) {
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
-        (self.parts, self.scales, self.owners, self.rowSums) = (parts, scales, owners, rowSums)
+        (self.parts, self.scales, self.owners, self.compute, self.rowSums) = (parts, scales, owners, compute, rowSums)
     }
 
     /// Matrices of one type and width stacked by rows (a fused projection).
     public static func stacked(_ list: [WeightMatrix]) -> WeightMatrix {
         let first = list[0]
         check(list.allSatisfy {
-            $0.columns == first.columns && $0.element == first.element && $0.quantizedActivations == first.quantizedActivations
+            $0.columns == first.columns && $0.element == first.element && $0.compute == first.compute
         }, "stacked weights differ in width or type")
         if first.element == .f32 { return WeightMatrix(dense: concatenate(list.map { $0.dense! }, axis: 0)) }
         var at = 0, parts: [(rows: Range<Int>, base: UnsafeRawPointer)] = []
@@ -87,7 +92,7 @@ public final class WeightMatrix: @unchecked Sendable {
         let scales = first.element == .int8 ? concatenate(list.map { $0.scales! }, axis: 0) : nil
         return WeightMatrix(rows: at, columns: first.columns, element: first.element, parts: parts, scales: scales,
                             owners: list.flatMap(\.owners) + list.compactMap(\.dense?.storage),
-                            rowSums: first.quantizedActivations ? list.flatMap { $0.rowSums! } : nil)
+                            compute: first.compute, rowSums: first.rowSums == nil ? nil : list.flatMap { $0.rowSums! })
     }
 
     /// Bytes the weight keeps resident (the scales included).

@@ -1,0 +1,84 @@
+import CParaDiTDNNL
+
+/// x[m×k] rounded to BF16 bits (nearest even, as torch's `.to(bfloat16)` for finite values), row
+/// stride k in `out`.
+public func roundRowsToBFloat16(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<UInt16>) {
+    for i in 0..<m {
+        let row = x + i * ldx, dst = out + i * k
+        var j = 0
+        while j + 8 <= k {
+            let bits = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<UInt32>.self)
+            let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+            for l in 0..<8 { dst[j + l] = UInt16(truncatingIfNeeded: rounded[l]) }
+            j += 8
+        }
+        while j < k { dst[j] = bfloat16Bits(row[j]); j += 1 }
+    }
+}
+
+/// What runs the BF16 products: oneDNN's kernel for a DiT-sized product. With AMX
+/// (`brg:avx512_core_amx_bf16`) it is several times the Float32 rate, with AVX512-BF16
+/// (`brg:avx512_core_bf16`) about twice on AMD Zen 4 and half on the Intel Xeons measured
+/// (docs/PERFORMANCE.md); without either (`fast` false) `linearBF16` emulates it in Float32.
+public enum BF16Kernels {
+    public static let implementation: String? = paradit_matmul_impl(PARADIT_BF16, 256, 256, 256).map { String(cString: $0) }
+    public static let fast: Bool = implementation.map { $0.contains("bf16") } ?? false
+}
+
+/// y[m×n] = bf16(x) · Wᵀ + bias, W held in BF16 and used as it is (in place in a mapped BF16
+/// checkpoint), every product summed in Float32 by oneDNN, one band of output columns per thread.
+/// `oneDNN: false` (or no BF16 kernel) computes the same rounded product through the Float32 GEMM.
+public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                       y: UnsafeMutablePointer<Float>, ldy: Int, oneDNN: Bool = BF16Kernels.fast,
+                       pool: ThreadPool = .current) {
+    let (n, k) = (w.rows, w.columns)
+    check(w.element == .bf16, "linearBF16 needs BF16 weights, got \(w.element)")
+    if m == 0 || n == 0 { return }
+    var xb = [UInt16](unsafeUninitializedCapacity: m * k) { $1 = m * k }
+    xb.withUnsafeMutableBufferPointer { xb in
+        let chunks = min(pool.threadCount, max(1, m / 8))
+        pool.parallelFor(chunks) { c, _ in
+            let i0 = c * m / chunks, i1 = (c + 1) * m / chunks
+            roundRowsToBFloat16(m: i1 - i0, k: k, x: x + i0 * ldx, ldx: ldx, out: xb.baseAddress! + i0 * k)
+        }
+        guard oneDNN else {
+            let wide = Tensor(uninitialized: [m, k])
+            convertBFloat16ToFloat(count: m * k, xb.baseAddress!, wide.data)
+            withExtendedLifetime(wide) { linear(m: m, x: wide.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy, pool: pool) }
+            return
+        }
+        let bands = max(1, min(pool.threadCount, n / 16))
+        withExtendedLifetime(w) {
+            pool.parallelFor(bands) { band, _ in
+                let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
+                for part in w.parts where part.rows.overlaps(n0..<n1) {
+                    let lo = max(part.rows.lowerBound, n0), hi = min(part.rows.upperBound, n1)
+                    let b = (part.base + (lo - part.rows.lowerBound) * k * 2).assumingMemoryBound(to: UInt16.self)
+                    let status = paradit_bf16_matmul(Int64(m), Int64(hi - lo), Int64(k), xb.baseAddress!, Int64(k), b,
+                                                     Int64(k), y + lo, Int64(ldy))
+                    check(status == 0, "oneDNN's BF16 matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(hi - lo)")
+                }
+                if let bias { for i in 0..<m { addBias(y + i * ldy, bias, n0..<n1) } }
+            }
+        }
+    }
+}
+
+@inline(__always) private func addBias(_ row: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ columns: Range<Int>) {
+    var j = columns.lowerBound
+    while j + 8 <= columns.upperBound {
+        let v = UnsafeRawPointer(row + j).loadUnaligned(as: F8.self) + UnsafeRawPointer(bias + j).loadUnaligned(as: F8.self)
+        UnsafeMutableRawPointer(row + j).storeBytes(of: v, as: F8.self)
+        j += 8
+    }
+    while j < columns.upperBound { row[j] += bias[j]; j += 1 }
+}
+
+/// Reference for `linearBF16`: x rounded to BF16, the weight widened, sums in Double.
+public func linearBF16Reference(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix,
+                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int) {
+    let k = w.columns
+    let rounded = Tensor(uninitialized: [m, k])
+    for i in 0..<m { for j in 0..<k { rounded.data[i * k + j] = Float(bitPattern: UInt32(bfloat16Bits(x[i * ldx + j])) << 16) } }
+    withExtendedLifetime(rounded) { linearReference(m: m, x: rounded.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy) }
+}
