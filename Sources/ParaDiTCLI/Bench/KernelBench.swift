@@ -21,13 +21,14 @@ struct KernelBenchmark {
         /// Median over rounds of time(raw cblas) / time(engine): above 1 means the engine is faster.
         var engineOverCblas: Double
     }
-    /// x[m×k] · Wᵀ as the models call it: Float32 weights, and INT8 weights with per-token 8-bit inputs.
-    struct Int8Case: Codable {
+    /// x[m×k] · Wᵀ as the models call it: Float32 weights, BF16 compute (`--dtype bf16`), and INT8
+    /// weights with per-token 8-bit inputs (`int8-dynamic`), alternating round by round.
+    struct LinearCase: Codable {
         var m, n, k: Int
-        var f32: Timing, int8Dynamic: Timing
-        var f32Gflops, int8Gflops: Double
-        /// Median over rounds of time(Float32) / time(int8-dynamic).
-        var int8OverF32: Double
+        var f32: Timing, bf16: Timing, int8Dynamic: Timing
+        var f32Gflops, bf16Gflops, int8Gflops: Double
+        /// Medians over rounds of time(Float32) / time(BF16) and time(Float32) / time(int8-dynamic).
+        var bf16OverF32, int8OverF32: Double
     }
     struct AttentionCase: Codable {
         var seqLen, heads, headDim: Int
@@ -47,9 +48,9 @@ struct KernelBenchmark {
         var machine: MachineInfo
         var warmup, runs: Int
         var gemm: [GEMMCase]
-        /// oneDNN's 8-bit kernel, or how the product runs without one.
-        var int8Kernel: String
-        var int8: [Int8Case]
+        /// oneDNN's BF16 and 8-bit kernels, or how the products run without them.
+        var bf16Kernel: String, int8Kernel: String
+        var linear: [LinearCase]
         var attention: [AttentionCase]
         var memoryBound: [MemoryCase]
     }
@@ -63,9 +64,9 @@ struct KernelBenchmark {
                 progress("gemm \(m)×\(k)·\(k)×\(n)")
                 return gemmCase(m: m, n: n, k: k, pool: pool)
             }
-            let int8: [Int8Case] = !suites.contains(.gemm) ? [] : Self.gemmShapes.map { m, n, k in
-                progress("linear f32 vs int8-dynamic \(m)×\(k)·\(k)×\(n)")
-                return int8Case(m: m, n: n, k: k, pool: pool)
+            let linear: [LinearCase] = !suites.contains(.gemm) ? [] : Self.gemmShapes.map { m, n, k in
+                progress("linear f32, bf16, int8-dynamic \(m)×\(k)·\(k)×\(n)")
+                return linearCase(m: m, n: n, k: k, pool: pool)
             }
             let bestGemm = gemm.map(\.engineGflops).max()
             var attention: [AttentionCase] = []
@@ -76,10 +77,12 @@ struct KernelBenchmark {
                 }
             }
             if suites.contains(.memory) { progress("layernorm, gelu, silu") }
-            let kernel = Int8Kernels.fast ? "oneDNN \(Int8Kernels.implementation ?? "")"
-                : "emulated in Float32 (oneDNN has no VNNI/AMX kernel here: \(Int8Kernels.implementation ?? "none"))"
+            func kernel(_ fast: Bool, _ name: String?) -> String {
+                fast ? name ?? "" : "emulated in Float32 (oneDNN offers \(name ?? "nothing"))"
+            }
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
-                          int8Kernel: kernel, int8: int8, attention: attention, memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
+                          bf16Kernel: kernel(BF16Kernels.fast, BF16Kernels.implementation),
+                          int8Kernel: kernel(Int8Kernels.fast, Int8Kernels.implementation), linear: linear, attention: attention, memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
         }
     }
 
@@ -113,23 +116,31 @@ struct KernelBenchmark {
                         engineOverCblas: ratio)
     }
 
-    func int8Case(m: Int, n: Int, k: Int, pool: ThreadPool) -> Int8Case {
+    func linearCase(m: Int, n: Int, k: Int, pool: ThreadPool) -> LinearCase {
         let x = Tensor.randn([m, k], seed: 1), w = Tensor.randn([n, k], seed: 2), y = Tensor(zeros: [m, n])
-        let q = WeightMatrix(narrowing: w, to: .int8, compute: .int8)
-        var f32Times: [Double] = [], int8Times: [Double] = []
+        let b = WeightMatrix(narrowing: w, to: .bf16, compute: .bf16), q = WeightMatrix(narrowing: w, to: .int8, compute: .int8)
+        var times: [[Double]] = [[], [], []]
         for round in 0..<(warmup + runs) {
-            let f = measure(warmup: 0, runs: 1) {
-                linear(m: m, n: n, k: k, x: x.data, ldx: k, weight: w.data, bias: nil, y: y.data, ldy: n, pool: pool)
-            }.median
-            let i = measure(warmup: 0, runs: 1) {
-                linearInt8Dynamic(m: m, x: x.data, ldx: k, weight: q, bias: nil, y: y.data, ldy: n, pool: pool)
-            }.median
-            if round >= warmup { f32Times.append(f); int8Times.append(i) }
+            let t = [
+                measure(warmup: 0, runs: 1) {
+                    linear(m: m, n: n, k: k, x: x.data, ldx: k, weight: w.data, bias: nil, y: y.data, ldy: n, pool: pool)
+                }.median,
+                measure(warmup: 0, runs: 1) {
+                    linearBF16(m: m, x: x.data, ldx: k, weight: b, bias: nil, y: y.data, ldy: n, pool: pool)
+                }.median,
+                measure(warmup: 0, runs: 1) {
+                    linearInt8Dynamic(m: m, x: x.data, ldx: k, weight: q, bias: nil, y: y.data, ldy: n, pool: pool)
+                }.median,
+            ]
+            if round >= warmup { for i in 0..<3 { times[i].append(t[i]) } }
         }
-        withExtendedLifetime((x, w, y, q)) {}
-        let flops = 2.0 * Double(m * n * k), f32 = timing(f32Times), int8 = timing(int8Times)
-        return Int8Case(m: m, n: n, k: k, f32: f32, int8Dynamic: int8, f32Gflops: flops / f32.median / 1e9,
-                        int8Gflops: flops / int8.median / 1e9, int8OverF32: median(zip(f32Times, int8Times).map { $0 / $1 }))
+        withExtendedLifetime((x, w, y, b, q)) {}
+        let flops = 2.0 * Double(m * n * k), t = times.map(timing)
+        return LinearCase(m: m, n: n, k: k, f32: t[0], bf16: t[1], int8Dynamic: t[2],
+                          f32Gflops: flops / t[0].median / 1e9, bf16Gflops: flops / t[1].median / 1e9,
+                          int8Gflops: flops / t[2].median / 1e9,
+                          bf16OverF32: median(zip(times[0], times[1]).map { $0 / $1 }),
+                          int8OverF32: median(zip(times[0], times[2]).map { $0 / $1 }))
     }
 
     func attentionCase(seqLen: Int, heads: Int, headDim: Int, bestGemm: Double?, pool: ThreadPool) -> AttentionCase {
@@ -173,11 +184,11 @@ struct KernelBenchmark {
             g.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.engineGflops), fmt(c.cblasGflops), fmt(c.engineOverCblas, digits: 3),
                    fmt(c.engine.median * 1e3, digits: 2)])
         }
-        var q = ResultTable(title: "Linear x·Wᵀ, GOP/s: Float32 vs int8-dynamic (\(r.int8Kernel))",
-                            columns: ["shape", "f32", "int8-dynamic", "int8/f32", "int8 ms"])
-        for c in r.int8 {
-            q.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.f32Gflops), fmt(c.int8Gflops), fmt(c.int8OverF32, digits: 3),
-                   fmt(c.int8Dynamic.median * 1e3, digits: 2)])
+        var q = ResultTable(title: "Linear x·Wᵀ, G(FL)OP/s — bf16: \(r.bf16Kernel); int8-dynamic: \(r.int8Kernel)",
+                            columns: ["shape", "f32", "bf16", "int8-dynamic", "bf16/f32", "int8/f32"])
+        for c in r.linear {
+            q.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.f32Gflops), fmt(c.bf16Gflops), fmt(c.int8Gflops),
+                   fmt(c.bf16OverF32, digits: 3), fmt(c.int8OverF32, digits: 3)])
         }
         var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE)",
                             columns: ["L", "heads", "head dim", "ms", "GFLOP/s", "of best GEMM"])
