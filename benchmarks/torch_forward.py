@@ -2,6 +2,7 @@
 """Times diffusers on the presets of `paradit bench forward`: the same configs, inputs and threads.
 
     python3 benchmarks/torch_forward.py --preset dit-xl-2-256 --threads 2 --runs 3 --json torch_dit.json
+    python3 benchmarks/torch_forward.py --preset dit-xl-2-256 --dtype bf16    # torch_dtype=torch.bfloat16
 
 Needs torch and diffusers (pip install torch "diffusers==0.42.*"); the engine never does.
 """
@@ -47,20 +48,30 @@ def inputs(name):
                 txt_ids=torch.zeros(512, 3), guidance=torch.tensor([3.5]))
 
 
+def cast(value, dtype):
+    """Float tensors (also inside dicts) in `dtype`; integer ids and timesteps as they are."""
+    if isinstance(value, dict):
+        return {k: cast(v, dtype) for k, v in value.items()}
+    return value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                        help="bf16: the model and its float inputs in torch.bfloat16, as torch_dtype=torch.bfloat16 loads it")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cls, config = PRESETS[args.preset]
-    model = cls(**config).eval()
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    model = cls(**config).eval().to(dtype)
     params = sum(p.numel() for p in model.parameters())
-    x = inputs(args.preset)
+    x = cast(inputs(args.preset), dtype)
     samples = []
     with torch.no_grad():
         for i in range(args.warmup + args.runs):
@@ -69,11 +80,11 @@ def main():
             if i >= args.warmup:
                 samples.append(time.perf_counter() - start)
     timing = {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "runs": args.runs}
-    print(f"diffusers {args.preset}: {params / 1e6:.1f} M parameters, {args.threads} threads, "
+    print(f"diffusers {args.preset} ({args.dtype}): {params / 1e6:.1f} M parameters, {args.threads} threads, "
           f"forward {timing['median']:.3f} s (min {timing['min']:.3f}, max {timing['max']:.3f})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"suite": "forward-torch", "preset": args.preset, "torch": torch.__version__,
+            json.dump({"suite": "forward-torch", "preset": args.preset, "dtype": args.dtype, "torch": torch.__version__,
                        "threads": args.threads, "parameters": params, "timing": timing}, f, indent=2)
 
 
