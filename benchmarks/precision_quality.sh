@@ -1,6 +1,7 @@
 #!/bin/bash
 # The 20-step precision table of docs/QUALITY.md: `paradit quality` (seed 0) of each narrower weight or
-# compute type against the same generation as stored, on the tiny test pipelines and the demo model.
+# compute type against the same generation as stored, on the tiny test pipelines and the demo model
+# (`quality` compares images; Wan, which makes video, is not in it).
 #   benchmarks/precision_quality.sh [OUT_DIR]
 set -euo pipefail
 out=${1:-/tmp/paradit-precision}
@@ -15,7 +16,7 @@ for t in "${types[@]}"; do
   $paradit quality --steps 20 "${flags[@]}" --json "$out/demo-$tag.json" >/dev/null 2>&1
   $paradit quality --model $fixtures/pipelines/dit/pipeline --class 207 --class 3 --steps 20 "${flags[@]}" \
     --json "$out/dit-$tag.json" >/dev/null 2>&1
-  for p in pixart-sigma sd3 flux wan; do
+  for p in pixart-sigma sd3 flux; do
     $paradit quality --model $fixtures/prompt-pipelines/$p/pipeline --prompt "$prompt" --steps 20 "${flags[@]}" \
       --json "$out/$p-$tag.json" >/dev/null 2>&1
   done

@@ -36,10 +36,9 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
     if m == 0 || n == 0 { return }
     var xb = [UInt16](unsafeUninitializedCapacity: m * k) { $1 = m * k }
     xb.withUnsafeMutableBufferPointer { xb in
-        let chunks = min(pool.threadCount, max(1, m / 8))
-        pool.parallelFor(chunks) { c, _ in
-            let i0 = c * m / chunks, i1 = (c + 1) * m / chunks
-            roundRowsToBFloat16(m: i1 - i0, k: k, x: x + i0 * ldx, ldx: ldx, out: xb.baseAddress! + i0 * k)
+        pool.parallelChunks(m, minChunk: 8) { rows, _ in
+            roundRowsToBFloat16(m: rows.count, k: k, x: x + rows.lowerBound * ldx, ldx: ldx,
+                                out: xb.baseAddress! + rows.lowerBound * k)
         }
         guard oneDNN else {
             let wide = Tensor(uninitialized: [m, k])
@@ -51,12 +50,11 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
         withExtendedLifetime(w) {
             pool.parallelFor(bands) { band, _ in
                 let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
-                for part in w.parts where part.rows.overlaps(n0..<n1) {
-                    let lo = max(part.rows.lowerBound, n0), hi = min(part.rows.upperBound, n1)
-                    let b = (part.base + (lo - part.rows.lowerBound) * k * 2).assumingMemoryBound(to: UInt16.self)
-                    let status = paradit_bf16_matmul(Int64(m), Int64(hi - lo), Int64(k), xb.baseAddress!, Int64(k), b,
-                                                     Int64(k), y + lo, Int64(ldy))
-                    check(status == 0, "oneDNN's BF16 matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(hi - lo)")
+                w.forEachRun(in: n0..<n1) { rows, base in
+                    let status = paradit_bf16_matmul(Int64(m), Int64(rows.count), Int64(k), xb.baseAddress!, Int64(k),
+                                                     base.assumingMemoryBound(to: UInt16.self), Int64(k),
+                                                     y + rows.lowerBound, Int64(ldy))
+                    check(status == 0, "oneDNN's BF16 matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(rows.count)")
                 }
                 if let bias { for i in 0..<m { addBias(y + i * ldy, bias, n0..<n1) } }
             }

@@ -72,11 +72,9 @@ public func linearInt8Dynamic(m: Int, x: UnsafePointer<Float>, ldx: Int, weight 
     var rowScales = [Float](unsafeUninitializedCapacity: m) { $1 = m }
     q.withUnsafeMutableBufferPointer { q in
         rowScales.withUnsafeMutableBufferPointer { s in
-            let chunks = min(pool.threadCount, max(1, m / 8))
-            pool.parallelFor(chunks) { c, _ in
-                let i0 = c * m / chunks, i1 = (c + 1) * m / chunks
-                quantizeRows(m: i1 - i0, k: k, x: x + i0 * ldx, ldx: ldx, q: q.baseAddress! + i0 * k,
-                             scales: s.baseAddress! + i0)
+            pool.parallelChunks(m, minChunk: 8) { rows, _ in
+                quantizeRows(m: rows.count, k: k, x: x + rows.lowerBound * ldx, ldx: ldx,
+                             q: q.baseAddress! + rows.lowerBound * k, scales: s.baseAddress! + rows.lowerBound)
             }
             if oneDNN && k <= int8MaxColumns {
                 int8Product(m: m, q: q.baseAddress!, scales: s.baseAddress!, weight: w, bias: bias, y: y, ldy: ldy,
@@ -98,12 +96,11 @@ private func int8Product(m: Int, q: UnsafePointer<UInt8>, scales: UnsafePointer<
     withExtendedLifetime(w) {
         pool.parallelFor(bands) { band, _ in
             let n0 = bandStart(band, bands, n), n1 = bandStart(band + 1, bands, n)
-            for part in w.parts where part.rows.overlaps(n0..<n1) {
-                let lo = max(part.rows.lowerBound, n0), hi = min(part.rows.upperBound, n1)
-                let b = (part.base + (lo - part.rows.lowerBound) * k).assumingMemoryBound(to: Int8.self)
-                let status = paradit_u8s8_matmul(Int64(m), Int64(hi - lo), Int64(k), q, Int64(k), b, Int64(k),
-                                                 (raw + lo * 4).assumingMemoryBound(to: Int32.self), Int64(ldy))
-                check(status == 0, "oneDNN's 8-bit matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(hi - lo)")
+            w.forEachRun(in: n0..<n1) { rows, base in
+                let status = paradit_u8s8_matmul(Int64(m), Int64(rows.count), Int64(k), q, Int64(k),
+                                                 base.assumingMemoryBound(to: Int8.self), Int64(k),
+                                                 (raw + rows.lowerBound * 4).assumingMemoryBound(to: Int32.self), Int64(ldy))
+                check(status == 0, "oneDNN's 8-bit matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(rows.count)")
             }
             scaleInt8Sums(rows: 0..<m, columns: n0..<n1, scales: scales, weight: w, bias: bias, y: raw, ldy: ldy)
         }

@@ -98,6 +98,14 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Bytes the weight keeps resident (the scales included).
     public var residentBytes: Int { rows * columns * element.byteSize + (scales?.count ?? 0) * 4 + (rowSums?.count ?? 0) * 4 }
 
+    /// The narrow rows `range` as runs that lie contiguously in memory: `body(rows, start of the first)`.
+    func forEachRun(in range: Range<Int>, _ body: (Range<Int>, UnsafeRawPointer) -> Void) {
+        for part in parts where part.rows.overlaps(range) {
+            let lo = max(part.rows.lowerBound, range.lowerBound), hi = min(part.rows.upperBound, range.upperBound)
+            body(lo..<hi, part.base + (lo - part.rows.lowerBound) * columns * element.byteSize)
+        }
+    }
+
     /// Where narrow row `r` starts.
     func rowAddress(_ r: Int) -> UnsafeRawPointer {
         let part = parts.first { $0.rows.contains(r) }!
@@ -113,18 +121,16 @@ public final class WeightMatrix: @unchecked Sendable {
             }
             return
         }
-        for part in parts where part.rows.overlaps(range) {
-            let lo = max(part.rows.lowerBound, range.lowerBound), hi = min(part.rows.upperBound, range.upperBound)
-            let src = part.base + (lo - part.rows.lowerBound) * columns * element.byteSize
-            let dst = out + (lo - range.lowerBound) * columns, count = (hi - lo) * columns
+        forEachRun(in: range) { rows, src in
+            let dst = out + (rows.lowerBound - range.lowerBound) * columns, count = rows.count * columns
             switch element {
             case .bf16: convertBFloat16ToFloat(count: count, src, dst)
             case .f16: convertHalfToFloat(count: count, src, dst)
             case .int8:
                 let scales = self.scales!
                 withExtendedLifetime(scales) {
-                    for r in lo..<hi {
-                        let offset = (r - lo) * columns
+                    for r in rows {
+                        let offset = (r - rows.lowerBound) * columns
                         convertInt8ToFloat(count: columns, src + offset, dst + offset, scale: scales.data[r])
                     }
                 }
