@@ -62,7 +62,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
-                        help="bf16: the model and its float inputs in torch.bfloat16, as torch_dtype=torch.bfloat16 loads it")
+                        help="bf16: the model and its float inputs in torch.bfloat16, "
+                             "as torch_dtype=torch.bfloat16 loads it")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -101,7 +101,8 @@ public enum ModelRegistry {
     }
 
     /// Opens a diffusers model folder strictly (every tensor read and shape-checked, none unused).
-    public static func load(directory: String, weightsDType: WeightsDType = .stored, compute: ComputeDType = .f32) throws
+    public static func load(directory: String, weightsDType: WeightsDType = .stored,
+                            compute: ComputeDType = .f32) throws
         -> any DiffusionTransformer {
         try load(directory: directory, keepingBlocks: nil, weightsDType: weightsDType, compute: compute).model
     }

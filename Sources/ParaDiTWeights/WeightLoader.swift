@@ -43,8 +43,10 @@ public struct Weights {
     /// stand in as placeholders that own no memory. Under INT8, linear weights `quantizable` rejects
     /// keep their stored precision (a transformer's layers outside its numbered blocks).
     public init(checkpoint: Checkpoint, dtype: WeightsDType = .stored, compute: ComputeDType = .f32,
-                quantizable: @escaping (String) -> Bool = { _ in true }, skipping: @escaping (String) -> Bool = { _ in false }) {
-        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, compute: compute, quantizable: quantizable, skip: skipping)
+                quantizable: @escaping (String) -> Bool = { _ in true },
+                skipping: @escaping (String) -> Bool = { _ in false }) {
+        ledger = Ledger(checkpoint: checkpoint, dtype: dtype, compute: compute, quantizable: quantizable,
+                        skip: skipping)
         prefix = ""
     }
 
@@ -53,7 +55,8 @@ public struct Weights {
     /// signals (a larger std). Deterministic for a seed and key.
     public init(randomSeed: UInt64, std: Float = 0.02, dtype: WeightsDType = .stored, compute: ComputeDType = .f32,
                 quantizable: @escaping (String) -> Bool = { _ in true }) {
-        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype, compute: compute, quantizable: quantizable)
+        ledger = Ledger(checkpoint: nil, seed: randomSeed, std: std, dtype: dtype, compute: compute,
+                        quantizable: quantizable)
         prefix = ""
     }
 
@@ -105,7 +108,8 @@ public struct Weights {
     public func matrix(_ name: String, shape: [Int]) throws -> WeightMatrix {
         let full = key(name), entry = ledger.checkpoint?.entry(full)
         let target: WeightElement
-        let dtype = ledger.compute == .bf16 ? .bf16 : ledger.dtype.isInt8 && !ledger.quantizable(full) ? .stored : ledger.dtype
+        let dtype = ledger.compute == .bf16 ? .bf16
+            : ledger.dtype.isInt8 && !ledger.quantizable(full) ? .stored : ledger.dtype
         switch (dtype, entry?.dtype) {
         case (.stored, .bf16?): target = .bf16
         case (.stored, .f16?): target = .f16
@@ -123,8 +127,8 @@ public struct Weights {
             guard entry.shape == shape else { throw WeightsError.wrongShape(key: full, expected: shape, found: entry.shape) }
             (ledger.elements, ledger.matrixBytes) = (ledger.elements + entry.count, ledger.matrixBytes + entry.byteCount)
             ledger.used.insert(full)
-            return WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: try file.bytes(full), owner: file,
-                                compute: ledger.compute == .bf16 ? .bf16 : .f32)
+            return WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: try file.bytes(full),
+                                owner: file, compute: ledger.compute == .bf16 ? .bf16 : .f32)
         }
         let wide = try tensor(name, shape: shape)
         let (bytes, scales) = withExtendedLifetime(wide) { narrowed(wide.data, count: wide.count, columns: shape[1], to: target) }

@@ -42,7 +42,8 @@ struct ParallelForwardTests {
 
     /// Per-token quantization (or rounding) and per-row sums make a shard's rows what they are serially.
     @Test("int8-dynamic weights and bf16 compute: the exact methods give the serial output of the same type",
-          arguments: [("pixart-alpha-b2-8x12", "cfg=2,ulysses=2,ring=2", false), ("flux-schnell-b2-3x5", "ulysses=2,ring=2", false),
+          arguments: [("pixart-alpha-b2-8x12", "cfg=2,ulysses=2,ring=2", false),
+                      ("flux-schnell-b2-3x5", "ulysses=2,ring=2", false),
                       ("sd3-b2-8x12", "ulysses=2", true)], ["int8-dynamic", "bf16"])
     func narrowCompute(run: (fixture: String, spec: String, mpi: Bool), type: String) throws {
         let (fixture, spec, mpi) = run

@@ -8,12 +8,15 @@ import Testing
 struct WeightsDTypeTests {
     /// The fixture's forward with its linear weights held as `dtype`, and the bytes they keep.
     func forward(_ name: String, _ dtype: WeightsDType, compute: ComputeDType = .f32) throws -> (Tensor, Int) {
-        let (model, _, _, bytes) = try ModelRegistry.load(directory: "\(fixtures)/\(name)/model", keepingBlocks: nil, weightsDType: dtype,
-                                                          compute: compute)
+        let (model, _, _, bytes) = try ModelRegistry.load(directory: "\(fixtures)/\(name)/model", keepingBlocks: nil,
+                                                          weightsDType: dtype, compute: compute)
         return (try model.forward(any: ModelRegistry.family(model.className).readInputs(fixtureInputs(name))), bytes)
     }
 
-    @Test("stored BF16/F16 weights give the widened Float32 output (≤ 1e-6) in half the bytes; INT8 within 2e-2 (SD3: 6e-2)",
+    @Test("""
+          stored BF16/F16 weights give the widened Float32 output (≤ 1e-6) in half the bytes; \
+          INT8 within 2e-2 (SD3: 6e-2)
+          """,
           arguments: GoldenTests.cases)
     func dtypes(name: String) throws {
         let (wide, wideBytes) = try forward(name, .f32)
@@ -46,7 +49,8 @@ struct WeightsDTypeTests {
         let (bf16, bf16Bytes) = try forward(name, .stored, compute: .bf16)
         #expect(bf16Bytes * 2 == wideBytes, "\(name) --dtype bf16: \(bf16Bytes) of \(wideBytes)")
         let bf16Err = relativeL2(bf16, wide)
-        #expect(bf16Err > 0 && bf16Err <= (name == "sd3-b2-8x12" ? 3e-2 : 2e-2), "\(name) --dtype bf16: relative L2 \(bf16Err)")
+        #expect(bf16Err > 0 && bf16Err <= (name == "sd3-b2-8x12" ? 3e-2 : 2e-2),
+                "\(name) --dtype bf16: relative L2 \(bf16Err)")
         #expect(dynamicErr > err && dynamicErr <= (name == "sd3-b2-8x12" ? 0.1 : 2.5e-2),
                 "\(name) int8-dynamic: relative L2 \(dynamicErr)")
     }

@@ -97,8 +97,8 @@ struct GEMMTests {
                     #expect(fast.scalars == expected.scalars, "oneDNN \(what)")
                 }
                 let emulated = Tensor(zeros: [m, n])
-                linearInt8Dynamic(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: emulated.data,
-                                  ldy: n, oneDNN: false, pool: pool)
+                linearInt8Dynamic(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil,
+                                  y: emulated.data, ldy: n, oneDNN: false, pool: pool)
                 expectClose(emulated, expected, tolerance: 1e-5, "emulated \(what)")
             }
         }
@@ -118,14 +118,15 @@ struct GEMMTests {
         let w = Self.stackedWeight(n: n, k: k, element: .bf16, compute: .bf16)
         for withBias in [false, true] {
             let expected = Tensor(zeros: [m, n])
-            linearBF16Reference(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: expected.data, ldy: n)
+            linearBF16Reference(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil,
+                                y: expected.data, ldy: n)
             for pool in testPools {
                 let what = "\(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)"
                 let fast = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
                 expectClose(fast, expected, tolerance: 1e-5, "oneDNN \(what)")
                 let emulated = Tensor(zeros: [m, n])
-                linearBF16(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: emulated.data, ldy: n,
-                           oneDNN: false, pool: pool)
+                linearBF16(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: emulated.data,
+                           ldy: n, oneDNN: false, pool: pool)
                 expectClose(emulated, expected, tolerance: 1e-5, "emulated \(what)")
             }
         }

@@ -80,10 +80,11 @@ struct BenchForward: ParsableCommand {
             if let failure { throw failure }
             return Report(preset: p.name, description: p.summary(frames: frames),
                           machine: .current(threads: threads), parameters: parameters,
-                          weightsDtype: weights.dtype.rawValue, computeDtype: compute.dtype.rawValue, weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
+                          weightsDtype: weights.dtype.rawValue, computeDtype: compute.dtype.rawValue,
+                          weightBytes: weightBytes, peakMemoryBytes: peakMemoryBytes(), timing: timing)
         }
-        var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights, \(compute.dtype.rawValue) compute "
-                                + "(\(threads) threads)",
+        var table = ResultTable(title: "Forward pass, random \(weights.dtype.rawValue) weights, "
+                                + "\(compute.dtype.rawValue) compute (\(threads) threads)",
                                 columns: ["preset", "parameters", "linear weights", "peak RSS", "s (median)", "min", "max"])
         table.add([p.name, fmt(Double(report.parameters) / 1e6) + " M", fmt(Double(report.weightBytes) / 1_073_741_824, digits: 2) + " GiB",
                    fmt(Double(report.peakMemoryBytes) / 1_073_741_824, digits: 2) + " GiB", fmt(report.timing.median, digits: 3),

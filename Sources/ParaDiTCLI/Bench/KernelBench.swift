@@ -82,7 +82,9 @@ struct KernelBenchmark {
             }
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
                           bf16Kernel: kernel(BF16Kernels.fast, BF16Kernels.implementation),
-                          int8Kernel: kernel(Int8Kernels.fast, Int8Kernels.implementation), linear: linear, attention: attention, memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
+                          int8Kernel: kernel(Int8Kernels.fast, Int8Kernels.implementation), linear: linear,
+                          attention: attention,
+                          memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
         }
     }
 
@@ -118,12 +120,14 @@ struct KernelBenchmark {
 
     func linearCase(m: Int, n: Int, k: Int, pool: ThreadPool) -> LinearCase {
         let x = Tensor.randn([m, k], seed: 1), w = Tensor.randn([n, k], seed: 2), y = Tensor(zeros: [m, n])
-        let b = WeightMatrix(narrowing: w, to: .bf16, compute: .bf16), q = WeightMatrix(narrowing: w, to: .int8, compute: .int8)
+        let b = WeightMatrix(narrowing: w, to: .bf16, compute: .bf16)
+        let q = WeightMatrix(narrowing: w, to: .int8, compute: .int8)
         var times: [[Double]] = [[], [], []]
         for round in 0..<(warmup + runs) {
             let t = [
                 measure(warmup: 0, runs: 1) {
-                    linear(m: m, n: n, k: k, x: x.data, ldx: k, weight: w.data, bias: nil, y: y.data, ldy: n, pool: pool)
+                    linear(m: m, n: n, k: k, x: x.data, ldx: k, weight: w.data, bias: nil, y: y.data, ldy: n,
+                           pool: pool)
                 }.median,
                 measure(warmup: 0, runs: 1) {
                     linearBF16(m: m, x: x.data, ldx: k, weight: b, bias: nil, y: y.data, ldy: n, pool: pool)

@@ -161,8 +161,9 @@ struct Generate: ParsableCommand {
                               decodeSeconds: parallelDecode + Date().timeIntervalSince(denoised), totalSeconds: Date().timeIntervalSince(start),
                               peakMemoryBytes: peakMemoryBytes(), transformerParameters: pipeline.transformerParameters.held,
                               transformerParametersTotal: pipeline.transformerParameters.total,
-                              transformerWeightBytes: pipeline.transformerWeightBytes, weightsDtype: weights.dtype.rawValue,
-                              computeDtype: compute.dtype.rawValue, outputs: paths,
+                              transformerWeightBytes: pipeline.transformerWeightBytes,
+                              weightsDtype: weights.dtype.rawValue, computeDtype: compute.dtype.rawValue,
+                              outputs: paths,
                               images: generated.count, classifierAccuracy: accuracy, cache: cache?.description,
                               stepsSkipped: skipped)
         var writes: [(String, () throws -> Void)] = zip(images, paths).map { image, path in

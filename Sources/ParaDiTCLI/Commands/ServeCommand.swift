@@ -103,7 +103,8 @@ struct Serve: ParsableCommand {
         // Only rank 0 answers signals; the others wait for its last plan.
         if !isRoot { signal(SIGTERM, SIG_IGN); signal(SIGINT, SIG_IGN) }
         log.info("loading \(folder)")
-        let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype, compute: compute.dtype)
+        let pipeline = try TextToImagePipeline.load(directory: folder, weightsDType: weights.dtype,
+                                                    compute: compute.dtype)
         _ = try pipeline.decoder()  // serve answers with images
         let metrics = ServeMetrics()
         let queue = JobQueue(maxQueue: maxQueue, maxBatch: maxBatch, timeout: timeout, metrics: metrics)

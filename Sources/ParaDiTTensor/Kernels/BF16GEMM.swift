@@ -21,7 +21,8 @@ public func roundRowsToBFloat16(m: Int, k: Int, x: UnsafePointer<Float>, ldx: In
 /// (`brg:avx512_core_bf16`) about twice on AMD Zen 4 and half on the Intel Xeons measured
 /// (docs/PERFORMANCE.md); without either (`fast` false) `linearBF16` emulates it in Float32.
 public enum BF16Kernels {
-    public static let implementation: String? = paradit_matmul_impl(PARADIT_BF16, 256, 256, 256).map { String(cString: $0) }
+    public static let implementation: String? =
+        paradit_matmul_impl(PARADIT_BF16, 256, 256, 256).map { String(cString: $0) }
     public static let fast: Bool = implementation.map { $0.contains("bf16") } ?? false
 }
 
@@ -43,7 +44,9 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
         guard oneDNN else {
             let wide = Tensor(uninitialized: [m, k])
             convertBFloat16ToFloat(count: m * k, xb.baseAddress!, wide.data)
-            withExtendedLifetime(wide) { linear(m: m, x: wide.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy, pool: pool) }
+            withExtendedLifetime(wide) {
+                linear(m: m, x: wide.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy, pool: pool)
+            }
             return
         }
         let bands = max(1, min(pool.threadCount, n / 16))
@@ -54,7 +57,8 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
                     let status = paradit_bf16_matmul(Int64(m), Int64(rows.count), Int64(k), xb.baseAddress!, Int64(k),
                                                      base.assumingMemoryBound(to: UInt16.self), Int64(k),
                                                      y + rows.lowerBound, Int64(ldy))
-                    check(status == 0, "oneDNN's BF16 matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(rows.count)")
+                    check(status == 0,
+                          "oneDNN's BF16 matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(rows.count)")
                 }
                 if let bias { for i in 0..<m { addBias(y + i * ldy, bias, n0..<n1) } }
             }
@@ -62,10 +66,12 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
     }
 }
 
-@inline(__always) private func addBias(_ row: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ columns: Range<Int>) {
+@inline(__always)
+private func addBias(_ row: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, _ columns: Range<Int>) {
     var j = columns.lowerBound
     while j + 8 <= columns.upperBound {
-        let v = UnsafeRawPointer(row + j).loadUnaligned(as: F8.self) + UnsafeRawPointer(bias + j).loadUnaligned(as: F8.self)
+        let v = UnsafeRawPointer(row + j).loadUnaligned(as: F8.self)
+            + UnsafeRawPointer(bias + j).loadUnaligned(as: F8.self)
         UnsafeMutableRawPointer(row + j).storeBytes(of: v, as: F8.self)
         j += 8
     }
@@ -77,6 +83,10 @@ public func linearBF16Reference(m: Int, x: UnsafePointer<Float>, ldx: Int, weigh
                                 bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int) {
     let k = w.columns
     let rounded = Tensor(uninitialized: [m, k])
-    for i in 0..<m { for j in 0..<k { rounded.data[i * k + j] = Float(bitPattern: UInt32(bfloat16Bits(x[i * ldx + j])) << 16) } }
-    withExtendedLifetime(rounded) { linearReference(m: m, x: rounded.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy) }
+    for i in 0..<m {
+        for j in 0..<k { rounded.data[i * k + j] = Float(bitPattern: UInt32(bfloat16Bits(x[i * ldx + j])) << 16) }
+    }
+    withExtendedLifetime(rounded) {
+        linearReference(m: m, x: rounded.data, ldx: k, weight: w, bias: bias, y: y, ldy: ldy)
+    }
 }

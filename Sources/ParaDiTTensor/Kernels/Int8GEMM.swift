@@ -51,7 +51,8 @@ public func quantizeRows(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
 /// with exact s32 sums at VNNI/AMX speed. Without one (AVX2 only, arm64), `linearInt8Dynamic`
 /// computes the same quantized product through the Float32 GEMM instead.
 public enum Int8Kernels {
-    public static let implementation: String? = paradit_matmul_impl(PARADIT_U8S8, 256, 256, 256).map { String(cString: $0) }
+    public static let implementation: String? =
+        paradit_matmul_impl(PARADIT_U8S8, 256, 256, 256).map { String(cString: $0) }
     public static let fast: Bool = implementation.map { $0.contains("vnni") || $0.contains("amx") } ?? false
 }
 
@@ -99,7 +100,8 @@ private func int8Product(m: Int, q: UnsafePointer<UInt8>, scales: UnsafePointer<
             w.forEachRun(in: n0..<n1) { rows, base in
                 let status = paradit_u8s8_matmul(Int64(m), Int64(rows.count), Int64(k), q, Int64(k),
                                                  base.assumingMemoryBound(to: Int8.self), Int64(k),
-                                                 (raw + rows.lowerBound * 4).assumingMemoryBound(to: Int32.self), Int64(ldy))
+                                                 (raw + rows.lowerBound * 4).assumingMemoryBound(to: Int32.self),
+                                                 Int64(ldy))
                 check(status == 0, "oneDNN's 8-bit matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(rows.count)")
             }
             scaleInt8Sums(rows: 0..<m, columns: n0..<n1, scales: scales, weight: w, bias: bias, y: raw, ldy: ldy)

@@ -51,7 +51,8 @@ public final class WeightMatrix: @unchecked Sendable {
                 scales: Tensor? = nil, compute: LinearCompute = .f32) {
         check(element != .f32, "Float32 weights are a dense tensor")
         check(element == .int8 ? scales?.count == rows : scales == nil, "INT8 weights need one scale per row")
-        check(compute == .f32 || compute.rawValue == element.rawValue, "\(element) weights cannot compute in \(compute)")
+        check(compute == .f32 || compute.rawValue == element.rawValue,
+              "\(element) weights cannot compute in \(compute)")
         (self.rows, self.columns, self.element, dense) = (rows, columns, element, nil)
         (parts, self.scales, owners, self.compute) = ([(0..<rows, base)], scales, [owner], compute)
         let q = base.assumingMemoryBound(to: Int8.self)
@@ -64,7 +65,9 @@ public final class WeightMatrix: @unchecked Sendable {
     public convenience init(narrowing dense: Tensor, to element: WeightElement, compute: LinearCompute = .f32) {
         check(dense.rank == 2 && element != .f32, "narrowing takes an [out, in] tensor to a narrow type")
         let (rows, columns) = (dense.size(0), dense.size(1))
-        let (bytes, scales) = withExtendedLifetime(dense) { narrowed(dense.data, count: dense.count, columns: columns, to: element) }
+        let (bytes, scales) = withExtendedLifetime(dense) {
+            narrowed(dense.data, count: dense.count, columns: columns, to: element)
+        }
         let owner = Tensor(uninitialized: [(bytes.count + 3) / 4])
         UnsafeMutableRawPointer(owner.data).copyMemory(from: bytes, byteCount: bytes.count)
         self.init(rows: rows, columns: columns, element: element, base: owner.data, owner: owner.storage,
@@ -96,7 +99,9 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// Bytes the weight keeps resident (the scales included).
-    public var residentBytes: Int { rows * columns * element.byteSize + (scales?.count ?? 0) * 4 + (rowSums?.count ?? 0) * 4 }
+    public var residentBytes: Int {
+        rows * columns * element.byteSize + (scales?.count ?? 0) * 4 + (rowSums?.count ?? 0) * 4
+    }
 
     /// The narrow rows `range` as runs that lie contiguously in memory: `body(rows, start of the first)`.
     func forEachRun(in range: Range<Int>, _ body: (Range<Int>, UnsafeRawPointer) -> Void) {
