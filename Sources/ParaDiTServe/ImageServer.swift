@@ -66,12 +66,25 @@ public enum ImageServer {
         return router
     }
 
+    /// The request body, or nil when it is larger than `maxBody`. A larger body is still read to its
+    /// end (up to 16 × maxBody) before the 400 goes out: a client still sending when the answer came
+    /// would not read it, and both sides would wait until the client's timeout.
+    static func wholeBody(_ body: RequestBody) async throws -> ByteBuffer? {
+        var buffer = ByteBuffer(), total = 0
+        for try await var chunk in body {
+            total += chunk.readableBytes
+            guard total <= 16 * maxBody else { return nil }
+            if total <= maxBody { buffer.writeBuffer(&chunk) }
+        }
+        return total <= maxBody ? buffer : nil
+    }
+
     static func generations(_ body: RequestBody, service: ImageService, cancel: CancelFlag,
                             host: String) async -> Response {
         let start = PendingJob.now()
         let request: ImageRequest
         do {
-            guard let buffer = try? await body.collect(upTo: maxBody) else {
+            guard let buffer = try await wholeBody(body) else {
                 throw ServeError.badRequest(field: "body", "larger than \(maxBody) bytes")
             }
             request = try ImageRequest(json: Data(buffer.readableBytesView))

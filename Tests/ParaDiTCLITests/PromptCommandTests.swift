@@ -187,6 +187,19 @@ struct PromptCommandTests {
         #expect(try latentsError("\(dir)/l.safetensors", "sd3") <= 1e-4)
     }
 
+    @Test("text encoders take --weights-dtype int8-dynamic as weight-only int8: the same embeddings as int8")
+    func encodersInt8() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var outputs: [[Float]] = []
+        for dtype in ["int8", "int8-dynamic", "stored"] {
+            #expect(runCommand(["encode", "--model", "\(promptRoot)/sd3/pipeline", "--prompt", "a red fox", "--weights-dtype", dtype,
+                                "--output", "\(dir)/\(dtype).safetensors"]) == nil)
+            outputs.append(try SafeTensorsFile(path: "\(dir)/\(dtype).safetensors").tensor("prompt_embeds").scalars)
+        }
+        #expect(outputs[0] == outputs[1] && outputs[0] != outputs[2])
+    }
+
     @Test("bad prompts are one line naming the problem")
     func errors() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

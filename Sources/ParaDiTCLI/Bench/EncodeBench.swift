@@ -83,6 +83,9 @@ struct BenchEncode: ParsableCommand {
             let choices = EncoderPreset.names.joined(separator: ", ")
             throw ValidationError("unknown --preset \(preset); choose one of \(choices)")
         }
+        if weightsOption.dtype == .int8Dynamic {
+            throw ValidationError("text encoders take int8-dynamic as weight-only int8: use --weights-dtype int8")
+        }
         guard threads >= 1, runs >= 1, batch >= 1, (tokens ?? 1) >= 1 else {
             throw ValidationError("--threads, --runs, --batch and --tokens must be at least 1")
         }

@@ -15,7 +15,7 @@ struct WeightsOption: ParsableArguments {
                 the embedders and output layers keep their stored precision) and computes in Float32: a quarter \
                 of the bytes, about 1 % from the Float32 output. int8-dynamic also quantizes each GEMM's input \
                 per token, so the products run on 8-bit integer kernels (oneDNN, VNNI/AMX): about twice as fast \
-                as Float32 where the CPU has them, about 1.5× int8's error.
+                as Float32 where the CPU has them, about 1.5× int8's error; text encoders take it as int8.
                 """))
     var dtype: WeightsDType = .stored
 }

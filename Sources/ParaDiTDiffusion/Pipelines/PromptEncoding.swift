@@ -91,7 +91,9 @@ extension TextToImagePipeline {
         if let n = prompt.maxSequenceLength, n < 1 || n > 4096 {
             throw WeightsError.badInput(name: "max-sequence-length", reason: "\(n) is outside 1…4096")
         }
-        var encoders = TextEncoders(folder: folder, weightsDType: weightsDType)
+        // Text encoders take int8-dynamic as weight-only INT8: T5's activations carry outlier channels
+        // (why T5 overflows in float16) that one 8-bit scale per token would flatten.
+        var encoders = TextEncoders(folder: folder, weightsDType: weightsDType == .int8Dynamic ? .int8 : weightsDType)
         let conditioning = try encode(&encoders, prompt, guidance)
         return PromptEncoding(conditioning: conditioning, warnings: encoders.warnings)
     }
