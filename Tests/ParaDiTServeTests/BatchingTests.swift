@@ -26,13 +26,19 @@ func pngsAlone(_ pipeline: TextToImagePipeline, _ request: GenerationRequest,
 
 @Suite("Continuous batching")
 struct BatchingTests {
+    /// Also with INT8 weights and 8-bit inputs (quantized per token, exact integer sums) and with BF16
+    /// compute (inputs rounded per row): a row's result never depends on the rows beside it.
     @Test("requests joining at different steps get the latents they get alone, bit for bit",
-          arguments: [("demo", 4.5), ("demo", 1.0), ("pixart-sigma", 4.5), ("sd3", 5.0), ("flux", 3.5)])
-    func joinsLate(pipelineName: String, guidance: Double) throws {
+          arguments: [("demo", 4.5), ("demo", 1.0), ("pixart-sigma", 4.5), ("sd3", 5.0), ("flux", 3.5)],
+          ["f32", "int8-dynamic", "bf16"])
+    func joinsLate(run: (pipelineName: String, guidance: Double), precision: String) throws {
+        let (pipelineName, guidance) = run
         let fixture = repositoryRoot
             .appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/\(pipelineName)")
         let folder = pipelineName == "demo" ? demoFolder : fixture.appendingPathComponent("pipeline").path
-        let pipeline = try TextToImagePipeline.load(directory: folder)
+        let pipeline = try TextToImagePipeline.load(directory: folder,
+                                                    weightsDType: precision == "int8-dynamic" ? .int8Dynamic : .stored,
+                                                    compute: precision == "bf16" ? .bf16 : .f32)
         // The fixtures' embeddings are of one prompt: the text requests differ in seed and steps.
         let conditioning = pipelineName == "demo" ? nil
             : try Conditioning(file: SafeTensorsFile(
