@@ -138,6 +138,24 @@ struct GEMMTests {
         if k > 1 { #expect(rounded.scalars != exact.scalars, "the input must be rounded") }
     }
 
+    /// What lets a served request get the same bits alone as batched under `--dtype bf16`.
+    @Test("BF16 linear: a row's result does not depend on the rows computed with it or on the threads",
+          arguments: [(384, 128), (768, 128), (128, 512), (16, 256), (1152, 1152), (300, 40)])
+    func bf16RowInvariance(n: Int, k: Int) {
+        let x = Tensor.randn([300, k], seed: 4)
+        let w = WeightMatrix(narrowing: .randn([n, k], seed: 5), to: .bf16, compute: .bf16)
+        let all = Tensor(zeros: [300, n])
+        linearBF16(m: 300, x: x.data, ldx: k, weight: w, bias: nil, y: all.data, ldy: n, pool: testPools[0])
+        for pool in testPools {
+            for (start, count) in [(0, 300), (0, 1), (2, 2), (7, 9), (32, 32), (100, 64), (13, 200), (299, 1)] {
+                let part = Tensor(zeros: [count, n])
+                linearBF16(m: count, x: x.data + start * k, ldx: k, weight: w, bias: nil, y: part.data, ldy: n, pool: pool)
+                let differ = (0..<(count * n)).filter { part.data[$0] != all.data[start * n + $0] }.count
+                #expect(differ == 0, "rows \(start)..<\(start + count), \(pool.threadCount) threads: \(differ) differ")
+            }
+        }
+    }
+
     @Test("per-token quantization: every value within half a step of its row's scale; a zero row stays zero")
     func tokenQuantization() {
         let x = Tensor.randn([4, 37], seed: 12)

@@ -35,10 +35,9 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
     let (n, k) = (w.rows, w.columns)
     check(w.element == .bf16, "linearBF16 needs BF16 weights, got \(w.element)")
     if m == 0 || n == 0 { return }
-    // Whole blocks of rows, the last padded with zero rows: every row goes through the same kernel at the
-    // same shape, so its result does not depend on how many rows come with it (a request alone or batched).
-    let padded = (m + bf16RowBlock - 1) / bf16RowBlock * bf16RowBlock
-    var xb = [UInt16](repeating: 0, count: padded * k)
+    // A single row runs as two (the second zero): oneDNN takes one row by another kernel, whose sums differ.
+    let rows = max(m, 2)
+    var xb = [UInt16](repeating: 0, count: rows * k)
     xb.withUnsafeMutableBufferPointer { xb in
         pool.parallelChunks(m, minChunk: 8) { rows, _ in
             roundRowsToBFloat16(m: rows.count, k: k, x: x + rows.lowerBound * ldx, ldx: ldx,
@@ -53,43 +52,34 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
             return
         }
         let blocks = (n + bf16ColumnBlock - 1) / bf16ColumnBlock
-        withExtendedLifetime(w) {
+        let pair = m == 1 ? Tensor(uninitialized: [2, ldy]) : nil
+        withExtendedLifetime((w, pair)) {
+            let out = pair?.data ?? y
             pool.parallelFor(blocks) { b, _ in
                 let columns = (b * bf16ColumnBlock)..<min(n, (b + 1) * bf16ColumnBlock)
-                bf16Block(m: m, padded: padded, k: k, xb: xb.baseAddress!, weight: w, columns: columns, bias: bias,
-                          y: y, ldy: ldy)
+                bf16Block(m: rows, k: k, xb: xb.baseAddress!, weight: w, columns: columns, bias: bias, y: out, ldy: ldy)
             }
+            if let pair { y.update(from: pair.data, count: n) }
         }
     }
 }
 
-/// Rows and output columns per oneDNN call in `linearBF16`. Every call has this shape (the last rows
-/// padded, the last columns those of n's remainder at every thread count) and writes a scratch of the
-/// same layout, so an output's sums never depend on the rows beside it or on the threads.
-let bf16RowBlock = 128, bf16ColumnBlock = 256
+/// Output columns per oneDNN call in `linearBF16`. Every call covers one fixed block of columns (the last
+/// one n's remainder), whatever the thread count: oneDNN's BF16 kernels sum an output in an order that
+/// depends on the call's column count, not on its rows (from two on), so a row's result is the same alone or batched
+/// (`BatchingTests.joinsLate`, `GEMMTests.bf16RowInvariance`).
+let bf16ColumnBlock = 256
 
-/// Output columns `columns` of every row, a block of rows at a time, through a scratch block.
-private func bf16Block(m: Int, padded: Int, k: Int, xb: UnsafePointer<UInt16>, weight w: WeightMatrix,
-                       columns: Range<Int>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int) {
-    var scratch = [Float](unsafeUninitializedCapacity: bf16RowBlock * bf16ColumnBlock) {
-        $1 = bf16RowBlock * bf16ColumnBlock
+/// Output columns `columns` of every row, written in place (row stride ldy).
+private func bf16Block(m: Int, k: Int, xb: UnsafePointer<UInt16>, weight w: WeightMatrix, columns: Range<Int>,
+                       bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, ldy: Int) {
+    w.forEachRun(in: columns) { cols, base in
+        let status = paradit_bf16_matmul(Int64(m), Int64(cols.count), Int64(k), xb, Int64(k),
+                                         base.assumingMemoryBound(to: UInt16.self), Int64(k),
+                                         y + cols.lowerBound, Int64(ldy))
+        check(status == 0, "oneDNN's BF16 matmul failed (status \(status)) on \(m)×\(k)·\(k)×\(cols.count)")
     }
-    scratch.withUnsafeMutableBufferPointer { scratch in
-        let out = scratch.baseAddress!
-        for i in stride(from: 0, to: padded, by: bf16RowBlock) {
-            w.forEachRun(in: columns) { cols, base in
-                let status = paradit_bf16_matmul(Int64(bf16RowBlock), Int64(cols.count), Int64(k), xb + i * k, Int64(k),
-                                                 base.assumingMemoryBound(to: UInt16.self), Int64(k),
-                                                 out + (cols.lowerBound - columns.lowerBound), Int64(bf16ColumnBlock))
-                check(status == 0, "oneDNN's BF16 matmul failed (status \(status)) on \(bf16RowBlock)×\(k)·\(k)×\(cols.count)")
-            }
-            for r in 0..<min(bf16RowBlock, m - i) {
-                let row = y + (i + r) * ldy + columns.lowerBound
-                row.update(from: out + r * bf16ColumnBlock, count: columns.count)
-                if let bias { addBias(row, bias + columns.lowerBound, 0..<columns.count) }
-            }
-        }
-    }
+    if let bias { for i in 0..<m { addBias(y + i * ldy, bias, columns) } }
 }
 
 @inline(__always)
