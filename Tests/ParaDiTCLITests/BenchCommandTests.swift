@@ -44,7 +44,8 @@ struct BenchCommandTests {
         #expect(Set(memory.compactMap { $0["kernel"] as? String }) == ["layernorm", "gelu-tanh", "gelu-erf", "silu"])
         let linear = try #require(json["linear"] as? [[String: Any]])
         #expect(linear.count == 3 && linear.allSatisfy { row in
-            ["f32_gflops", "bf16_gflops", "int8_gflops", "bf16_over_f32", "int8_over_f32"].allSatisfy { (row[$0] as? Double ?? 0) > 0 }
+            ["f32_gflops", "bf16_gflops", "int8_gflops", "bf16_over_f32", "int8_over_f32"]
+                .allSatisfy { (row[$0] as? Double ?? 0) > 0 }
         }, "\(linear)")
         #expect(!(json["int8_kernel"] as? String ?? "").isEmpty && !(json["bf16_kernel"] as? String ?? "").isEmpty)
     }
@@ -65,7 +66,8 @@ struct BenchCommandTests {
         (["bench", "kernels", "--threads", "0"], "--threads"),
         (["bench", "kernels", "--runs", "0"], "--runs"),
         (["bench", "kernels", "--only", "fft"], "fft"),
-        (["bench", "forward", "--preset", "dit-xl-2-256", "--dtype", "bf16", "--weights-dtype", "int8"], "--dtype bf16"),
+        (["bench", "forward", "--preset", "dit-xl-2-256", "--dtype", "bf16", "--weights-dtype", "int8"],
+         "--dtype bf16"),
         (["bench", "forward", "--preset", "dit-xl-2-256", "--dtype", "f16"], "f16"),
         (["bench", "encode", "--preset", "clip-l", "--weights-dtype", "int8-dynamic"], "--weights-dtype int8"),
         (["forward", "--model", "m", "--inputs", "i", "--output", "o", "--dtype", "bf16", "--weights-dtype", "f16"],

@@ -193,8 +193,8 @@ struct PromptCommandTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var outputs: [[Float]] = []
         for dtype in ["int8", "int8-dynamic", "stored"] {
-            #expect(runCommand(["encode", "--model", "\(promptRoot)/sd3/pipeline", "--prompt", "a red fox", "--weights-dtype", dtype,
-                                "--output", "\(dir)/\(dtype).safetensors"]) == nil)
+            #expect(runCommand(["encode", "--model", "\(promptRoot)/sd3/pipeline", "--prompt", "a red fox",
+                                "--weights-dtype", dtype, "--output", "\(dir)/\(dtype).safetensors"]) == nil)
             outputs.append(try SafeTensorsFile(path: "\(dir)/\(dtype).safetensors").tensor("prompt_embeds").scalars)
         }
         #expect(outputs[0] == outputs[1] && outputs[0] != outputs[2])

@@ -33,6 +33,9 @@ struct BatchingTests {
           ["f32", "int8-dynamic", "bf16"])
     func joinsLate(run: (pipelineName: String, guidance: Double), precision: String) throws {
         let (pipelineName, guidance) = run
+        // Bit for bit: not while a benchmark test runs OpenBLAS threaded (its sums differ).
+        BLAS.multiThreadLock.lock()
+        defer { BLAS.multiThreadLock.unlock() }
         let fixture = repositoryRoot
             .appendingPathComponent("Tests/ParaDiTDiffusionTests/Fixtures/prompt-pipelines/\(pipelineName)")
         let folder = pipelineName == "demo" ? demoFolder : fixture.appendingPathComponent("pipeline").path

@@ -149,7 +149,8 @@ struct GEMMTests {
         for pool in testPools {
             for (start, count) in [(0, 300), (0, 1), (2, 2), (7, 9), (32, 32), (100, 64), (13, 200), (299, 1)] {
                 let part = Tensor(zeros: [count, n])
-                linearBF16(m: count, x: x.data + start * k, ldx: k, weight: w, bias: nil, y: part.data, ldy: n, pool: pool)
+                linearBF16(m: count, x: x.data + start * k, ldx: k, weight: w, bias: nil, y: part.data, ldy: n,
+                           pool: pool)
                 let differ = (0..<(count * n)).filter { part.data[$0] != all.data[start * n + $0] }.count
                 #expect(differ == 0, "rows \(start)..<\(start + count), \(pool.threadCount) threads: \(differ) differ")
             }
