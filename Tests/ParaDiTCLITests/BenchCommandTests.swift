@@ -69,6 +69,8 @@ struct BenchCommandTests {
         (["bench", "forward", "--preset", "dit-xl-2-256", "--dtype", "bf16", "--weights-dtype", "int8"],
          "--dtype bf16"),
         (["bench", "forward", "--preset", "dit-xl-2-256", "--dtype", "f16"], "f16"),
+        (["bench", "parallel", "--preset", "dit-xl-2-256", "--dtype", "bf16", "--weights-dtype", "int8-dynamic"],
+         "not int8-dynamic"),
         (["bench", "encode", "--preset", "clip-l", "--weights-dtype", "int8-dynamic"], "--weights-dtype int8"),
         (["forward", "--model", "m", "--inputs", "i", "--output", "o", "--dtype", "bf16", "--weights-dtype", "f16"],
          "use --weights-dtype stored or bf16 (not f16)"),

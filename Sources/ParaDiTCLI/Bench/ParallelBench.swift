@@ -32,6 +32,8 @@ struct BenchParallel: ParsableCommand {
     var frames: Int?
 
     @OptionGroup var ranks: RankOptions
+    @OptionGroup var weights: WeightsOption
+    @OptionGroup var compute: ComputeOption
 
     @Option(help: "Further --parallel configurations to time in the same run, against the same serial figures.")
     var also: [ParallelSpec] = []
@@ -51,6 +53,7 @@ struct BenchParallel: ParsableCommand {
     struct Report: Codable {
         var suite = "parallel"
         var preset: String
+        var weightsDtype: String, computeDtype: String
         var machine: MachineInfo
         /// Emulated hosts and their links (nil: none).
         var emulatedNodes: Int?, interNodeGbps: Double?, interNodeLatencyUs: Double?, interleavedNodes: Bool?
@@ -85,13 +88,14 @@ struct BenchParallel: ParsableCommand {
             throw ValidationError("unknown --preset \(preset); choose one of \(ForwardPreset.names.joined(separator: ", "))")
         }
         guard runs >= 1, warmup >= 0 else { throw ValidationError("--runs must be at least 1, --warmup at least 0") }
+        try compute.check(weights: weights)
     }
 
     mutating func run() throws {
         let log = Logger(label: "paradit.bench")
         let p = ForwardPreset.named(preset)!
         log.info("building \(p.name) with random weights")
-        let (model, _, _) = try p.build()
+        let (model, _, _) = try p.build(weightsDType: weights.dtype, compute: compute.dtype)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("paradit-\(preset)-\(UUID()).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let inputs = try p.inputs(path: path, frames: frames)
@@ -115,12 +119,15 @@ struct BenchParallel: ParsableCommand {
         guard !results.isEmpty else { return }
         results = results.map { r in var r = r; r.speedup = serial.map { $0.same.median / r.parallelStep.median }; return r }
         let emulated = ranks.emulateNodes > 1
-        let report = Report(preset: p.name, machine: .current(threads: total),
+        let report = Report(preset: p.name, weightsDtype: weights.dtype.rawValue, computeDtype: compute.dtype.rawValue,
+                            machine: .current(threads: total),
                             emulatedNodes: emulated ? ranks.emulateNodes : nil, interNodeGbps: emulated ? ranks.interNodeGbps : nil,
                             interNodeLatencyUs: emulated ? ranks.interNodeLatencyUs : nil, interleavedNodes: emulated ? ranks.interleavedNodes : nil,
                             serialSameThreads: serial?.same,
                             serialAllThreads: serial?.all ?? serial?.same, results: results)
-        print(p.summary(frames: frames) + "\n")
+        let precision = (weights.dtype == .stored ? "" : "; weights \(weights.dtype.rawValue)")
+            + (compute.dtype == .f32 ? "" : "; compute \(compute.dtype.rawValue)")
+        print(p.summary(frames: frames) + precision + "\n")
         print(Self.table(report).render())
         if let json { try writeJSON(report, to: json) }
     }
