@@ -27,7 +27,7 @@ public enum BF16Kernels {
 }
 
 /// y[m×n] = bf16(x) · Wᵀ + bias, W held in BF16 and used as it is (in place in a mapped BF16
-/// checkpoint), every product summed in Float32 by oneDNN, one band of output columns per thread.
+/// checkpoint), every product summed in Float32 by oneDNN, one fixed block of output columns per call.
 /// `oneDNN: false` (or no BF16 kernel) computes the same rounded product through the Float32 GEMM.
 public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
                        y: UnsafeMutablePointer<Float>, ldy: Int, oneDNN: Bool = BF16Kernels.fast,
@@ -36,8 +36,8 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
     check(w.element == .bf16, "linearBF16 needs BF16 weights, got \(w.element)")
     if m == 0 || n == 0 { return }
     // A single row runs as two (the second zero): oneDNN takes one row by another kernel, whose sums differ.
-    let rows = max(m, 2)
-    var xb = [UInt16](repeating: 0, count: rows * k)
+    let callRows = max(m, 2)
+    var xb = [UInt16](repeating: 0, count: callRows * k)
     xb.withUnsafeMutableBufferPointer { xb in
         pool.parallelChunks(m, minChunk: 8) { rows, _ in
             roundRowsToBFloat16(m: rows.count, k: k, x: x + rows.lowerBound * ldx, ldx: ldx,
@@ -57,17 +57,18 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
             let out = pair?.data ?? y
             pool.parallelFor(blocks) { b, _ in
                 let columns = (b * bf16ColumnBlock)..<min(n, (b + 1) * bf16ColumnBlock)
-                bf16Block(m: rows, k: k, xb: xb.baseAddress!, weight: w, columns: columns, bias: bias, y: out, ldy: ldy)
+                bf16Block(m: callRows, k: k, xb: xb.baseAddress!, weight: w, columns: columns, bias: bias, y: out,
+                          ldy: ldy)
             }
             if let pair { y.update(from: pair.data, count: n) }
         }
     }
 }
 
-/// Output columns per oneDNN call in `linearBF16`. Every call covers one fixed block of columns (the last
-/// one n's remainder), whatever the thread count: oneDNN's BF16 kernels sum an output in an order that
-/// depends on the call's column count, not on its rows (from two on), so a row's result is the same alone or batched
-/// (`BatchingTests.joinsLate`, `GEMMTests.bf16RowInvariance`).
+/// Output columns per oneDNN call in `linearBF16`. Every call covers one fixed block of columns (the
+/// last one n's remainder), whatever the thread count: oneDNN's BF16 kernels sum an output in an order
+/// that depends on the call's column count, not on its rows (from two on), so a row's result is the
+/// same alone or batched (`BatchingTests.joinsLate`, `GEMMTests.bf16RowInvariance`).
 let bf16ColumnBlock = 256
 
 /// Output columns `columns` of every row, written in place (row stride ldy).
