@@ -225,7 +225,8 @@ struct Generate: ParsableCommand {
                    ? "\nthis stage holds \(transformerParameters) of the transformer's \(transformerParametersTotal) parameters "
                      + "(\(fmt(100 * Double(transformerParameters) / Double(transformerParametersTotal), digits: 1)) %)"
                    : "")
-                + "\ntransformer linear weights: \(fmt(Double(transformerWeightBytes) / 1_048_576, digits: 2)) MiB resident (\(weightsDtype))"
+                + "\ntransformer linear weights: \(fmt(Double(transformerWeightBytes) / 1_048_576, digits: 2)) MiB resident "
+                + "(\(computeDtype == "bf16" ? "bf16, bf16 compute" : weightsDtype))"
         }
     }
 }
