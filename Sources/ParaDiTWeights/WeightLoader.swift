@@ -25,7 +25,7 @@ public struct Weights {
         init(checkpoint: Checkpoint?, seed: UInt64 = 0, std: Float = 0.02, dtype: WeightsDType = .stored,
              compute: ComputeDType = .f32, quantizable: @escaping (String) -> Bool = { _ in true },
              skip: @escaping (String) -> Bool = { _ in false }) {
-            check(compute.refusal(weights: dtype) == nil, compute.refusal(weights: dtype) ?? "")
+            if let refusal = compute.refusal(weights: dtype) { check(false, refusal) }
             self.checkpoint = checkpoint
             self.seed = seed
             self.std = std

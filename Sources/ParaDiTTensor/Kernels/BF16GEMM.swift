@@ -37,8 +37,9 @@ public func linearBF16(m: Int, x: UnsafePointer<Float>, ldx: Int, weight w: Weig
     if m == 0 || n == 0 { return }
     // A single row runs as two (the second zero): oneDNN takes one row by another kernel, whose sums differ.
     let callRows = max(m, 2)
-    var xb = [UInt16](repeating: 0, count: callRows * k)
+    var xb = [UInt16](unsafeUninitializedCapacity: callRows * k) { $1 = callRows * k }
     xb.withUnsafeMutableBufferPointer { xb in
+        if m == 1 { (xb.baseAddress! + k).update(repeating: 0, count: k) }
         pool.parallelChunks(m, minChunk: 8) { rows, _ in
             roundRowsToBFloat16(m: rows.count, k: k, x: x + rows.lowerBound * ldx, ldx: ldx,
                                 out: xb.baseAddress! + rows.lowerBound * k)
