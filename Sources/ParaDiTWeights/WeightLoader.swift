@@ -118,6 +118,7 @@ public struct Weights {
         case (.f16, _): target = .f16
         case (.int8, _), (.int8Dynamic, _): target = .int8
         }
+        let compute: LinearCompute = dtype == .int8Dynamic ? .int8 : ledger.compute == .bf16 ? .bf16 : .f32
         if target == .f32 || ledger.skip(full) {
             let dense = try tensor(name, shape: shape)
             if !dense.isPlaceholder { ledger.matrixBytes += dense.count * 4 }
@@ -128,14 +129,14 @@ public struct Weights {
             (ledger.elements, ledger.matrixBytes) = (ledger.elements + entry.count, ledger.matrixBytes + entry.byteCount)
             ledger.used.insert(full)
             return WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: try file.bytes(full),
-                                owner: file, compute: ledger.compute == .bf16 ? .bf16 : .f32)
+                                owner: file, compute: compute)
         }
         let wide = try tensor(name, shape: shape)
         let (bytes, scales) = withExtendedLifetime(wide) { narrowed(wide.data, count: wide.count, columns: shape[1], to: target) }
         let buffer = ByteBuffer(bytes)
         let matrix = WeightMatrix(rows: shape[0], columns: shape[1], element: target, base: buffer.base, owner: buffer,
                                   scales: scales.map { Tensor(shape: [shape[0]], values: $0) },
-                                  compute: dtype == .int8Dynamic ? .int8 : ledger.compute == .bf16 ? .bf16 : .f32)
+                                  compute: compute)
         ledger.matrixBytes += matrix.residentBytes
         return matrix
     }
