@@ -61,6 +61,9 @@ public protocol DiffusionTransformer: AnyObject {
 
     /// The diffusers class name (`_class_name`).
     var className: String { get }
+    /// What its linears compute in (`Weights.compute` at build): under BF16 the parallel methods
+    /// move activations between ranks as BF16.
+    var compute: ComputeDType { get }
     /// Transformer blocks in forward order.
     var blockCount: Int { get }
     /// Lines for `paradit inspect`.

@@ -1,7 +1,8 @@
 import ParaDiTModels
+import ParaDiTTensor
 
 /// The bytes each rank must send in one forward pass by the attention exchanges (the USP paper's
-/// volumes, float32), for `tokens` tokens taking part in attention (p), hidden width hs (heads ·
+/// volumes, 4 bytes a value, 2 under BF16 compute: `WireFormat`), for `tokens` tokens taking part in attention (p), hidden width hs (heads ·
 /// head dim) and `layers` attention layers run by the rank (a PipeFusion stage's own); exact when
 /// p and the heads divide evenly.
 /// - Ulysses: q, k, v and the output each cross an all-to-all, keeping 1/U: 4·(U−1)/U · p·hs/N.
@@ -21,25 +22,29 @@ public struct CommVolume: Sendable, Equatable {
     /// Per step (all layers), by a stage other than the last.
     public var pipefusionBytes: Int
 
-    public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int) {
+    public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int,
+                precision: AttentionPrecision = .f32) {
         let (u, r, n) = (config.ulysses, config.ring, config.sequenceDegree)
-        let perSample = batch / config.cfg * layers * 4  // bytes per float
+        let bytes = WireFormat(precision).bytesPerValue
+        let perSample = batch / config.cfg * layers * bytes
         ulyssesBytes = perSample * 4 * (u - 1) * p * hs / (u * n)
         ringBytes = perSample * 2 * (r - 1) * p * hs / (r * u)
         let d = config.distrifusion
         distrifusionBytes = perSample * 2 * (d - 1) * p * hs / d
         let t = config.torus
         torusBytes = perSample * 4 * (t - 1) * p * hs / (t * t * u)
-        pipefusionBytes = config.pipefusion > 1 ? batch / config.cfg * 4 * p * hs / n : 0
+        pipefusionBytes = config.pipefusion > 1 ? batch / config.cfg * bytes * p * hs / n : 0
     }
 }
 
 extension CommVolume {
     /// The volumes of one forward pass of `problem` run by a rank holding `layers` of its
     /// attention layers (all of them unless it is a PipeFusion stage).
-    public init(config: ParallelConfig, problem p: TransformerProblem, layers: Int? = nil) {
+    public init(config: ParallelConfig, problem p: TransformerProblem, layers: Int? = nil,
+                precision: AttentionPrecision = .f32) {
         let shards = SequenceShards(imageTokens: p.imageTokens, textTokens: p.jointTextTokens, degree: config.sequenceDegree,
                                     splitText: config.distrifusion == 1)
-        self.init(config: config, batch: p.batch, tokens: shards.exchangedTokens, hidden: p.hidden, layers: layers ?? p.attentionLayers)
+        self.init(config: config, batch: p.batch, tokens: shards.exchangedTokens, hidden: p.hidden,
+                  layers: layers ?? p.attentionLayers, precision: precision)
     }
 }

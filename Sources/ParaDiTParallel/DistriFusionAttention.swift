@@ -49,46 +49,50 @@ public final class DistriFusionAttention: AttentionRuntime {
         let text = c.textTokens ?? 0..<0
         let mine = text.isEmpty ? 0..<c.queryTokens : text.lowerBound == 0 ? text.upperBound..<c.queryTokens : 0..<text.lowerBound
         let (b, width, me) = (c.batch, c.heads * c.headDim, comm.rank)
-        let counts = shards.image.map { b * $0.count * 2 * width }
+        let counts = shards.image.map { b * $0.count * 2 * width }, wire = WireFormat(c.precision)
         guard shards.image[me].count == mine.count else {
             throw ParallelError.unsupported("rank holds \(mine.count) tokens in attention, the plan gives it \(shards.image[me].count)")
         }
         let x = AttentionOperands(c)
         let local = Tensor(uninitialized: [b, mine.count, 2 * width])
         for i in 0..<b { x.packKV(i, rows: mine, into: local[i].allColumns) }
-        if layer == slots.count { slots.append(Slot(local: local, gathered: Tensor(uninitialized: [counts.reduce(0, +)]))) }
+        let sent = wire.encode(local)
+        if layer == slots.count { slots.append(Slot(local: sent, gathered: wire.buffer(counts))) }
         let slot = slots[layer]
         layer += 1
         if synchronous {
             try slot.pending?.wait()
-            slot.local = local
-            try comm.allGather(local, into: slot.gathered, counts: counts)
+            slot.local = sent
+            try comm.allGather(sent, into: slot.gathered, counts: wire.slots(counts))
             slot.pending = nil
         } else if let pending = slot.pending {
-            try context.wait(pending, "stale K/V of layer \(layer - 1)", posted: nil, bytes: 4 * (counts.reduce(0, +) - counts[me]))
+            let bytes = 4 * (wire.slots(counts).reduce(0, +) - wire.slots(counts[me]))
+            try context.wait(pending, "stale K/V of layer \(layer - 1)", posted: nil, bytes: bytes)
             slot.pending = nil
         }
-        try attend(x, text: text, fresh: local, slot: slot, counts: counts, scale: c.scale)
+        try attend(x, text: text, fresh: local, gathered: wire.decode(slot.gathered, blocks: counts), counts: counts,
+                   scale: c.scale)
         if !synchronous {
-            slot.local = local
-            slot.pending = try comm.iallGather(local, into: slot.gathered, counts: counts)
+            slot.local = sent
+            slot.pending = try comm.iallGather(sent, into: slot.gathered, counts: wire.slots(counts))
         }
     }
 
-    /// Local queries over [text (fresh); every patch's K/V, this rank's fresh].
-    func attend(_ x: AttentionOperands, text: Range<Int>, fresh: Tensor, slot: Slot, counts: [Int], scale: Float) throws {
+    /// Local queries over [text (fresh); every patch's K/V, this rank's fresh]; `gathered`: every
+    /// rank's K/V as last gathered, blocks of `counts` values in rank order.
+    func attend(_ x: AttentionOperands, text: Range<Int>, fresh: Tensor, gathered: Tensor, counts: [Int], scale: Float) throws {
         let (b, width, t) = (x.batch, x.width, text.count), total = shards.image.last!.upperBound
         let keys = Tensor(uninitialized: [b, t + total, 2 * width])
         for i in 0..<b { x.packKV(i, rows: text, into: keys[i].rows(0..<t).allColumns) }
         var src = 0
         for (r, range) in shards.image.enumerated() {
-            let block = r == comm.rank ? fresh : slot.gathered.block(src, [b, range.count, 2 * width])
+            let block = r == comm.rank ? fresh : gathered.block(src, [b, range.count, 2 * width])
             copySequence(block, into: keys, at: t + range.lowerBound)
             src += counts[r]
         }
         context.span("attention") {
             ParaDiTTensor.attention(batch: b, heads: x.heads, headDim: x.headDim, q: x.q, k: keys.columns(0..<width),
-                                    v: keys.columns(width..<(2 * width)), out: x.out, scale: scale)
+                                    v: keys.columns(width..<(2 * width)), out: x.out, scale: scale, precision: x.precision)
         }
     }
 

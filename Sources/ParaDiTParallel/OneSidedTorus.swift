@@ -40,7 +40,9 @@ struct OneSidedTorusAttention {
                 try putRound(s + 1, plan: plan, layout: layout, channel: channel, x)
                 posted = context.tracer?.now()
             }
-            context.span("torus attention round \(s)") { plan.attendRound(s, batch: b, scale: scale, z: z, o: o, lse: lse) }
+            context.span("torus attention round \(s)") {
+                plan.attendRound(s, batch: b, scale: scale, precision: x.precision, z: z, o: o, lse: lse)
+            }
         }
         try sendBack(plan: plan, layout: layout, channel: channel, x, o: o)
         for j in 0..<m where j != me { try w.notify(j, slot: 2 * m + me) }

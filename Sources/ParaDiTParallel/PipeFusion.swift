@@ -129,6 +129,7 @@ final class PipeFusionPass {
         if s > 0 {
             let next = runner.stages[s].lowerBound
             activations = Inbox(comm: pipe, peer: s - 1, tag: MessageTag.pipefusionActivations, context: runner.context, name: "activations",
+                                wire: handOffWire,
                                 shapes: items.map { item in
                                     let mine = shards(item), r = runner.context.sequenceIndex
                                     let streams = runner.model.handOffShapes(nextBlock: next, batch: batch, imageTokens: mine.image[r].count,
@@ -139,7 +140,7 @@ final class PipeFusionPass {
         if runner.isFirst {
             latentItems = items.indices.filter { items[$0].step < items.last!.step }
             latents = Inbox(comm: pipe, peer: pipe.size - 1, tag: MessageTag.pipefusionLatents, context: runner.context, name: "latents",
-                            shapes: latentItems.map { [latentShape(items[$0])] })
+                            wire: WireFormat(.f32), shapes: latentItems.map { [latentShape(items[$0])] })
         }
     }
 
@@ -148,6 +149,8 @@ final class PipeFusionPass {
     func shards(_ item: PipeFusion.Item) -> PatchShards {
         PatchShards(image: tokens(item), text: textRange(item), degree: runner.context.config.sequenceDegree)
     }
+    /// The hand-off between stages travels in the model's compute precision (the scheduler's latents in Float32).
+    var handOffWire: WireFormat { WireFormat(runner.model.compute == .bf16 ? .bf16 : .f32) }
     func latentShape(_ item: PipeFusion.Item) -> [Int] { item.patch.map { sampler.latentBand($0).shape } ?? sampler.latents.shape }
 
     /// Item k on this rank's stage.
@@ -175,7 +178,7 @@ final class PipeFusionPass {
         if !runner.isLast {
             let flag = runner.cache == nil ? [] : [Tensor(shape: [1], values: [skipped ? 1 : 0])]
             try send(model.handOff(state, nextBlock: blocks.upperBound) + flag, to: context.stageIndex + 1,
-                     tag: MessageTag.pipefusionActivations)
+                     tag: MessageTag.pipefusionActivations, wire: handOffWire)
             return
         }
         let rows = item.patch.map { sampler.bands[$0].count } ?? sampler.gridRows
@@ -189,7 +192,8 @@ final class PipeFusionPass {
         }
         if let m = item.patch { try sampler.step(band: m, step: item.step, output: output) } else { try sampler.stepAll(step: item.step, output: output) }
         if item.step < items.last!.step {
-            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: MessageTag.pipefusionLatents)
+            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: MessageTag.pipefusionLatents,
+                     wire: WireFormat(.f32))
         }
     }
 
@@ -228,10 +232,10 @@ final class PipeFusionPass {
         }
     }
 
-    func send(_ tensors: [Tensor], to peer: Int, tag: Int) throws {
+    func send(_ tensors: [Tensor], to peer: Int, tag: Int, wire: WireFormat) throws {
         // Earlier sends have had a whole patch of compute to complete.
         for request in sends { try request.wait() }
-        sends = try tensors.map { try pipe.isend($0, to: peer, tag: tag) }
+        sends = try tensors.map { try pipe.isend(wire.encode($0), to: peer, tag: tag) }
     }
 
     /// Completes the sends and hands the last stage's final latents to every stage.
@@ -248,28 +252,31 @@ final class PipeFusionPass {
 /// shapes; the next message's receive is always posted before the current one is handed out.
 final class Inbox {
     let comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String
+    let wire: WireFormat
     let shapes: [[[Int]]]
     var next = 0
-    var pending: [(tensors: [Tensor], requests: [CommRequest], posted: Double?)] = []
+    /// Messages posted, oldest first: their tensors' shapes, and the buffers receiving them as sent.
+    var pending: [(shapes: [[Int]], buffers: [Tensor], requests: [CommRequest], posted: Double?)] = []
 
-    init(comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String, shapes: [[[Int]]]) {
+    init(comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String, wire: WireFormat, shapes: [[[Int]]]) {
         (self.comm, self.peer, self.tag, self.context, self.name, self.shapes) = (comm, peer, tag, context, name, shapes)
+        self.wire = wire
         post()
     }
 
     func post() {
         guard next < shapes.count else { return }
-        let tensors = shapes[next].map { Tensor(uninitialized: $0) }
+        let buffers = shapes[next].map { wire.buffer([$0.reduce(1, *)]) }
         let posted = context.tracer?.now()
-        pending.append((tensors, tensors.map { comm.irecv(into: $0, from: peer, tag: tag) }, posted))
+        pending.append((shapes[next], buffers, buffers.map { comm.irecv(into: $0, from: peer, tag: tag) }, posted))
         next += 1
     }
 
     func take() throws -> [Tensor] {
         if pending.isEmpty { post() }
-        let (tensors, requests, posted) = pending.removeFirst()
+        let (shapes, buffers, requests, posted) = pending.removeFirst()
         post()
-        for (t, r) in zip(tensors, requests) { try context.wait(r, name, posted: posted, bytes: 4 * t.count) }
-        return tensors
+        for (t, r) in zip(buffers, requests) { try context.wait(r, name, posted: posted, bytes: 4 * t.count) }
+        return zip(buffers, shapes).map { wire.decode($0, blocks: [$1.reduce(1, *)]).reshaped($1) }
     }
 }

@@ -63,14 +63,15 @@ public final class PipeFusionAttention: AttentionRuntime {
             let g = try x.scatterHeads().reshaped([-1, 3 * x.width]), w = x.width
             let out = Tensor(uninitialized: [c.batch * x.rows, w])
             ops = AttentionOperands(batch: c.batch, heads: x.myHeads.count, headDim: c.headDim, q: g.columns(0..<w), k: g.columns(w..<(2 * w)),
-                                    v: g.columns((2 * w)..<(3 * w)), out: out.allColumns)
+                                    v: g.columns((2 * w)..<(3 * w)), out: out.allColumns, precision: c.precision)
             exchange = x
         }
         let keys = try buffer(batch: c.batch, width: ops.width, joint: joint)
         try refresh(keys, ops, counts: counts, joint: joint, textFirst: c.textTokens?.lowerBound == 0)
         context.span("attention") {
             ParaDiTTensor.attention(batch: c.batch, heads: ops.heads, headDim: c.headDim, q: ops.q, k: keys.columns(0..<ops.width),
-                                    v: keys.columns(ops.width..<(2 * ops.width)), out: ops.out, scale: c.scale)
+                                    v: keys.columns(ops.width..<(2 * ops.width)), out: ops.out, scale: c.scale,
+                                    precision: c.precision)
         }
         if let exchange { try exchange.gatherHeads(ops.out.tensor) }
     }
@@ -103,8 +104,10 @@ public final class PipeFusionAttention: AttentionRuntime {
         if let ring = context.ringGroup {
             let local = Tensor(uninitialized: [b, ops.rows, 2 * width])
             for i in 0..<b { ops.packKV(i, rows: 0..<ops.rows, into: local[i].allColumns) }
-            let all = Tensor(uninitialized: [b * ringRows.reduce(0, +) * 2 * width])
-            try ring.allGather(local, into: all, counts: ringRows.map { b * $0 * 2 * width })
+            let counts = ringRows.map { b * $0 * 2 * width }, wire = ops.wire
+            let received = wire.buffer(counts)
+            try ring.allGather(wire.encode(local), into: received, counts: wire.slots(counts))
+            let all = wire.decode(received, blocks: counts)
             var at = 0
             blocks = (0..<columns).map { r in
                 defer { at += b * ringRows[r] * 2 * width }

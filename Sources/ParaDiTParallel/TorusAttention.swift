@@ -21,7 +21,7 @@ struct TorusAttention {
         if context.plan.oneSided {
             return try OneSidedTorusAttention(comm: comm, context: context)(x, shardRows: shardRows, shardCounts: shardCounts, scale: scale)
         }
-        let b = x.batch
+        let b = x.batch, wire = x.wire
         let plan = TorusPlan(m: comm.size, me: comm.rank, heads: x.heads, headDim: x.headDim, rows: x.rows, shardRows: shardRows,
                              shardCounts: shardCounts)
         let z = Tensor(uninitialized: [b, plan.total, 3 * plan.width])
@@ -32,11 +32,13 @@ struct TorusAttention {
         for s in 0..<plan.m {
             if let (recv, send, incoming, posted) = pending {
                 try context.wait(recv, "torus block of node \(plan.origin(s))", posted: posted, bytes: 4 * incoming.count)
-                plan.place(block: s, batch: b, from: incoming, into: z)
+                plan.place(block: s, batch: b, from: wire.decode(incoming, blocks: [b * plan.blockRows(s) * 3 * plan.width]), into: z)
                 try send.wait()
             }
             pending = s + 1 < plan.m ? try post(round: s + 1, plan: plan, x) : nil
-            context.span("torus attention round \(s)") { plan.attendRound(s, batch: b, scale: scale, z: z, o: o, lse: lse) }
+            context.span("torus attention round \(s)") {
+                plan.attendRound(s, batch: b, scale: scale, precision: x.precision, z: z, o: o, lse: lse)
+            }
         }
         try sendBack(plan: plan, x, o: o)
     }
@@ -44,26 +46,27 @@ struct TorusAttention {
     /// Posts round s: receive node (me − s)'s rows for my heads, send mine for node (me + s)'s heads.
     func post(round s: Int, plan: TorusPlan, _ x: AttentionOperands) throws -> (CommRequest, CommRequest, Tensor, Double?) {
         let from = plan.origin(s), to = (plan.me + s) % plan.m
-        let incoming = Tensor(uninitialized: [x.batch * plan.shardCounts[from] * 3 * plan.width])
+        let incoming = x.wire.buffer([x.batch * plan.shardCounts[from] * 3 * plan.width])
         let posted = context.tracer?.now()
         let recv = comm.irecv(into: incoming, from: from, tag: MessageTag.torusRound)
-        let send = try comm.isend(plan.pack(x, forNode: to), to: to, tag: MessageTag.torusRound)
+        let send = try comm.isend(x.wire.encode(plan.pack(x, forNode: to)), to: to, tag: MessageTag.torusRound)
         return (recv, send, incoming, posted)
     }
 
     /// Returns every received block's output to its node and assembles this rank's rows, all heads.
     func sendBack(plan: TorusPlan, _ x: AttentionOperands, o: Tensor) throws {
-        let (m, me, n) = (plan.m, plan.me, plan.shardRows.count)
-        let incoming = (0..<m).map { j in Tensor(uninitialized: [j == me ? 0 : x.batch * n * plan.headWidth(j)]) }
+        let (m, me, n, wire) = (plan.m, plan.me, plan.shardRows.count, x.wire)
+        let values = (0..<m).map { j in j == me ? 0 : x.batch * n * plan.headWidth(j) }
+        let incoming = values.map { wire.buffer([$0]) }
         var requests: [CommRequest] = []
         for j in 0..<m where j != me { requests.append(comm.irecv(into: incoming[j], from: j, tag: MessageTag.torusReturn)) }
         for s in 1..<max(m, 1) {
-            requests.append(try comm.isend(plan.packOutput(block: s, o: o), to: plan.origin(s), tag: MessageTag.torusReturn))
+            requests.append(try comm.isend(wire.encode(plan.packOutput(block: s, o: o)), to: plan.origin(s), tag: MessageTag.torusReturn))
         }
         // The local block: replicated text (all-gathered below) and this rank's rows for my heads.
         plan.writeLocal(x, o: o)
         try context.span("torus outputs back") { for r in requests { try r.wait() } }
-        for j in 0..<m where j != me { plan.writeShard(x, fromNode: j, block: incoming[j]) }
+        for j in 0..<m where j != me { plan.writeShard(x, fromNode: j, block: wire.decode(incoming[j], blocks: [values[j]])) }
         try gatherText(plan: plan, x, o: o)
     }
 
@@ -71,8 +74,8 @@ struct TorusAttention {
     func gatherText(plan: TorusPlan, _ x: AttentionOperands, o: Tensor) throws {
         guard plan.textRows.count > 0 else { return }
         let counts = (0..<plan.m).map { x.batch * plan.textRows.count * plan.headWidth($0) }
-        let all = Tensor(uninitialized: [counts.reduce(0, +)])
-        try comm.allGather(sliceSequence(o, 0..<plan.textRows.count), into: all, counts: counts)
-        plan.writeText(x, all: all, counts: counts)
+        let all = x.wire.buffer(counts)
+        try comm.allGather(x.wire.encode(sliceSequence(o, 0..<plan.textRows.count)), into: all, counts: x.wire.slots(counts))
+        plan.writeText(x, all: x.wire.decode(all, blocks: counts), counts: counts)
     }
 }

@@ -40,8 +40,7 @@ public final class USPAttention: AttentionRuntime {
         let u = context.config.ulysses, ringIndex = context.ringIndex
         let ringCounts = (0..<context.config.columns).map { r in counts[(r * u)..<((r + 1) * u)].reduce(0, +) }
         guard let ulysses = context.ulyssesGroup else {
-            try ring(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out,
-                     shardRows: shardRows, ringCounts: ringCounts, scale: c.scale)
+            try ring(AttentionOperands(c), shardRows: shardRows, ringCounts: ringCounts, scale: c.scale)
             return
         }
         let exchange = UlyssesExchange(comm: ulysses, context: context, call: c, replicated: replicated, shardRows: shardRows,
@@ -49,25 +48,25 @@ public final class USPAttention: AttentionRuntime {
         let gathered = try exchange.scatterHeads().reshaped([-1, 3 * exchange.width])
         let out = Tensor(uninitialized: [c.batch * exchange.rows, exchange.width])
         let w = exchange.width
-        try ring(batch: c.batch, heads: exchange.myHeads.count, headDim: c.headDim, q: gathered.columns(0..<w),
-                 k: gathered.columns(w..<(2 * w)), v: gathered.columns((2 * w)..<(3 * w)), out: out.allColumns,
-                 shardRows: replicated.count..<exchange.rows, ringCounts: ringCounts, scale: c.scale)
+        let operands = AttentionOperands(batch: c.batch, heads: exchange.myHeads.count, headDim: c.headDim,
+                                         q: gathered.columns(0..<w), k: gathered.columns(w..<(2 * w)),
+                                         v: gathered.columns((2 * w)..<(3 * w)), out: out.allColumns, precision: c.precision)
+        try ring(operands, shardRows: replicated.count..<exchange.rows, ringCounts: ringCounts, scale: c.scale)
         try exchange.gatherHeads(out)
     }
 
-    /// The ring stage (or, with ring = 1, the fused kernel on the rows at hand): q, k, v and out
-    /// hold `batch` samples of the same rows.
-    func ring(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView, out: StridedView,
-              shardRows: Range<Int>, ringCounts: [Int], scale: Float) throws {
-        let operands = AttentionOperands(batch: batch, heads: heads, headDim: headDim, q: q, k: k, v: v, out: out)
+    /// The ring stage (or, with ring = 1, the fused kernel on the rows at hand): the operands hold
+    /// `batch` samples of the same rows.
+    func ring(_ x: AttentionOperands, shardRows: Range<Int>, ringCounts: [Int], scale: Float) throws {
         switch (context.plan.columns, context.ringGroup) {
         case let (.torus, group?):
-            try TorusAttention(comm: group, context: context)(operands, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
+            try TorusAttention(comm: group, context: context)(x, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
         case let (.ring, group?):
-            try RingAttention(comm: group, context: context)(operands, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
+            try RingAttention(comm: group, context: context)(x, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
         default:
             context.span("attention") {
-                ParaDiTTensor.attention(batch: batch, heads: heads, headDim: headDim, q: q, k: k, v: v, out: out, scale: scale)
+                ParaDiTTensor.attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: x.k, v: x.v, out: x.out,
+                                        scale: scale, precision: x.precision)
             }
         }
     }
@@ -78,14 +77,20 @@ public final class USPAttention: AttentionRuntime {
 struct AttentionOperands {
     let batch: Int, heads: Int, headDim: Int
     let q: StridedView, k: StridedView, v: StridedView, out: StridedView
+    let precision: AttentionPrecision
 
-    init(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView, out: StridedView) {
+    init(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView, out: StridedView,
+         precision: AttentionPrecision) {
         (self.batch, self.heads, self.headDim, self.q, self.k, self.v, self.out) = (batch, heads, headDim, q, k, v, out)
+        self.precision = precision
     }
 
     init(_ c: AttentionCall) {
-        self.init(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out)
+        self.init(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out,
+                  precision: c.precision)
     }
+
+    var wire: WireFormat { WireFormat(precision) }
 
     var rows: Int { q.rows / batch }
     var width: Int { heads * headDim }

@@ -17,6 +17,7 @@ struct UlyssesExchange {
     let peerCounts: [Int]
 
     var myHeads: Range<Int> { heads[comm.rank] }
+    var wire: WireFormat { WireFormat(call.precision) }
     /// Floats of one row of one of q, k, v (or the output) for this rank's heads.
     var width: Int { myHeads.count * call.headDim }
     /// Rows after the exchange: replicated text, then every peer's shard in rank order.
@@ -52,8 +53,10 @@ struct UlyssesExchange {
             offset += sendCounts[peer]
         }
         // One sample and no replicated rows: the received blocks already are [rows, 3·width].
-        let recv = Tensor(uninitialized: [recvCounts.reduce(0, +)])
-        try comm.allToAll(send, sendCounts: sendCounts, into: recv, recvCounts: recvCounts)
+        let recvWire = wire.buffer(recvCounts)
+        try comm.allToAll(wire.encode(send, blocks: sendCounts), sendCounts: wire.slots(sendCounts), into: recvWire,
+                          recvCounts: wire.slots(recvCounts))
+        let recv = wire.decode(recvWire, blocks: recvCounts)
         if b == 1 && replicated.isEmpty { return recv }
         let joint = Tensor(uninitialized: [b, rows, 3 * width])
         let t = replicated.count
@@ -87,16 +90,17 @@ struct UlyssesExchange {
                 at += count
             }
         }
-        let recv = Tensor(uninitialized: [recvCounts.reduce(0, +)])
-        try comm.allToAll(send, sendCounts: sendCounts, into: recv, recvCounts: recvCounts)
-        scatter(recv, rows: shardRows, counts: recvCounts)
+        let recvWire = wire.buffer(recvCounts)
+        try comm.allToAll(wire.encode(send, blocks: sendCounts), sendCounts: wire.slots(sendCounts), into: recvWire,
+                          recvCounts: wire.slots(recvCounts))
+        scatter(wire.decode(recvWire, blocks: recvCounts), rows: shardRows, counts: recvCounts)
         guard t > 0 else { return }
         // Replicated text: every rank computed its heads for all text rows; gather the others.
         let mine = sliceSequence(x, 0..<t)
         let textCounts = (0..<u).map { b * t * headWidth($0) }
-        let all = Tensor(uninitialized: [textCounts.reduce(0, +)])
-        try comm.allGather(mine, into: all, counts: textCounts)
-        scatter(all, rows: replicated, counts: textCounts)
+        let all = wire.buffer(textCounts)
+        try comm.allGather(wire.encode(mine), into: all, counts: wire.slots(textCounts))
+        scatter(wire.decode(all, blocks: textCounts), rows: replicated, counts: textCounts)
     }
 
     /// Blocks [peer][batch][rows.count][peer's head width] → the call's output rows, head columns.

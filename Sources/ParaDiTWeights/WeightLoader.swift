@@ -67,6 +67,8 @@ public struct Weights {
 
     /// The sub-module `name` (or list index).
     public func scope(_ name: String) -> Weights { Weights(ledger: ledger, prefix: key(name)) }
+    /// What the linear layers read through these weights compute in (`--dtype`).
+    public var compute: ComputeDType { ledger.compute }
     public func scope(_ index: Int) -> Weights { scope(String(index)) }
 
     func key(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }

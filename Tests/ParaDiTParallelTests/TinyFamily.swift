@@ -56,6 +56,7 @@ final class TinyDiTModel: SingleStreamTransformer {
     let projOut: Linear
 
     init(config: TinyConfig, weights w: Weights) throws {
+        compute = w.compute
         self.config = config
         let dim = config.innerDim
         posEmbed = try PatchEmbed(w.scope("pos_embed"), inChannels: config.inChannels, dim: dim, patchSize: config.patchSize,
@@ -73,6 +74,7 @@ final class TinyDiTModel: SingleStreamTransformer {
     }
 
     var className: String { "TinyDiTModel" }
+    let compute: ComputeDType
     var blockCount: Int { blocks.count }
     var architecture: [String] { ["\(config.numLayers) tiny blocks, \(config.numAttentionHeads) heads × \(config.attentionHeadDim)"] }
 

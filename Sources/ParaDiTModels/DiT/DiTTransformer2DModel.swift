@@ -64,6 +64,7 @@ public final class DiTTransformer2DModel: SingleStreamTransformer {
     let projOut1: Linear, projOut2: Linear
 
     public init(config: DiTConfig, weights w: Weights) throws {
+        compute = w.compute
         guard config.normType == "ada_norm_zero" else {
             throw WeightsError.badConfig(path: "config.json", reason: "norm_type \"\(config.normType)\": DiTTransformer2DModel supports only ada_norm_zero")
         }
@@ -88,6 +89,7 @@ public final class DiTTransformer2DModel: SingleStreamTransformer {
     }
 
     public var className: String { "DiTTransformer2DModel" }
+    public let compute: ComputeDType
     public var blockCount: Int { transformerBlocks.count }
 
     public func problem(_ inputs: DiTInputs) throws -> TransformerProblem {

@@ -63,6 +63,7 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
     let projOut: Linear
 
     public init(config: FluxConfig, weights w: Weights) throws {
+        compute = w.compute
         guard config.axesDimsRope.reduce(0, +) == config.attentionHeadDim else {
             throw WeightsError.badConfig(path: "config.json", reason: "axes_dims_rope \(config.axesDimsRope) must add up to attention_head_dim \(config.attentionHeadDim)")
         }
@@ -93,6 +94,7 @@ public final class FluxTransformer2DModel: DiffusionTransformer {
     }
 
     public var className: String { "FluxTransformer2DModel" }
+    public let compute: ComputeDType
 
     public func problem(_ inputs: FluxInputs) throws -> TransformerProblem {
         let b = inputs.batch

@@ -19,19 +19,20 @@ public struct SelfAttention {
 
     /// x: [B, L, dim] → [B, L, dim].
     public func callAsFunction(_ x: Tensor, runtime: AttentionRuntime) throws -> Tensor {
-        toOut(try attendQKV(qkv(x), heads: heads, headDim: headDim, runtime: runtime))
+        toOut(try attendQKV(qkv(x), heads: heads, headDim: headDim, precision: qkv.attentionPrecision, runtime: runtime))
     }
 }
 
 /// Self-attention over a token-major q|k|v buffer [B, L, 3·heads·headDim] (as a fused projection
 /// writes it), through the runtime → [B, L, heads·headDim]. `text`: the rows holding text tokens.
-func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, text: Range<Int>? = nil, runtime: AttentionRuntime) throws -> Tensor {
+func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, text: Range<Int>? = nil, precision: AttentionPrecision,
+               runtime: AttentionRuntime) throws -> Tensor {
     let b = qkv.size(0), l = qkv.size(1), inner = heads * headDim
     let out = Tensor(uninitialized: [b, l, inner])
     try runtime.attention(AttentionCall(
         batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
         q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)), v: qkv.columns((2 * inner)..<(3 * inner)),
-        out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text))
+        out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text, precision: precision))
     return out
 }
 
@@ -75,7 +76,8 @@ public struct CrossAttention {
         let q = toQ(x), kvp = kv(context)
         let out = Tensor(uninitialized: [b, l, inner])
         attention(batch: b, heads: heads, headDim: headDim, q: q.allColumns, k: kvp.columns(0..<inner),
-                  v: kvp.columns(inner..<(2 * inner)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyBias: keyBias)
+                  v: kvp.columns(inner..<(2 * inner)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyBias: keyBias,
+                  precision: toQ.attentionPrecision)
         return toOut(out)
     }
 }

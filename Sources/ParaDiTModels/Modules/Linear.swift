@@ -31,6 +31,10 @@ public struct Linear {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+
+    /// The precision of the attention this projection feeds: BF16 compute (`--dtype bf16`) runs
+    /// attention's products on BF16 operands too, as PyTorch does on a bfloat16 model.
+    public var attentionPrecision: AttentionPrecision { weight.compute == .bf16 ? .bf16 : .f32 }
 }
 
 /// `nn.LayerNorm` over the last dim, with or without affine parameters.

@@ -76,6 +76,7 @@ public final class PixArtTransformer2DModel: SingleStreamTransformer {
     let projOut: Linear
 
     public init(config: PixArtConfig, weights w: Weights) throws {
+        compute = w.compute
         guard config.normType == "ada_norm_single" else {
             throw WeightsError.badConfig(path: "config.json", reason: "norm_type \"\(config.normType)\": PixArtTransformer2DModel supports only ada_norm_single")
         }
@@ -110,6 +111,7 @@ public final class PixArtTransformer2DModel: SingleStreamTransformer {
     }
 
     public var className: String { "PixArtTransformer2DModel" }
+    public let compute: ComputeDType
     public var blockCount: Int { transformerBlocks.count }
 
     public func problem(_ inputs: PixArtInputs) throws -> TransformerProblem {

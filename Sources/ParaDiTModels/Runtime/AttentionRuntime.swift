@@ -25,6 +25,9 @@ public struct AttentionCall {
     /// Where the text tokens of a joint attention lie among this rank's tokens (nil: image only).
     /// A sequence-parallel runtime counts them once whether they are split or replicated.
     public var textTokens: Range<Int>? = nil
+    /// The products' precision (BF16 compute rounds the operands); sequence-parallel runtimes
+    /// exchange q, k, v and the output in it, losing nothing the kernel would keep.
+    public var precision: AttentionPrecision = .f32
 }
 
 /// Attention on one rank: the fused kernel, nothing to communicate.
@@ -33,6 +36,6 @@ public final class SerialAttention: AttentionRuntime {
 
     public func attention(_ c: AttentionCall) {
         ParaDiTTensor.attention(batch: c.batch, heads: c.heads, headDim: c.headDim, q: c.q, k: c.k, v: c.v, out: c.out,
-                                scale: c.scale, keyBias: c.keyMask)
+                                scale: c.scale, keyBias: c.keyMask, precision: c.precision)
     }
 }

@@ -60,6 +60,7 @@ public final class SD3Transformer2DModel: DiffusionTransformer {
     let projOut: Linear
 
     public init(config: SD3Config, weights w: Weights) throws {
+        compute = w.compute
         if let q = config.qkNorm, q != "rms_norm" {
             throw WeightsError.badConfig(path: "config.json", reason: "qk_norm \"\(q)\" is not supported (rms_norm or none)")
         }
@@ -87,6 +88,7 @@ public final class SD3Transformer2DModel: DiffusionTransformer {
     }
 
     public var className: String { "SD3Transformer2DModel" }
+    public let compute: ComputeDType
     public var blockCount: Int { transformerBlocks.count }
 
     public func problem(_ inputs: SD3Inputs) throws -> TransformerProblem {

@@ -73,6 +73,7 @@ public final class WanTransformer3DModel: SingleStreamTransformer {
     let projOut: Linear
 
     public init(config c: WanConfig, weights w: Weights) throws {
+        compute = w.compute
         guard c.imageDim == nil, c.addedKvProjDim == nil, c.posEmbedSeqLen == nil else {
             throw WeightsError.badConfig(path: "config.json", reason: "image_dim/added_kv_proj_dim: "
                                          + "this is an image-to-video WanTransformer3DModel; "
@@ -121,6 +122,7 @@ public final class WanTransformer3DModel: SingleStreamTransformer {
     }
 
     public var className: String { "WanTransformer3DModel" }
+    public let compute: ComputeDType
     public var blockCount: Int { blocks.count }
     public var hiddenSize: Int { config.innerDim }
 

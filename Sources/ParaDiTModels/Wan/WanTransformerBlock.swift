@@ -27,7 +27,7 @@ public struct WanSelfAttention {
         if let normK { rmsNormHeads(k, headDim: dim, weight: normK, eps: eps) }
         applyRope(q, batch: x.size(0), headDim: headDim, cos: rope.cos, sin: rope.sin)
         applyRope(k, batch: x.size(0), headDim: headDim, cos: rope.cos, sin: rope.sin)
-        return toOut(try attendQKV(p, heads: heads, headDim: headDim, runtime: runtime))
+        return toOut(try attendQKV(p, heads: heads, headDim: headDim, precision: qkv.attentionPrecision, runtime: runtime))
     }
 }
 
@@ -58,7 +58,7 @@ public struct WanCrossAttention {
         let out = Tensor(uninitialized: [b, l, dim])
         attention(batch: b, heads: heads, headDim: headDim, q: q.allColumns, k: kvp.columns(0..<dim),
                   v: kvp.columns(dim..<(2 * dim)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(),
-                  keyBias: nil)
+                  keyBias: nil, precision: toQ.attentionPrecision)
         return toOut(out)
     }
 }

@@ -45,7 +45,7 @@ public func attention(
     q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
     v: UnsafePointer<Float>, ldv: Int,
     out: UnsafeMutablePointer<Float>, ldo: Int, lse: UnsafeMutablePointer<Float>?,
-    scale: Float, mask: AttentionMask? = nil,
+    scale: Float, mask: AttentionMask? = nil, precision: AttentionPrecision = .f32,
     blocking: AttentionBlocking = AttentionBlocking(), pool: ThreadPool = .current
 ) {
     if lq == 0 || batch == 0 || heads == 0 || headDim == 0 { return }
@@ -62,14 +62,14 @@ public func attention(
     let perThread = AttentionScratch.layout(queryBlock: bq, keyBlock: bk, headDim: headDim).reduce(0, +)
     pool.withWorkspace(count: packedCount + pool.threadCount * perThread) { workspace in
         let packed = PackedKeysValues(batch: batch, heads: heads, lk: lk, headDim: headDim, k: k, ldk: ldk,
-                                      v: v, ldv: ldv, into: workspace, pool: pool)
+                                      v: v, ldv: ldv, into: workspace, bf16: precision == .bf16, pool: pool)
         let scratch = AttentionScratch(queryBlock: bq, keyBlock: bk, headDim: headDim, base: workspace + packedCount)
         pool.parallelFor(batch * heads * qBlocks) { item, worker in
             let b = item / (heads * qBlocks), h = (item / qBlocks) % heads, i0 = (item % qBlocks) * bq
             attentionBlock(
                 rows: min(bq, lq - i0), headDim: headDim, q: q + (b * lq + i0) * ldq + h * headDim, ldq: ldq,
                 kv: packed.head(b * heads + h), out: out + (b * lq + i0) * ldo + h * headDim, ldo: ldo,
-                lse: lse.map { $0 + (b * heads + h) * lq + i0 }, scale: scale,
+                lse: lse.map { $0 + (b * heads + h) * lq + i0 }, scale: scale, bf16: precision == .bf16,
                 mask: mask.map { $0.data + b * $0.batchStride + h * $0.headStride + i0 * $0.rowStride }, maskRowStride: mask?.rowStride ?? 0,
                 scratch: scratch.views(worker))
         }
@@ -110,31 +110,37 @@ public func attentionMerge(
 // MARK: - Reference
 
 /// Reference attention: full score rows in Double, then softmax. Same layouts as `attention`.
+/// `bf16` rounds q, k, v and each e^(s − max) to bfloat16 before its product, as the kernel does
+/// when all keys fit one key block (with more, the kernel rounds P against a running maximum).
 public func attentionReference(
     batch: Int, heads: Int, lq: Int, lk: Int, headDim: Int,
     q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
     v: UnsafePointer<Float>, ldv: Int,
     out: UnsafeMutablePointer<Float>, ldo: Int, lse: UnsafeMutablePointer<Float>?,
-    scale: Float, mask: AttentionMask? = nil
+    scale: Float, mask: AttentionMask? = nil, precision: AttentionPrecision = .f32
 ) {
-    var s = [Double](repeating: 0, count: max(lk, 1))
+    let bf16 = precision == .bf16
+    func operand(_ x: Float) -> Double { Double(bf16 ? Float(bitPattern: UInt32(bfloat16Bits(x)) << 16) : x) }
+    var s = [Double](repeating: 0, count: max(lk, 1)), p = s
     for b in 0..<batch { for h in 0..<heads { for i in 0..<lq {
         let qi = q + (b * lq + i) * ldq + h * headDim
         var m = -Double.infinity
         for j in 0..<lk {
             let kj = k + (b * lk + j) * ldk + h * headDim
             var dot = 0.0
-            for d in 0..<headDim { dot += Double(qi[d]) * Double(kj[d]) }
+            for d in 0..<headDim { dot += operand(qi[d]) * operand(kj[d]) }
             s[j] = dot * Double(scale) + Double(mask.map { $0.data[b * $0.batchStride + h * $0.headStride + i * $0.rowStride + j] } ?? 0)
             if s[j].isNaN || s[j] > m { m = s[j] }  // a NaN score makes the row NaN, as in PyTorch
         }
         // A row whose keys are all masked gives 0 (not PyTorch's NaN): ring and padded shards rely on it.
         var total = 0.0
-        if m != -.infinity { for j in 0..<lk { s[j] = Foundation.exp(s[j] - m); total += s[j] } }
+        if m != -.infinity {
+            for j in 0..<lk { s[j] = Foundation.exp(s[j] - m); total += s[j]; p[j] = bf16 ? operand(Float(s[j])) : s[j] }
+        }
         let o = out + (b * lq + i) * ldo + h * headDim
         for d in 0..<headDim {
             var acc = 0.0
-            if total != 0 { for j in 0..<lk { acc += s[j] * Double(v[(b * lk + j) * ldv + h * headDim + d]) } }
+            if total != 0 { for j in 0..<lk { acc += p[j] * operand(v[(b * lk + j) * ldv + h * headDim + d]) } }
             o[d] = total != 0 ? Float(acc / total) : 0
         }
         lse?[(b * heads + h) * lq + i] = total != 0 ? Float(m + Foundation.log(total)) : -.infinity
@@ -189,7 +195,7 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float,
 /// each row holding `heads` heads of `headDim` (a fused q|k|v buffer is read in place); out gets
 /// `batch`·Lq rows. `keyBias`: an additive [B, Lk] key mask (−inf drops a key), if any.
 public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView,
-                      out: StridedView, scale: Float, keyBias: Tensor? = nil) {
+                      out: StridedView, scale: Float, keyBias: Tensor? = nil, precision: AttentionPrecision = .f32) {
     let width = heads * headDim
     check(batch > 0 && q.rows % batch == 0 && k.rows % batch == 0 && k.rows == v.rows && out.rows == q.rows,
           "attention: \(q.rows) query, \(k.rows) key, \(v.rows) value, \(out.rows) output rows over a batch of \(batch)")
@@ -200,21 +206,23 @@ public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: S
     withExtendedLifetime((q, k, v, out, keyBias)) {
         attention(batch: batch, heads: heads, lq: lq, lk: lk, headDim: headDim, q: q.data, ldq: q.rowStride,
                   k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride, lse: nil,
-                  scale: scale, mask: keyBias.map { AttentionMask(data: $0.data, batchStride: lk, rowStride: 0) })
+                  scale: scale, mask: keyBias.map { AttentionMask(data: $0.data, batchStride: lk, rowStride: 0) },
+                  precision: precision)
     }
 }
 
 /// `attention` on views that also writes each query row's log-sum-exp per head into
 /// `lse` [batch, heads, Lq] (−inf for a row that sees no key), for merging partial results.
 public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: StridedView, v: StridedView,
-                      out: StridedView, lse: Tensor, scale: Float) {
+                      out: StridedView, lse: Tensor, scale: Float, precision: AttentionPrecision = .f32) {
     let width = heads * headDim
     check(batch > 0 && q.rows % batch == 0 && k.rows % batch == 0 && k.rows == v.rows && out.rows == q.rows
           && q.width == width && k.width == width && v.width == width && out.width == width && lse.count >= heads * q.rows,
           "attention: \(q.rows)×\(q.width) queries, \(k.rows)×\(k.width) keys, lse of \(lse.count) for \(batch)×\(heads) heads")
     withExtendedLifetime((q, k, v, out, lse)) {
         attention(batch: batch, heads: heads, lq: q.rows / batch, lk: k.rows / batch, headDim: headDim, q: q.data, ldq: q.rowStride,
-                  k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride, lse: lse.data, scale: scale)
+                  k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride, lse: lse.data,
+                  scale: scale, precision: precision)
     }
 }
 

@@ -24,9 +24,10 @@ struct PackedKeysValues {
         batch * heads * roundUp16(max(lk, 1)) * (headDim + roundUp16(headDim))
     }
 
-    /// Packs into `base`, which has room for `count(…)` floats, in parallel over groups of 16 keys.
+    /// Packs into `base`, which has room for `count(…)` floats, in parallel over groups of 16 keys;
+    /// `bf16`: every value rounded to bfloat16.
     init(batch: Int, heads: Int, lk: Int, headDim: Int, k: UnsafePointer<Float>, ldk: Int,
-         v: UnsafePointer<Float>, ldv: Int, into base: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+         v: UnsafePointer<Float>, ldv: Int, into base: UnsafeMutablePointer<Float>, bf16: Bool, pool: ThreadPool) {
         (self.lk, self.headDim, self.base) = (lk, headDim, base)
         lkPad = roundUp16(max(lk, 1))
         headPad = roundUp16(headDim)
@@ -39,7 +40,7 @@ struct PackedKeysValues {
                          k: k + (b * lk + j0) * ldk, ldk: ldk, v: v + (b * lk + j0) * ldv, ldv: ldv,
                          keysT: base + b * heads * perHead + j0 * headDim,
                          values: base + b * heads * perHead + lkPad * headDim + j0 * microTileCols,
-                         headStride: perHead, valuePanelStride: microTileCols * lkPad)
+                         headStride: perHead, valuePanelStride: microTileCols * lkPad, bf16: bf16)
         }
     }
 
@@ -58,11 +59,11 @@ struct PackedHead {
 
 /// Up to 16 keys of every head into their Kᵀ panel (at keysT + h·headStride) and their rows of the
 /// V panels (at values + h·headStride + p·valuePanelStride), zero-filled to 16 keys and headPad
-/// channels.
+/// channels; `bf16`: rounded to bfloat16 while the group is in cache.
 @inline(__always)
 func packKeyGroup(keys: Int, heads: Int, headDim: Int, headPad: Int, k: UnsafePointer<Float>, ldk: Int,
                   v: UnsafePointer<Float>, ldv: Int, keysT: UnsafeMutablePointer<Float>,
-                  values: UnsafeMutablePointer<Float>, headStride: Int, valuePanelStride: Int) {
+                  values: UnsafeMutablePointer<Float>, headStride: Int, valuePanelStride: Int, bf16: Bool) {
     for h in 0..<heads {
         let kT = keysT + h * headStride, kSrc = k + h * headDim
         if keys == microTileCols && headDim % 4 == 0 {
@@ -89,7 +90,9 @@ func packKeyGroup(keys: Int, heads: Int, headDim: Int, headPad: Int, k: UnsafePo
                 }
             }
             (panel + keys * microTileCols).update(repeating: 0, count: (microTileCols - keys) * microTileCols)
+            if bf16 { roundToBFloat16(panel, count: microTileCols * microTileCols) }
         }
+        if bf16 { roundToBFloat16(kT, count: headDim * microTileCols) }
     }
 }
 
@@ -161,16 +164,18 @@ struct AttentionScratch {
 /// One query block of one head against all its keys, FlashAttention-style: for each key block and
 /// each strip of 12 query rows, S = scale·Q·Kᵀ, an online-softmax update of the row max and sum,
 /// O += P·V; at the end O /= sum. The scores are kept in base 2 (scaled by log2 e), where the
-/// exponential is cheaper; the log-sum-exp is converted back.
+/// exponential is cheaper; the log-sum-exp is converted back. `bf16`: the queries and P are rounded
+/// to bfloat16 before their products (K and V were when packed); the row sums add P unrounded.
 @inline(__always)
 func attentionBlock(
     rows: Int, headDim: Int, q: UnsafePointer<Float>, ldq: Int, kv: PackedHead,
-    out: UnsafeMutablePointer<Float>, ldo: Int, lse: UnsafeMutablePointer<Float>?, scale: Float,
+    out: UnsafeMutablePointer<Float>, ldo: Int, lse: UnsafeMutablePointer<Float>?, scale: Float, bf16: Bool,
     mask: UnsafePointer<Float>?, maskRowStride: Int, scratch w: AttentionScratchViews
 ) {
     let tileRows = roundUp6(rows), headPad = kv.headPad
     let log2e = 1.4426950408889634, scale2 = Float(Double(scale) * log2e)
     for r in 0..<rows { (w.queries + r * headDim).update(from: q + r * ldq, count: headDim) }
+    if bf16 { roundToBFloat16(w.queries, count: rows * headDim) }
     (w.queries + rows * headDim).update(repeating: 0, count: (tileRows - rows) * headDim)
     w.rowMax.initialize(repeating: -.infinity, count: rows)
     w.rowSum.initialize(repeating: 0, count: rows)
@@ -202,6 +207,7 @@ func attentionBlock(
                 }
                 let correction = Foundation.exp2(mOld - mNew)
                 w.rowSum[r] = w.rowSum[r] * correction + exp2ShiftedInPlace(s, cols, mNew)
+                if bf16 { roundToBFloat16(s, count: cols) }
                 if correction != 1 { scaleRow(w.outAcc + r * headPad, headDim, correction) }
                 w.rowMax[r] = mNew
             }

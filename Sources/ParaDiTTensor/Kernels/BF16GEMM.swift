@@ -1,21 +1,5 @@
 import CParaDiTDNNL
 
-/// x[m×k] rounded to BF16 bits (nearest even, as torch's `.to(bfloat16)` for finite values), row
-/// stride k in `out`.
-public func roundRowsToBFloat16(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<UInt16>) {
-    for i in 0..<m {
-        let row = x + i * ldx, dst = out + i * k
-        var j = 0
-        while j + 8 <= k {
-            let bits = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<UInt32>.self)
-            let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
-            for l in 0..<8 { dst[j + l] = UInt16(truncatingIfNeeded: rounded[l]) }
-            j += 8
-        }
-        while j < k { dst[j] = bfloat16Bits(row[j]); j += 1 }
-    }
-}
-
 /// What runs the BF16 products: oneDNN's kernel for a DiT-sized product. With AMX
 /// (`brg:avx512_core_amx_bf16`) it is several times the Float32 rate, with AVX512-BF16
 /// (`brg:avx512_core_bf16`) about twice on AMD Zen 4 and half on the Intel Xeons measured

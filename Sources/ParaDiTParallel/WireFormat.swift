@@ -1,0 +1,52 @@
+import ParaDiTTensor
+
+/// What the values of an exchange travel as between ranks. Float32 sends them as computed. BF16
+/// (`--dtype bf16`) sends each value rounded to bfloat16, two to a Float slot of the communicator:
+/// half the bytes. It loses nothing where the receiver rounds to BF16 anyway — attention's q, k, v
+/// (its products round them) and its output (the output projection rounds its input) — so the
+/// exact methods stay exact against a BF16 serial run; PipeFusion's hand-off rounds the residual
+/// stream, as a bfloat16 model holds it.
+///
+/// Exchanges are in blocks (one per peer, or one message): a block of n values takes ⌈n/2⌉ slots.
+struct WireFormat {
+    let precision: AttentionPrecision
+
+    init(_ precision: AttentionPrecision) { self.precision = precision }
+
+    var bytesPerValue: Int { precision == .bf16 ? 2 : 4 }
+
+    /// Float slots carrying a block of `values` values.
+    func slots(_ values: Int) -> Int { precision == .bf16 ? (values + 1) / 2 : values }
+    func slots(_ blocks: [Int]) -> [Int] { blocks.map(slots) }
+
+    /// x (blocks of `blocks` values, in order) as sent: x itself in Float32.
+    func encode(_ x: Tensor, blocks: [Int]? = nil) -> Tensor {
+        guard precision == .bf16 else { return x }
+        let blocks = blocks ?? [x.count]
+        let wire = Tensor(uninitialized: [slots(blocks).reduce(0, +)])
+        var value = 0, slot = 0
+        for n in blocks {
+            let bits = UnsafeMutableRawPointer(wire.data + slot).assumingMemoryBound(to: UInt16.self)
+            narrowToBFloat16(count: n, x.data + value, bits)
+            if n % 2 == 1 { bits[n] = 0 }
+            (value, slot) = (value + n, slot + slots(n))
+        }
+        return withExtendedLifetime(x) { wire }
+    }
+
+    /// A buffer that receives blocks of `blocks` values.
+    func buffer(_ blocks: [Int]) -> Tensor { Tensor(uninitialized: [slots(blocks).reduce(0, +)]) }
+
+    /// The values of `wire` (blocks of `blocks` values, in order): `wire` itself in Float32.
+    func decode(_ wire: Tensor, blocks: [Int]) -> Tensor {
+        guard precision == .bf16 else { return wire }
+        let out = Tensor(uninitialized: [blocks.reduce(0, +)])
+        var value = 0, slot = 0
+        for n in blocks {
+            let bits = UnsafeRawPointer(wire.data + slot).assumingMemoryBound(to: UInt16.self)
+            widenBFloat16(count: n, bits, out.data + value)
+            (value, slot) = (value + n, slot + slots(n))
+        }
+        return withExtendedLifetime(wire) { out }
+    }
+}

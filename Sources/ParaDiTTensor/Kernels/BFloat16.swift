@@ -1,0 +1,65 @@
+// Rounding to bfloat16 (nearest, ties to even, as torch's `.to(torch.bfloat16)`): what BF16 compute
+// does to a GEMM's operands, to attention's operands and probabilities, and to the activations the
+// parallel methods exchange in BF16 mode. One rounding everywhere keeps a value rounded twice the
+// same, which is what makes an exchange in BF16 lossless when its receiver rounds anyway.
+
+/// The precision of attention's two products. `bf16`: Q, K, V and the softmax probabilities P are
+/// rounded to bfloat16 before Q·Kᵀ and P·V, whose products are summed in Float32 (a product of two
+/// bfloat16 values is exact in Float32), as PyTorch's CPU flash attention does on bfloat16 tensors.
+/// The softmax statistics (row maxima, sums, log-sum-exp) and the output stay Float32 either way.
+public enum AttentionPrecision: String, Sendable {
+    case f32, bf16
+}
+
+/// The high halves of eight floats' bits rounded to bfloat16 (nearest even; a NaN stays a quiet NaN).
+@inline(__always)
+func bfloat16Bits8(_ bits: SIMD8<UInt32>) -> SIMD8<UInt32> {
+    let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+    let nan = (bits & 0x7FFF_FFFF) .> 0x7F80_0000
+    return rounded.replacing(with: (bits &>> 16) | 0x40, where: nan)
+}
+
+/// x[i] = x[i] rounded to the nearest bfloat16, for i < count (the values stay Float).
+@inline(__always)
+public func roundToBFloat16(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    let raw = UnsafeMutableRawPointer(x)
+    var i = 0
+    while i + 8 <= count {
+        let bits = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<UInt32>.self)
+        raw.storeBytes(of: bfloat16Bits8(bits) &<< 16, toByteOffset: i * 4, as: SIMD8<UInt32>.self)
+        i += 8
+    }
+    while i < count { x[i] = Float(bitPattern: UInt32(bfloat16Bits(x[i])) << 16); i += 1 }
+}
+
+/// x[m×k] rounded to BF16 bits, row stride k in `out`.
+public func roundRowsToBFloat16(m: Int, k: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<UInt16>) {
+    for i in 0..<m {
+        let row = x + i * ldx, dst = out + i * k
+        var j = 0
+        while j + 8 <= k {
+            let rounded = bfloat16Bits8(UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<UInt32>.self))
+            UnsafeMutableRawPointer(dst + j).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: rounded),
+                                                        as: SIMD8<UInt16>.self)
+            j += 8
+        }
+        while j < k { dst[j] = bfloat16Bits(row[j]); j += 1 }
+    }
+}
+
+/// x[0..<count] as bfloat16 bits into `out` (two per Float slot when exchanged), in parallel.
+public func narrowToBFloat16(count: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>,
+                             pool: ThreadPool = .current) {
+    pool.parallelChunks(count, minChunk: elementwiseGrain) { range, _ in
+        roundRowsToBFloat16(m: 1, k: range.count, x: x + range.lowerBound, ldx: range.count,
+                            out: out + range.lowerBound)
+    }
+}
+
+/// `count` bfloat16 values widened into `out`, in parallel.
+public func widenBFloat16(count: Int, _ bits: UnsafePointer<UInt16>, _ out: UnsafeMutablePointer<Float>,
+                          pool: ThreadPool = .current) {
+    pool.parallelChunks(count, minChunk: elementwiseGrain) { range, _ in
+        convertBFloat16ToFloat(count: range.count, bits + range.lowerBound, out + range.lowerBound)
+    }
+}
