@@ -29,11 +29,12 @@ enum TestModels {
         }
     }
 
-    static func model(_ className: String, heads: Int) throws -> any DiffusionTransformer {
+    static func model(_ className: String, heads: Int, compute: ComputeDType = .f32) throws -> any DiffusionTransformer {
         var c = config(className, heads: heads)
         c["_class_name"] = className
         let json = try JSONSerialization.data(withJSONObject: c)
-        return try ModelRegistry.build(config: ConfigFile(data: json, path: "test config"), weights: Weights(randomSeed: 7, std: 0.2))
+        return try ModelRegistry.build(config: ConfigFile(data: json, path: "test config"),
+                                       weights: Weights(randomSeed: 7, std: 0.2, compute: compute))
     }
 
     /// Inputs of batch `batch` for an h × w latent grid of tokens and `text` caption tokens.

@@ -21,7 +21,8 @@ struct AttentionTests {
 
     /// Runs the fused kernel and the reference on the same random inputs; returns (out, lse, refOut, refLse).
     func run(_ c: Case, mask: Tensor? = nil, maskRowStride: Int = 0, pool: ThreadPool,
-             blocking: AttentionBlocking = AttentionBlocking()) -> (Tensor, Tensor, Tensor, Tensor) {
+             blocking: AttentionBlocking = AttentionBlocking(),
+             precision: AttentionPrecision = .f32) -> (Tensor, Tensor, Tensor, Tensor) {
         // Pad the row strides beyond heads·headDim, as a fused QKV buffer has them.
         let width = c.heads * c.headDim, ldq = width + 3, ldk = width + 5, ldv = width + 1, ldo = width + 2
         let q = Tensor.randn([c.batch * c.lq, ldq], seed: 1), k = Tensor.randn([c.batch * c.lk, ldk], seed: 2)
@@ -32,11 +33,44 @@ struct AttentionTests {
         let scale = 1 / Float(c.headDim).squareRoot()
         attention(batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, headDim: c.headDim, q: q.data, ldq: ldq,
                   k: k.data, ldk: ldk, v: v.data, ldv: ldv, out: out.data, ldo: ldo, lse: lse.data, scale: scale,
-                  mask: m, blocking: blocking, pool: pool)
+                  mask: m, precision: precision, blocking: blocking, pool: pool)
         attentionReference(batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, headDim: c.headDim, q: q.data, ldq: ldq,
                            k: k.data, ldk: ldk, v: v.data, ldv: ldv, out: ref.data, ldo: ldo, lse: refLse.data,
-                           scale: scale, mask: m)
+                           scale: scale, mask: m, precision: precision)
         return (out, lse, ref, refLse)
+    }
+
+    @Test("bf16: the reference's rounding of q, k, v and P; Float32 sums; a BF16 distance from Float32", arguments: cases)
+    func bf16MatchesReference(c: Case) {
+        for pool in testPools {
+            let (out, lse, ref, refLse) = run(c, pool: pool, precision: .bf16)
+            let f32 = run(c, pool: pool).0
+            expectClose(out, ref, tolerance: 2e-5, "\(c) bf16 out, threads \(pool.threadCount)")
+            expectClose(lse, refLse, tolerance: 1e-5, "\(c) bf16 lse, threads \(pool.threadCount)")
+            let fromF32 = relativeL2(out, f32)
+            #expect(fromF32 < 1e-2, "\(c): bf16 is \(fromF32) from f32")
+            if c.lq * c.heads * c.headDim >= 64 { #expect(fromF32 > 1e-4, "\(c): bf16 only \(fromF32) from f32: not rounded?") }
+        }
+    }
+
+    @Test("BF16 rounding: the vector paths equal bfloat16Bits (ties to even, NaN kept, ±inf, subnormals)")
+    func bfloat16Rounding() {
+        var values: [Float] = [0, -0, 1, -1, .infinity, -.infinity, .nan, -.nan, .greatestFiniteMagnitude,
+                               .leastNonzeroMagnitude, Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000),
+                               Float(bitPattern: 0x7FFF_FFFF), Float(bitPattern: 0x7F7F_FFFF), Float(bitPattern: 0x0000_8000)]
+        values += Tensor.randn([45], seed: 11).scalars.map { $0 * 1e3 }
+        let x = Tensor(shape: [values.count], values: values)
+        roundToBFloat16(x.data, count: x.count)
+        var bits = [UInt16](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { roundRowsToBFloat16(m: 1, k: $0.count, x: $0.baseAddress!, ldx: $0.count, out: &bits) }
+        for (i, v) in values.enumerated() {
+            let expected = bfloat16Bits(v)
+            #expect(bits[i] == expected, "roundRowsToBFloat16(\(v)): \(bits[i]) vs \(expected)")
+            let rounded = x.data[i], wanted = Float(bitPattern: UInt32(expected) << 16)
+            #expect(rounded.bitPattern == wanted.bitPattern || (rounded.isNaN && wanted.isNaN), "roundToBFloat16(\(v))")
+        }
+        #expect(Float(bitPattern: UInt32(bits[12]) << 16).isNaN, "a NaN whose low bits would carry must stay NaN")
+        #expect(bits[10] == 0x3F80 && bits[11] == 0x3F82, "ties go to even")
     }
 
     @Test("equals the reference, any shape", arguments: cases)

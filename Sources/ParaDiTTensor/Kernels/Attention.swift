@@ -110,8 +110,8 @@ public func attentionMerge(
 // MARK: - Reference
 
 /// Reference attention: full score rows in Double, then softmax. Same layouts as `attention`.
-/// `bf16` rounds q, k, v and each e^(s − max) to bfloat16 before its product, as the kernel does
-/// when all keys fit one key block (with more, the kernel rounds P against a running maximum).
+/// `bf16` rounds q, k, v and each P = 2^(log2(e)·s − M) to bfloat16 before its product, M the row
+/// maximum of log2(e)·s rounded up to a whole number, as the kernel takes it.
 public func attentionReference(
     batch: Int, heads: Int, lq: Int, lk: Int, headDim: Int,
     q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
@@ -119,7 +119,7 @@ public func attentionReference(
     out: UnsafeMutablePointer<Float>, ldo: Int, lse: UnsafeMutablePointer<Float>?,
     scale: Float, mask: AttentionMask? = nil, precision: AttentionPrecision = .f32
 ) {
-    let bf16 = precision == .bf16
+    let bf16 = precision == .bf16, log2e = 1.4426950408889634
     func operand(_ x: Float) -> Double { Double(bf16 ? Float(bitPattern: UInt32(bfloat16Bits(x)) << 16) : x) }
     var s = [Double](repeating: 0, count: max(lk, 1)), p = s
     for b in 0..<batch { for h in 0..<heads { for i in 0..<lq {
@@ -134,6 +134,8 @@ public func attentionReference(
         }
         // A row whose keys are all masked gives 0 (not PyTorch's NaN): ring and padded shards rely on it.
         var total = 0.0
+        // In BF16 the shift is a whole power of two (m = M / log2 e), so P = e^(s − m) = 2^(log2(e)·s − M).
+        if bf16 && m.isFinite { m = (m * log2e).rounded(.up) / log2e }
         if m != -.infinity {
             for j in 0..<lk { s[j] = Foundation.exp(s[j] - m); total += s[j]; p[j] = bf16 ? operand(Float(s[j])) : s[j] }
         }

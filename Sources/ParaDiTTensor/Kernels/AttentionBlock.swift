@@ -165,7 +165,8 @@ struct AttentionScratch {
 /// each strip of 12 query rows, S = scale·Q·Kᵀ, an online-softmax update of the row max and sum,
 /// O += P·V; at the end O /= sum. The scores are kept in base 2 (scaled by log2 e), where the
 /// exponential is cheaper; the log-sum-exp is converted back. `bf16`: the queries and P are rounded
-/// to bfloat16 before their products (K and V were when packed); the row sums add P unrounded.
+/// to bfloat16 before their products (K and V were when packed); the row sums add P unrounded; the
+/// running maximum is a whole number (base 2).
 @inline(__always)
 func attentionBlock(
     rows: Int, headDim: Int, q: UnsafePointer<Float>, ldq: Int, kv: PackedHead,
@@ -196,8 +197,11 @@ func attentionBlock(
             for r in s0..<min(s0 + strip, rows) {
                 let s = w.scores + (r - s0) * w.keyBlock
                 let mOld = w.rowMax[r]
-                let mNew = max(mOld, fusedMax ? hmax(w.laneMax[r - s0])
+                var mNew = max(mOld, fusedMax ? hmax(w.laneMax[r - s0])
                                               : maskedRowMax(s, cols, mask.map { $0 + r * maskRowStride + j0 }, Float(log2e)))
+                // BF16 rounds P = 2^(s − m). A whole m makes every rescale a power of two, which commutes
+                // with the rounding: P then does not depend on how the keys are blocked or split over ranks.
+                if bf16 { mNew = mNew.rounded(.up) }
                 if mNew == -.infinity {
                     // Every key so far is masked: contribute nothing. The maxima skip NaN, so a NaN
                     // score is found here and poisons the row sum, as PyTorch's softmax would.
