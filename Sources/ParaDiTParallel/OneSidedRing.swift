@@ -36,19 +36,21 @@ struct OneSidedRingAttention {
     func callAsFunction(_ x: AttentionOperands, shardRows: Range<Int>, shardCounts: [Int], scale: Float) throws {
         let (n, me, b, width) = (comm.size, comm.rank, x.batch, x.width)
         check(shardCounts[me] == shardRows.count, "ring shard of \(shardRows.count) rows, plan says \(shardCounts[me])")
-        let prev = (me + n - 1) % n
-        let region = b * shardCounts.max()! * 2 * width
+        let prev = (me + n - 1) % n, wire = x.wire
+        // Each region holds the largest shard as sent (`WireFormat`).
+        let values = shardCounts.map { b * $0 * 2 * width }, region = wire.slots(values.max()!)
         let channel = try context.channel([0, region], comm: comm, count: 2 * region, slots: 4)
         let w = channel.window, memory = w.memory
-        // This rank's K|V shard [b, shard, 2·width], the LSEs and one partial output.
-        let mine = Tensor(uninitialized: [b * shardRows.count * 2 * width])
+        // This rank's K|V shard [b, shard, 2·width] as sent, the LSEs and one partial output.
+        let packed = Tensor(uninitialized: [values[me]])
         let lse = Tensor(uninitialized: [b * x.heads * x.rows]), partLse = Tensor(uninitialized: [b * x.heads * x.rows])
         let part = Tensor(uninitialized: [b * x.rows, width])
-        for i in 0..<b { x.packKV(i, rows: shardRows, into: mine.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
+        for i in 0..<b { x.packKV(i, rows: shardRows, into: packed.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
+        let mine = wire.encode(packed)
         var posted: Double?
         for step in 0..<n {
-            let origin = (me + n - step) % n, slot = step % 2, floats = b * shardCounts[origin] * 2 * width
-            let current = (step == 0 ? mine : memory.block(slot * region, [floats])).block(0, [floats / (2 * width), 2 * width])
+            let origin = (me + n - step) % n, slot = step % 2, floats = wire.slots(values[origin])
+            let current = step == 0 ? mine : memory.block(slot * region, [floats])
             if step > 0 {
                 channel.seen[slot] += 1
                 try context.wait("K/V shard of ring rank \(origin)", posted: posted, bytes: 4 * floats) {
@@ -59,7 +61,8 @@ struct OneSidedRingAttention {
                 try pass(current, into: (step + 1) % 2, of: (me + 1) % n, regionSize: region, channel: channel)
                 posted = context.tracer?.now()
             }
-            context.span("ring attention step \(step)") { attend(x, step: step, keys: current, part: part, lse: lse, partLse: partLse, scale: scale) }
+            let keys = step == 0 ? current : wire.decode(current, blocks: [values[origin]]).reshaped([-1, 2 * width])
+            context.span("ring attention step \(step)") { attend(x, step: step, keys: keys, part: part, lse: lse, partLse: partLse, scale: scale) }
             // Computed on and passed on: the predecessor may write this region again.
             if step > 0 { try w.notify(prev, slot: 2 + slot) }
         }

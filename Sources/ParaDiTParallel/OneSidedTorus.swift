@@ -11,6 +11,10 @@ import ParaDiTTensor
 /// node notifies every other node once it has read its Z and its returned outputs; a node writes
 /// into t's window in call c only after t's c-th such notification. One notification per kind,
 /// node and call, so the counts to wait for are the call number.
+///
+/// Under BF16 (`WireFormat`) the window holds the same layout at two bytes a value, and each block
+/// is widened into a local Z on arrival. That needs every block to start on a whole Float slot, which
+/// an even head dimension gives; an odd one keeps the Float32 window.
 struct OneSidedTorusAttention {
     let comm: Communicator
     let context: ParallelContext
@@ -19,22 +23,25 @@ struct OneSidedTorusAttention {
         let b = x.batch
         let plan = TorusPlan(m: comm.size, me: comm.rank, heads: x.heads, headDim: x.headDim, rows: x.rows, shardRows: shardRows,
                              shardCounts: shardCounts)
-        let layout = TorusWindowLayout(plan: plan, batch: b)
+        let wire = x.headDim % 2 == 0 ? x.wire : WireFormat(.f32)
+        let layout = TorusWindowLayout(plan: plan, batch: b, wire: wire)
         let (m, me) = (plan.m, plan.me)
-        let channel = try context.channel([1, b, x.heads, x.headDim, plan.textRows.count] + shardCounts, comm: comm,
-                                          count: layout.size(me), slots: 3 * m)
+        let channel = try context.channel([1, b, x.heads, x.headDim, plan.textRows.count, wire.bytesPerValue] + shardCounts,
+                                          comm: comm, count: wire.slots(layout.size(me)), slots: 3 * m)
         let (w, call) = (channel.window, channel.calls)
-        let z = w.memory.block(0, [b, plan.total, 3 * plan.width])
+        let z = wire.precision == .f32 ? w.memory.block(0, [b, plan.total, 3 * plan.width])
+            : Tensor(uninitialized: [b, plan.total, 3 * plan.width])
         plan.fillLocal(x, into: z)
         let o = Tensor(uninitialized: [b, plan.total, plan.width])
         let lse = (0..<m).map { Tensor(uninitialized: [b * plan.myHeads * plan.blockRows($0)]) }
         var posted: Double?
         for s in 0..<m {
             if s > 0 {
-                let from = plan.origin(s), floats = b * plan.blockRows(s) * 3 * plan.width
-                try context.wait("torus block of node \(from)", posted: posted, bytes: 4 * floats) {
-                    try w.waitNotify(from, reaching: call + 1, from: from, floats: floats)
+                let from = plan.origin(s), slots = wire.slots(b * plan.blockRows(s) * 3 * plan.width)
+                try context.wait("torus block of node \(from)", posted: posted, bytes: 4 * slots) {
+                    try w.waitNotify(from, reaching: call + 1, from: from, floats: slots)
                 }
+                if wire.precision != .f32 { widen(block: s, plan: plan, layout: layout, window: w, into: z) }
             }
             if s + 1 < m {
                 try putRound(s + 1, plan: plan, layout: layout, channel: channel, x)
@@ -50,6 +57,15 @@ struct OneSidedTorusAttention {
         try TorusAttention(comm: comm, context: context).gatherText(plan: plan, x, o: o)
     }
 
+    /// Block s of this node's Z, as it arrived in BF16, widened into z.
+    func widen(block s: Int, plan: TorusPlan, layout: TorusWindowLayout, window w: NotifiedWindow, into z: Tensor) {
+        let values = plan.blockRows(s) * 3 * plan.width
+        for i in 0..<layout.batch {
+            let at = layout.zOffset(node: plan.me, block: s, sample: i)
+            unpackBFloat16(w.memory.block(at / 2, [bfloat16Slots(values)]), into: z.block(at, [values]))
+        }
+    }
+
     /// Round s: this rank's rows for node me + s's heads, into block s of that node's Z.
     func putRound(_ s: Int, plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, _ x: AttentionOperands) throws {
         let (m, me, w) = (plan.m, plan.me, channel.window)
@@ -57,39 +73,43 @@ struct OneSidedTorusAttention {
         try context.wait("torus window of node \(to) free", posted: nil, bytes: 0) {
             try w.waitNotify(2 * m + to, reaching: channel.calls, from: to, floats: 0)
         }
-        let block = plan.pack(x, forNode: to)
+        let block = plan.pack(x, forNode: to), wire = layout.wire
         for i in 0..<x.batch {
-            try w.put(block[i], to: to, offset: layout.zOffset(node: to, block: s, sample: i), notify: i == x.batch - 1 ? me : nil)
+            try w.put(wire.encode(block[i]), to: to, offset: wire.slots(layout.zOffset(node: to, block: s, sample: i)),
+                      notify: i == x.batch - 1 ? me : nil)
         }
     }
 
     /// Every received block's outputs into its origin's window; then this rank's rows, all heads.
     func sendBack(plan: TorusPlan, layout: TorusWindowLayout, channel: OneSidedChannel, _ x: AttentionOperands, o: Tensor) throws {
-        let (m, me, w, call, b) = (plan.m, plan.me, channel.window, channel.calls, x.batch)
+        let (m, me, w, call, b, wire) = (plan.m, plan.me, channel.window, channel.calls, x.batch, layout.wire)
         for s in 1..<m {
             let origin = plan.origin(s), rows = plan.starts[s]..<(plan.starts[s] + plan.blockRows(s))
             for i in 0..<b {
-                try w.put(o[i].rows(rows), to: origin, offset: layout.backOffset(node: origin, from: me) + i * rows.count * plan.width,
-                          notify: i == b - 1 ? m + me : nil)
+                let at = layout.backOffset(node: origin, from: me) + i * rows.count * plan.width
+                try w.put(wire.encode(o[i].rows(rows)), to: origin, offset: wire.slots(at), notify: i == b - 1 ? m + me : nil)
             }
         }
         plan.writeLocal(x, o: o)
         for j in 0..<m where j != me {
-            let floats = b * plan.shardRows.count * plan.headWidth(j)
-            try context.wait("torus outputs of node \(j)", posted: nil, bytes: 4 * floats) {
-                try w.waitNotify(m + j, reaching: call + 1, from: j, floats: floats)
+            let values = b * plan.shardRows.count * plan.headWidth(j), slots = wire.slots(values)
+            try context.wait("torus outputs of node \(j)", posted: nil, bytes: 4 * slots) {
+                try w.waitNotify(m + j, reaching: call + 1, from: j, floats: slots)
             }
-            plan.writeShard(x, fromNode: j, block: w.memory.block(layout.backOffset(node: me, from: j), [floats]))
+            let arrived = w.memory.block(wire.slots(layout.backOffset(node: me, from: j)), [slots])
+            plan.writeShard(x, fromNode: j, block: wire.decode(arrived, blocks: [values]))
         }
     }
 }
 
 /// Where everything lies in every node's torus window: Z [batch, total, 3·width(t)] as
 /// `TorusPlan` lays it out for node t, then the outputs returned by each other node j in node
-/// order, [batch, t's rows, width(j)] each.
+/// order, [batch, t's rows, width(j)] each. Offsets and sizes count values; `wire` says what a
+/// value takes in the window.
 struct TorusWindowLayout {
     let plan: TorusPlan
     let batch: Int
+    let wire: WireFormat
 
     func zFloats(_ t: Int) -> Int { batch * plan.total * 3 * plan.headWidth(t) }
 

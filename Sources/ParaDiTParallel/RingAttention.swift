@@ -28,10 +28,7 @@ struct RingAttention {
         let part = Tensor(uninitialized: [b * x.rows, width])
         let own = wire.precision == .f32 ? buffers[0] : Tensor(uninitialized: [values[me]])
         for i in 0..<b { x.packKV(i, rows: shardRows, into: own.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
-        if wire.precision != .f32 {
-            let encoded = wire.encode(own)
-            withExtendedLifetime(encoded) { buffers[0].data.update(from: encoded.data, count: encoded.count) }
-        }
+        if wire.precision != .f32 { packBFloat16(own, into: buffers[0]) }
         var sending: CommRequest?, receiving: CommRequest?, posted: Double?
         for step in 0..<n {
             let origin = (me + n - step) % n

@@ -16,22 +16,15 @@ struct WireFormat {
     var bytesPerValue: Int { precision == .bf16 ? 2 : 4 }
 
     /// Float slots carrying a block of `values` values.
-    func slots(_ values: Int) -> Int { precision == .bf16 ? (values + 1) / 2 : values }
+    func slots(_ values: Int) -> Int { precision == .bf16 ? bfloat16Slots(values) : values }
     func slots(_ blocks: [Int]) -> [Int] { blocks.map(slots) }
 
     /// x (blocks of `blocks` values, in order) as sent: x itself in Float32.
     func encode(_ x: Tensor, blocks: [Int]? = nil) -> Tensor {
         guard precision == .bf16 else { return x }
-        let blocks = blocks ?? [x.count]
-        let wire = Tensor(uninitialized: [slots(blocks).reduce(0, +)])
-        var value = 0, slot = 0
-        for n in blocks {
-            let bits = UnsafeMutableRawPointer(wire.data + slot).assumingMemoryBound(to: UInt16.self)
-            narrowToBFloat16(count: n, x.data + value, bits)
-            if n % 2 == 1 { bits[n] = 0 }
-            (value, slot) = (value + n, slot + slots(n))
-        }
-        return withExtendedLifetime(x) { wire }
+        let wire = buffer(blocks ?? [x.count])
+        packBFloat16(x, blocks: blocks, into: wire)
+        return wire
     }
 
     /// A buffer that receives blocks of `blocks` values.
@@ -41,12 +34,7 @@ struct WireFormat {
     func decode(_ wire: Tensor, blocks: [Int]) -> Tensor {
         guard precision == .bf16 else { return wire }
         let out = Tensor(uninitialized: [blocks.reduce(0, +)])
-        var value = 0, slot = 0
-        for n in blocks {
-            let bits = UnsafeRawPointer(wire.data + slot).assumingMemoryBound(to: UInt16.self)
-            widenBFloat16(count: n, bits, out.data + value)
-            (value, slot) = (value + n, slot + slots(n))
-        }
-        return withExtendedLifetime(wire) { out }
+        unpackBFloat16(wire, blocks: blocks, into: out)
+        return out
     }
 }

@@ -26,6 +26,17 @@ struct OneSidedCLITests {
         #expect(try errorFromDiffusers(output, fixture: fixture) <= 1e-5)
     }
 
+    @Test("BF16 compute through RMA windows (BF16 in the windows) equals the BF16 serial output",
+          arguments: [("flux-schnell-b2-3x5", "ring=2"), ("sd3-b2-8x12", "torus=2")])
+    func mpiBF16(fixture: String, spec: String) throws {
+        let serial = output + ".serial.safetensors"
+        defer { try? FileManager.default.removeItem(atPath: serial) }
+        #expect(runCommand(forwardArgs(fixture, serial, ["--dtype", "bf16", "--threads", "2"])) == nil)
+        let (status, out, _) = try mpirun(2, forwardArgs(fixture, output, ["--dtype", "bf16", "--parallel", spec, "--one-sided"]))
+        #expect(status == 0, "\(out)")
+        #expect(try sampleDistance(output, serial) <= 1e-6, "\(fixture) \(spec)")
+    }
+
     @Test("--one-sided without ring or torus is refused, naming the configuration")
     func refused() {
         let message = runCommand(forwardArgs("dit-b2", output, ["--parallel", "ulysses=2", "--one-sided"])) ?? "accepted"

@@ -13,7 +13,8 @@ struct BF16ExchangeTests {
     static let classes = ["DiTTransformer2DModel", "PixArtTransformer2DModel", "SD3Transformer2DModel", "FluxTransformer2DModel"]
     static let configs: [ParallelConfig] = [
         .init(ulysses: 2), .init(ring: 2), .init(ulysses: 2, ring: 2), .init(cfg: 2, ulysses: 2), .init(torus: 2),
-        .init(ulysses: 2, torus: 2), .init(distrifusion: 2),
+        .init(ulysses: 2, torus: 2), .init(distrifusion: 2), ParallelConfig(ring: 2).oneSidedCopy,
+        ParallelConfig(ulysses: 2, torus: 2).oneSidedCopy,
     ]
     /// Every class × every exchange on 15 image tokens and 7 text tokens (replicated), then split text.
     static let cases: [ParityCase] = classes.flatMap { c in configs.map { ParityCase(className: c, config: $0) } }
@@ -39,7 +40,8 @@ struct BF16ExchangeTests {
     }
 
     static let volumeConfigs: [ParallelConfig] = [.init(ulysses: 2), .init(ring: 2), .init(ulysses: 2, ring: 2), .init(torus: 2),
-                                                  .init(ulysses: 2, torus: 2), .init(distrifusion: 2)]
+                                                  .init(ulysses: 2, torus: 2), .init(distrifusion: 2),
+                                                  ParallelConfig(ring: 2).oneSidedCopy, ParallelConfig(torus: 2).oneSidedCopy]
 
     @Test("each exchange sends half the bytes of Float32, as CommVolume says", arguments: volumeConfigs)
     func halfTheBytes(_ config: ParallelConfig) throws {

@@ -63,3 +63,39 @@ public func widenBFloat16(count: Int, _ bits: UnsafePointer<UInt16>, _ out: Unsa
         convertBFloat16ToFloat(count: range.count, bits + range.lowerBound, out + range.lowerBound)
     }
 }
+
+/// Float slots that carry a block of `values` bfloat16 values (two to a slot).
+@inline(__always) public func bfloat16Slots(_ values: Int) -> Int { (values + 1) / 2 }
+
+/// x's values, in blocks of `blocks` (default one block), rounded to bfloat16 and packed two to a
+/// Float slot of `out`; each block starts on a whole slot (a block of n takes ⌈n/2⌉ slots, an odd
+/// one padded with zero). What a BF16 exchange between ranks sends.
+public func packBFloat16(_ x: Tensor, blocks: [Int]? = nil, into out: Tensor) {
+    let blocks = blocks ?? [x.count]
+    check(blocks.reduce(0, +) <= x.count && blocks.map(bfloat16Slots).reduce(0, +) <= out.count,
+          "packBFloat16: blocks of \(blocks.reduce(0, +)) values from \(x.count) into \(out.count) slots")
+    withExtendedLifetime((x, out)) {
+        var value = 0, slot = 0
+        for n in blocks {
+            let bits = UnsafeMutableRawPointer(out.data + slot).assumingMemoryBound(to: UInt16.self)
+            narrowToBFloat16(count: n, x.data + value, bits)
+            if n % 2 == 1 { bits[n] = 0 }
+            (value, slot) = (value + n, slot + bfloat16Slots(n))
+        }
+    }
+}
+
+/// The inverse of `packBFloat16`: the blocks' values widened into `out`, in order.
+public func unpackBFloat16(_ packed: Tensor, blocks: [Int]? = nil, into out: Tensor) {
+    let blocks = blocks ?? [out.count]
+    check(blocks.reduce(0, +) <= out.count && blocks.map(bfloat16Slots).reduce(0, +) <= packed.count,
+          "unpackBFloat16: blocks of \(blocks.reduce(0, +)) values from \(packed.count) slots into \(out.count)")
+    withExtendedLifetime((packed, out)) {
+        var value = 0, slot = 0
+        for n in blocks {
+            let bits = UnsafeRawPointer(packed.data + slot).assumingMemoryBound(to: UInt16.self)
+            widenBFloat16(count: n, bits, out.data + value)
+            (value, slot) = (value + n, slot + bfloat16Slots(n))
+        }
+    }
+}
