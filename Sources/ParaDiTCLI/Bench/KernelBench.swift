@@ -30,12 +30,15 @@ struct KernelBenchmark {
         /// Medians over rounds of time(Float32) / time(BF16) and time(Float32) / time(int8-dynamic).
         var bf16OverF32, int8OverF32: Double
     }
+    /// Float32 attention and BF16 attention (`--dtype bf16`), alternating round by round.
     struct AttentionCase: Codable {
         var seqLen, heads, headDim: Int
-        var timing: Timing
-        var gflops: Double
+        var timing: Timing, bf16: Timing
+        var gflops, bf16Gflops: Double
         /// This case's GFLOP/s over the best engine GEMM GFLOP/s of the same run (when GEMM ran).
         var fractionOfGemm: Double?
+        /// Median over rounds of time(Float32) / time(BF16).
+        var bf16OverF32: Double
     }
     struct MemoryCase: Codable {
         var kernel: String
@@ -48,8 +51,8 @@ struct KernelBenchmark {
         var machine: MachineInfo
         var warmup, runs: Int
         var gemm: [GEMMCase]
-        /// oneDNN's BF16 and 8-bit kernels, or how the products run without them.
-        var bf16Kernel: String, int8Kernel: String
+        /// oneDNN's BF16 and 8-bit kernels, or how the products run without them; what runs BF16 attention.
+        var bf16Kernel: String, int8Kernel: String, bf16AttentionKernel: String
         var linear: [LinearCase]
         var attention: [AttentionCase]
         var memoryBound: [MemoryCase]
@@ -82,7 +85,8 @@ struct KernelBenchmark {
             }
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
                           bf16Kernel: kernel(BF16Kernels.fast, BF16Kernels.implementation),
-                          int8Kernel: kernel(Int8Kernels.fast, Int8Kernels.implementation), linear: linear,
+                          int8Kernel: kernel(Int8Kernels.fast, Int8Kernels.implementation),
+                          bf16AttentionKernel: "the Float32 microkernel on operands rounded to BF16", linear: linear,
                           attention: attention,
                           memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
         }
@@ -152,15 +156,23 @@ struct KernelBenchmark {
         let q = Tensor.randn([seqLen, width], seed: 3), k = Tensor.randn([seqLen, width], seed: 4)
         let v = Tensor.randn([seqLen, width], seed: 5), o = Tensor(zeros: [seqLen, width])
         let lse = Tensor(zeros: [heads, seqLen])
-        let timing = measure(warmup: warmup, runs: runs) {
-            attention(batch: 1, heads: heads, lq: seqLen, lk: seqLen, headDim: headDim, q: q.data, ldq: width,
-                      k: k.data, ldk: width, v: v.data, ldv: width, out: o.data, ldo: width, lse: lse.data,
-                      scale: 1 / Float(headDim).squareRoot(), pool: pool)
+        var times: [[Double]] = [[], []]
+        for round in 0..<(warmup + runs) {
+            let t = [AttentionPrecision.f32, .bf16].map { precision in
+                measure(warmup: 0, runs: 1) {
+                    attention(batch: 1, heads: heads, lq: seqLen, lk: seqLen, headDim: headDim, q: q.data, ldq: width,
+                              k: k.data, ldk: width, v: v.data, ldv: width, out: o.data, ldo: width, lse: lse.data,
+                              scale: 1 / Float(headDim).squareRoot(), precision: precision, pool: pool)
+                }.median
+            }
+            if round >= warmup { for i in 0..<2 { times[i].append(t[i]) } }
         }
         withExtendedLifetime((q, k, v, o, lse)) {}
-        let gflops = 4.0 * Double(heads) * Double(seqLen) * Double(seqLen) * Double(headDim) / timing.median / 1e9
-        return AttentionCase(seqLen: seqLen, heads: heads, headDim: headDim, timing: timing, gflops: gflops,
-                             fractionOfGemm: bestGemm.map { gflops / $0 })
+        let flops = 4.0 * Double(heads) * Double(seqLen) * Double(seqLen) * Double(headDim), t = times.map(timing)
+        let gflops = flops / t[0].median / 1e9
+        return AttentionCase(seqLen: seqLen, heads: heads, headDim: headDim, timing: t[0], bf16: t[1], gflops: gflops,
+                             bf16Gflops: flops / t[1].median / 1e9, fractionOfGemm: bestGemm.map { gflops / $0 },
+                             bf16OverF32: median(zip(times[0], times[1]).map { $0 / $1 }))
     }
 
     func memoryCases(pool: ThreadPool) -> [MemoryCase] {
@@ -194,11 +206,13 @@ struct KernelBenchmark {
             q.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.f32Gflops), fmt(c.bf16Gflops), fmt(c.int8Gflops),
                    fmt(c.bf16OverF32, digits: 3), fmt(c.int8OverF32, digits: 3)])
         }
-        var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE)",
-                            columns: ["L", "heads", "head dim", "ms", "GFLOP/s", "of best GEMM"])
+        var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE) — bf16: \(r.bf16AttentionKernel)",
+                            columns: ["L", "heads", "head dim", "f32 ms", "f32 GFLOP/s", "of best GEMM", "bf16 ms",
+                                      "bf16 GFLOP/s", "bf16/f32"])
         for c in r.attention {
             a.add(["\(c.seqLen)", "\(c.heads)", "\(c.headDim)", fmt(c.timing.median * 1e3, digits: 2), fmt(c.gflops),
-                   c.fractionOfGemm.map { fmt($0 * 100) + "%" } ?? "-"])
+                   c.fractionOfGemm.map { fmt($0 * 100) + "%" } ?? "-", fmt(c.bf16.median * 1e3, digits: 2),
+                   fmt(c.bf16Gflops), fmt(c.bf16OverF32, digits: 3)])
         }
         var m = ResultTable(title: "Memory-bound kernels", columns: ["kernel", "shape", "µs", "GB/s"])
         for c in r.memoryBound {

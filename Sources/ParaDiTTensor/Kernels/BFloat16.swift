@@ -12,11 +12,14 @@ public enum AttentionPrecision: String, Sendable {
 }
 
 /// The high halves of eight floats' bits rounded to bfloat16 (nearest even; a NaN stays a quiet NaN).
+/// Integer arithmetic only: Swift's SIMD masks compile to scalar code.
 @inline(__always)
 func bfloat16Bits8(_ bits: SIMD8<UInt32>) -> SIMD8<UInt32> {
-    let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
-    let nan = (bits & 0x7FFF_FFFF) .> 0x7F80_0000
-    return rounded.replacing(with: (bits &>> 16) | 0x40, where: nan)
+    // nan: 1 where the magnitude exceeds infinity's; a NaN gets no rounding increment (its carry
+    // could reach the sign) and its quiet bit set.
+    let nan = ((bits & 0x7FFF_FFFF) &+ 0x007F_FFFF) &>> 31
+    let increment = (0x7FFF &+ ((bits &>> 16) & 1)) & (nan &- 1)
+    return ((bits &+ increment) | (nan &<< 22)) &>> 16
 }
 
 /// x[i] = x[i] rounded to the nearest bfloat16, for i < count (the values stay Float).
