@@ -16,9 +16,10 @@ public enum WeightsDType: String, Sendable, CaseIterable {
     public var isInt8: Bool { self == .int8 || self == .int8Dynamic }
 }
 
-/// `--dtype`: what the transformer's linear layers compute in. `bf16` holds every linear weight in
-/// BF16 (a BF16 checkpoint's in place, with no conversion) and rounds each layer's input to BF16,
-/// summing in Float32 (oneDNN); norms, attention, the timestep path and the scheduler stay Float32.
+/// `--dtype`: what the transformer's linear layers and attention compute in. `bf16` holds every linear
+/// weight in BF16 (a BF16 checkpoint's in place, with no conversion) and rounds each layer's input to
+/// BF16, summing in Float32 (oneDNN); attention's operands are rounded alike (`AttentionPrecision`);
+/// norms, softmax statistics, the timestep path and the scheduler stay Float32.
 public enum ComputeDType: String, Sendable, CaseIterable {
     case f32, bf16
 

@@ -45,7 +45,7 @@ struct WeightsDTypeTests {
         let dynamicErr = relativeL2(dynamic, wide)
         // BF16 compute: every linear weight in BF16 (a BF16 checkpoint's as stored, in place), each input
         // rounded to BF16; within the BF16-compute issue's 2e-2 of Float32, or for SD3's noise-amplifying
-        // fixture (2.3e-2) nearer than diffusers in bf16 is (3.6e-2, docs/QUALITY.md).
+        // fixture (2.1e-2) nearer than diffusers in bf16 is (3.6e-2, docs/QUALITY.md).
         let (bf16, bf16Bytes) = try forward(name, .stored, compute: .bf16)
         #expect(bf16Bytes * 2 == wideBytes, "\(name) --dtype bf16: \(bf16Bytes) of \(wideBytes)")
         let bf16Err = relativeL2(bf16, wide)

@@ -23,10 +23,12 @@ struct WeightsOption: ParsableArguments {
 /// `--dtype`, for the commands that run the transformer.
 struct ComputeOption: ParsableArguments {
     @Option(name: .customLong("dtype"),
-            help: ArgumentHelp("What the transformer's linear layers compute in: f32 or bf16.", discussion: """
+            help: ArgumentHelp("What the transformer's linears and attention compute in: f32 or bf16.", discussion: """
                 bf16 holds every linear weight of the transformer in BF16 (a BF16 checkpoint's in place, with no \
-                conversion), rounds each layer's input to BF16 and sums in Float32 (oneDNN); norms, attention, the \
-                timestep path and the scheduler stay Float32. It pays where the CPU has AMX (several times the \
+                conversion), rounds each layer's input to BF16 and sums in Float32 (oneDNN); attention rounds Q, K, V \
+                and its probabilities to BF16 and sums in Float32; the parallel methods exchange activations as BF16 \
+                (half the bytes, the same result). Norms, softmax statistics, the timestep path and the scheduler \
+                stay Float32. It pays where the CPU has AMX (several times the \
                 Float32 rate) or full-rate AVX512-BF16 (AMD Zen 4); on Intel CPUs without AMX it is slower than \
                 f32 (`paradit bench kernels` shows the kernel and its rate). Needs --weights-dtype stored or bf16.
                 """))
