@@ -1,5 +1,6 @@
 import Foundation
 import ParaDiTModels
+import ParaDiTWeights
 
 /// What the planner knows of the cluster: how many ranks on how many hosts, and the two link
 /// classes (measured with `paradit bench comm`, or declared); `attentionFlops` is one rank's
@@ -23,13 +24,17 @@ public struct ClusterModel: Sendable {
 /// The shape of one denoising step as the planner needs it.
 public struct StepShape: Sendable {
     public var batch: Int, tokens: Int, hidden: Int, heads: Int, layers: Int
-    public init(batch: Int, tokens: Int, hidden: Int, heads: Int, layers: Int) {
+    /// Bytes an activation takes between ranks: 4, or 2 under BF16 compute (`WireFormat`).
+    public var bytesPerValue: Int
+    public init(batch: Int, tokens: Int, hidden: Int, heads: Int, layers: Int, compute: ComputeDType = .f32) {
         (self.batch, self.tokens, self.hidden, self.heads, self.layers) = (batch, tokens, hidden, heads, layers)
+        bytesPerValue = WireFormat(compute: compute).bytesPerValue
     }
 
     /// The step of a forward pass: every image and joint text token takes part in attention.
-    public init(_ p: TransformerProblem) {
-        self.init(batch: p.batch, tokens: p.imageTokens + p.jointTextTokens, hidden: p.hidden, heads: p.heads, layers: p.attentionLayers)
+    public init(_ p: TransformerProblem, compute: ComputeDType = .f32) {
+        self.init(batch: p.batch, tokens: p.imageTokens + p.jointTextTokens, hidden: p.hidden, heads: p.heads,
+                  layers: p.attentionLayers, compute: compute)
     }
 }
 
@@ -74,13 +79,13 @@ public enum AutoPlanner {
 
     /// Exposed seconds and slow-link bytes of one configuration, per step.
     public static func estimate(_ p: ParallelConfig, _ s: StepShape, _ c: ClusterModel) -> Estimate {
-        let b = Double(s.batch / p.cfg), (tokens, hs) = (Double(s.tokens), Double(s.hidden))
+        let b = Double(s.batch / p.cfg), (tokens, hs) = (Double(s.tokens), Double(s.hidden)), size = Double(s.bytesPerValue)
         let (u, cols) = (Double(p.ulysses), Double(p.columns)), n = u * cols
         var exposed = 0.0, inter = 0.0
         if p.ulysses > 1 {
             // Each of the u − 1 peers gets an equal share; the shares to other hosts and to this
             // host's ranks travel at once, each on its own link.
-            let bytes = 4 * b * 4 * (u - 1) / u * tokens * hs / n
+            let bytes = size * b * 4 * (u - 1) / u * tokens * hs / n
             let remote = Double(remotePeers(size: p.ulysses, stride: 1, c)) / (u - 1) * bytes
             exposed += 2 * (remote > 0 ? c.interLatency : c.intraLatency)
                 + max(remote / c.interBytesPerSecond, (bytes - remote) / c.intraBytesPerSecond)
@@ -91,8 +96,8 @@ public enum AutoPlanner {
             // rows against one column's keys is what a ring round hides behind.
             let blockAttention = 4 * b * (tokens / cols) * (tokens / cols) * hs / u / c.attentionFlops
             let remote = remotePeers(size: p.columns, stride: p.ulysses, c)
-            let cost = p.torus > 1 ? torus(p, b: b, tokens: tokens, hs: hs, remoteRounds: remote, blockAttention, c)
-                : ring(p, b: b, tokens: tokens, hs: hs, crosses: remote > 0, blockAttention, c)
+            let cost = p.torus > 1 ? torus(p, b: b, tokens: tokens, hs: hs, size: size, remoteRounds: remote, blockAttention, c)
+                : ring(p, b: b, tokens: tokens, hs: hs, size: size, crosses: remote > 0, blockAttention, c)
             exposed += cost.exposed
             inter += cost.inter
         }
@@ -108,10 +113,10 @@ public enum AutoPlanner {
 
     /// Ring: the K/V relay moves in lockstep, so one hop across hosts sets every round's pace;
     /// each round's transfer hides behind attention on the block already present.
-    static func ring(_ p: ParallelConfig, b: Double, tokens: Double, hs: Double, crosses: Bool,
+    static func ring(_ p: ParallelConfig, b: Double, tokens: Double, hs: Double, size: Double, crosses: Bool,
                      _ blockAttention: Double, _ c: ClusterModel) -> (exposed: Double, inter: Double) {
         let (bw, lat) = crosses ? (c.interBytesPerSecond, c.interLatency) : (c.intraBytesPerSecond, c.intraLatency)
-        let rounds = Double(p.columns - 1), kv = 4 * b * 2 * (tokens / Double(p.columns)) * hs / Double(p.ulysses)
+        let rounds = Double(p.columns - 1), kv = size * b * 2 * (tokens / Double(p.columns)) * hs / Double(p.ulysses)
         return (rounds * max(0, lat + kv / bw - blockAttention), crosses ? rounds * kv : 0)
     }
 
@@ -120,10 +125,10 @@ public enum AutoPlanner {
     /// s−1 both ways, 2s−1 block-attentions (a quarter of the work at 2 columns, where Ring's one
     /// round hides behind half); the rounds go at the pace of the slowest pair, and the outputs'
     /// return, `remoteRounds` of its blocks across hosts, hides behind nothing.
-    static func torus(_ p: ParallelConfig, b: Double, tokens: Double, hs: Double, remoteRounds: Int,
+    static func torus(_ p: ParallelConfig, b: Double, tokens: Double, hs: Double, size: Double, remoteRounds: Int,
                       _ blockAttention: Double, _ c: ClusterModel) -> (exposed: Double, inter: Double) {
         let (u, cols) = (Double(p.ulysses), Double(p.columns))
-        let block = 4 * b * (tokens / cols) * hs / (u * cols), qkv = 3 * block
+        let block = size * b * (tokens / cols) * hs / (u * cols), qkv = 3 * block
         let (bw, lat) = remoteRounds > 0 ? (c.interBytesPerSecond, c.interLatency) : (c.intraBytesPerSecond, c.intraLatency)
         let unit = blockAttention / cols
         let hidden = (1..<p.columns).reduce(0.0) { $0 + max(0, lat + qkv / bw - Double(2 * $1 - 1) * unit) }

@@ -1,5 +1,5 @@
 import ParaDiTModels
-import ParaDiTTensor
+import ParaDiTWeights
 
 /// The bytes each rank must send in one forward pass by the attention exchanges (the USP paper's
 /// volumes, 4 bytes a value, 2 under BF16 compute: `WireFormat`), for `tokens` tokens taking part in attention (p), hidden width hs (heads ·
@@ -23,9 +23,9 @@ public struct CommVolume: Sendable, Equatable {
     public var pipefusionBytes: Int
 
     public init(config: ParallelConfig, batch: Int, tokens p: Int, hidden hs: Int, layers: Int,
-                precision: AttentionPrecision = .f32) {
+                compute: ComputeDType = .f32) {
         let (u, r, n) = (config.ulysses, config.ring, config.sequenceDegree)
-        let bytes = WireFormat(precision).bytesPerValue
+        let bytes = WireFormat(compute: compute).bytesPerValue
         let perSample = batch / config.cfg * layers * bytes
         ulyssesBytes = perSample * 4 * (u - 1) * p * hs / (u * n)
         ringBytes = perSample * 2 * (r - 1) * p * hs / (r * u)
@@ -41,10 +41,10 @@ extension CommVolume {
     /// The volumes of one forward pass of `problem` run by a rank holding `layers` of its
     /// attention layers (all of them unless it is a PipeFusion stage).
     public init(config: ParallelConfig, problem p: TransformerProblem, layers: Int? = nil,
-                precision: AttentionPrecision = .f32) {
+                compute: ComputeDType = .f32) {
         let shards = SequenceShards(imageTokens: p.imageTokens, textTokens: p.jointTextTokens, degree: config.sequenceDegree,
                                     splitText: config.distrifusion == 1)
         self.init(config: config, batch: p.batch, tokens: shards.exchangedTokens, hidden: p.hidden,
-                  layers: layers ?? p.attentionLayers, precision: precision)
+                  layers: layers ?? p.attentionLayers, compute: compute)
     }
 }

@@ -150,7 +150,7 @@ final class PipeFusionPass {
         PatchShards(image: tokens(item), text: textRange(item), degree: runner.context.config.sequenceDegree)
     }
     /// The hand-off between stages travels in the model's compute precision (the scheduler's latents in Float32).
-    var handOffWire: WireFormat { WireFormat(runner.model.compute == .bf16 ? .bf16 : .f32) }
+    var handOffWire: WireFormat { WireFormat(compute: runner.model.compute) }
     func latentShape(_ item: PipeFusion.Item) -> [Int] { item.patch.map { sampler.latentBand($0).shape } ?? sampler.latents.shape }
 
     /// Item k on this rank's stage.

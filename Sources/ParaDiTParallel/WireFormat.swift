@@ -1,4 +1,5 @@
 import ParaDiTTensor
+import ParaDiTWeights
 
 /// What the values of an exchange travel as between ranks. Float32 sends them as computed. BF16
 /// (`--dtype bf16`) sends each value rounded to bfloat16, two to a Float slot of the communicator:
@@ -12,6 +13,9 @@ struct WireFormat {
     let precision: AttentionPrecision
 
     init(_ precision: AttentionPrecision) { self.precision = precision }
+
+    /// What a model computing in `compute` exchanges.
+    init(compute: ComputeDType) { self.init(compute == .bf16 ? AttentionPrecision.bf16 : .f32) }
 
     var bytesPerValue: Int { precision == .bf16 ? 2 : 4 }
 

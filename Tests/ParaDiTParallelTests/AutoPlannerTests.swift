@@ -1,4 +1,5 @@
 import ParaDiTParallel
+import ParaDiTWeights
 import Testing
 
 /// pixart-512: batch 2 (CFG), 1024 tokens, width 1152, 16 heads, 28 layers.
@@ -19,6 +20,20 @@ struct AutoPlannerTests {
         // Every candidate fits the world and the model.
         #expect(ranking.allSatisfy { $0.config.worldSize == 4 && $0.config.ulysses * $0.config.torus <= 16 })
         #expect(AutoPlanner.explain(ranking).contains("→ \(ranking[0].config.description)"))
+    }
+
+    @Test("BF16 compute halves every placement's slow-link bytes and exposes no more time")
+    func bf16() {
+        let cluster = ClusterModel(worldSize: 8, nodes: 2, interGbps: 1, interLatency: 50e-6)
+        let f32 = AutoPlanner.rank(fluxShape, cluster)
+        let bf16 = StepShape(batch: 1, tokens: 1536, hidden: 3072, heads: 24, layers: 6, compute: .bf16)
+        #expect(bf16.bytesPerValue == 2 && fluxShape.bytesPerValue == 4)
+        for e in AutoPlanner.rank(bf16, cluster) {
+            let wide = f32.first { $0.config == e.config }!
+            #expect(2 * e.interNodeBytes == wide.interNodeBytes, "\(e.config)")
+            #expect(e.exposedSeconds <= wide.exposedSeconds, "\(e.config)")
+        }
+        #expect(f32.contains { $0.interNodeBytes > 0 })
     }
 
     @Test("blocking all-to-alls across a slow link rank below exchanges that overlap compute")

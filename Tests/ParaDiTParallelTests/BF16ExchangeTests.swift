@@ -51,7 +51,7 @@ struct BF16ExchangeTests {
             let inputs = try TestModels.inputs(model, batch: 2, grid: (4, 4), text: 8)
             let (_, _, contexts) = try TestModels.run(model, inputs, config)
             let p = try model.problem(any: inputs)
-            let formula = CommVolume(config: config, problem: p, precision: compute == .bf16 ? .bf16 : .f32)
+            let formula = CommVolume(config: config, problem: p, compute: compute)
             let c = contexts[0]
             let bytes = ["ulysses": c.ulyssesGroup?.stats.totalSent ?? 0, "ring": c.ringGroup?.stats.totalSent ?? 0,
                          "distrifusion": c.patchGroup?.stats.totalSent ?? 0]

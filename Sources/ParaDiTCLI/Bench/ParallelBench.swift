@@ -100,7 +100,7 @@ struct BenchParallel: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let inputs = try p.inputs(path: path, frames: frames)
         let problem = try model.problem(any: inputs)
-        ranks = try ranks.planned(StepShape(problem))
+        ranks = try ranks.planned(StepShape(problem, compute: compute.dtype))
         let specs = [ranks.parallel] + also
         let configs = try specs.map { try ranks.config($0) }
         for config in configs { try config.validate(problem) }
@@ -168,7 +168,7 @@ struct BenchParallel: ParsableCommand {
         // Rank 0 is on PipeFusion's first stage, which runs only its blocks' attention layers.
         let stage = try config.pipefusion > 1 ? config.stageBlockRanges(blockCount: model.blockCount)[0].count : model.blockCount
         let formula = CommVolume(config: config, problem: problem, layers: problem.attentionLayers * stage / model.blockCount,
-                                 precision: model.compute == .bf16 ? .bf16 : .f32)
+                                 compute: model.compute)
         return Result(
             parallel: config.description, ranks: config.worldSize,
             threadsPerRank: max(1, (ranks.threads ?? ProcessInfo.processInfo.activeProcessorCount) / config.worldSize),

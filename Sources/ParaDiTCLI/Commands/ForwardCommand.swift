@@ -48,7 +48,7 @@ struct Forward: ParsableCommand {
         let args = try ModelRegistry.family(transformer.className).readInputs(SafeTensorsFile(path: inputs))
         let loaded = Date()
         let problem = try transformer.problem(any: args)
-        let ranks = try self.ranks.planned(StepShape(problem))
+        let ranks = try self.ranks.planned(StepShape(problem, compute: compute.dtype))
         try ranks.check(problem, blockCount: transformer.blockCount)
         let results = try ranks.launch { context in
             // PipeFusion passes the whole image through its stages (exact, as in its warm-up).

@@ -105,7 +105,7 @@ struct Generate: ParsableCommand {
             width: size?.width, classLabels: selection.labels, frames: frames)
         try pipeline.validate(request, conditioning: conditioning)
         let problem = try pipeline.transformer.problem(any: pipeline.sampler(request, conditioning: conditioning).inputs(step: 0))
-        ranks = try ranks.planned(StepShape(problem))
+        ranks = try ranks.planned(StepShape(problem, compute: compute.dtype))
         try ranks.check(problem, blockCount: pipeline.transformer.blockCount)
         let video = try pipeline.videoVAE.map { _ in try VideoOutput(path: output) }
         try video?.check()

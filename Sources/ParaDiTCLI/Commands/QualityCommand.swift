@@ -129,7 +129,7 @@ struct Quality: ParsableCommand {
                 return options
             }
         }
-        configurations = try configurations.map { try $0.planned(StepShape(problem)) }
+        configurations = try configurations.map { try $0.planned(StepShape(problem, compute: compute.dtype)) }
         for options in configurations {
             try options.check(problem, blockCount: pipeline.transformer.blockCount)
         }
