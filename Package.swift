@@ -49,10 +49,12 @@ let package = Package(
             name: "CParaDiTDNNL",
             linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]
         ),
+        // The engine's own C kernels for instruction sets chosen at run time (AVX-512).
+        .target(name: "CParaDiTKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Layer 2: tensor core and kernels.
         .target(
             name: "ParaDiTTensor",
-            dependencies: ["CParaDiTBLAS", "CParaDiTDNNL"],
+            dependencies: ["CParaDiTBLAS", "CParaDiTDNNL", "CParaDiTKernels"],
             swiftSettings: settings
         ),
         // Layer 3: checkpoints and configs.

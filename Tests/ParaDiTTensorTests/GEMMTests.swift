@@ -204,9 +204,10 @@ struct GEMMTests {
         }
     }
 
-    @Test("microkernel equals the triple loop, partial row tiles included", arguments: [1, 5, 6, 7, 13, 36])
+    @Test("microkernel equals the triple loop, partial row tiles included; AVX-512 and AVX2 give the same bits",
+          arguments: [1, 5, 6, 7, 12, 13, 36])
     func microGemmMatchesReference(m: Int) {
-        for (n, k) in [(16, 1), (32, 7), (48, 64), (16, 129)] {
+        for (n, k) in [(16, 1), (32, 7), (48, 64), (16, 129), (96, 33)] {
             let a = Tensor.randn([m, k], seed: 9), b = Tensor.randn([k, n], seed: 10)
             // Repack B into 16-column panels of [k × 16].
             let panels = Tensor(zeros: [n * k])
@@ -216,10 +217,19 @@ struct GEMMTests {
                 let expected = c0.copy()
                 sgemmReference(transA: false, transB: false, m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k,
                                b: b.data, ldb: n, beta: accumulate ? 1 : 0, c: expected.data, ldc: n)
-                let out = c0.copy(), pad = Tensor(zeros: [6 * k])
-                microGemm(m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k, b: panels.data, ldb: 16, panelStride: 16 * k,
-                          c: out.data, ldc: n, accumulate: accumulate, rowPad: pad.data)
-                expectClose(out, expected, tolerance: 1e-6, "micro \(m)×\(k)·\(k)×\(n) accumulate \(accumulate)")
+                var results: [(Tensor, [F8])] = []
+                for avx512 in [false] + (MicroKernels.avx512 ? [true] : []) {
+                    let out = c0.copy(), pad = Tensor(zeros: [6 * k])
+                    var lanes = [F8](repeating: F8(repeating: -.infinity), count: m)
+                    microGemm(m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k, b: panels.data, ldb: 16, panelStride: 16 * k,
+                              c: out.data, ldc: n, accumulate: accumulate, rowPad: pad.data, laneMax: &lanes, avx512: avx512)
+                    expectClose(out, expected, tolerance: 1e-6, "micro \(m)×\(k)·\(k)×\(n) accumulate \(accumulate) avx512 \(avx512)")
+                    results.append((out, lanes))
+                }
+                if let (wide, wideLanes) = results.dropFirst().first {
+                    #expect(wide.scalars == results[0].0.scalars, "AVX-512 bits \(m)×\(k)·\(k)×\(n)")
+                    if !accumulate { #expect(wideLanes == results[0].1, "AVX-512 lane maxima \(m)×\(k)·\(k)×\(n)") }
+                }
             }
         }
     }

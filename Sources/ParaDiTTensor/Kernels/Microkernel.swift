@@ -3,9 +3,20 @@
 // Here A is read in place (one broadcast per element) and B comes in 16-column panels; each 6×16
 // tile of C lives in 12 AVX registers for the whole k loop.
 //
+// Where the CPU has AVX-512 the C kernel `paradit_micro_gemm_avx512` runs instead (12 × 32 tiles in
+// zmm registers, twice the columns per instruction), with the same operations per output: same bits.
+//
 // B's layout is two strides: column panel j (columns 16j..<16j+16) starts at b + j·panelStride and
 // its rows are ldb apart. A row-major B is (ldb, panelStride 16); a packed B, each panel a
 // contiguous [k × 16] block, is (16, 16·k) and streams through the cache without set conflicts.
+
+import CParaDiTKernels
+
+/// Which microkernel `microGemm` runs: the AVX-512 one where the CPU has it.
+public enum MicroKernels {
+    public static let avx512: Bool = paradit_has_avx512f() != 0
+    public static var name: String { avx512 ? "avx512 12×32" : "avx2 6×16" }
+}
 
 /// Rows and columns of one register tile.
 public let microTileRows = 6
@@ -16,14 +27,20 @@ public let microTileCols = 16
 /// `rowPad` is scratch of at least 6·k floats, used to zero-pad a last partial row tile; it may be
 /// nil when m is a multiple of 6. `laneMax`, if given, is m vectors that each take the lane-wise
 /// maximum of what is stored into their row (the caller reduces them), so that a softmax needs no
-/// separate pass for the row maximum.
+/// separate pass for the row maximum. `avx512` picks the C kernel (only where the CPU has it).
 public func microGemm(
     m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, panelStride: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowPad: UnsafeMutablePointer<Float>?,
-    laneMax: UnsafeMutablePointer<F8>? = nil
+    laneMax: UnsafeMutablePointer<F8>? = nil, avx512: Bool = MicroKernels.avx512
 ) {
     check(n % microTileCols == 0, "microGemm needs n a multiple of \(microTileCols), got \(n)")
+    if avx512 {
+        paradit_micro_gemm_avx512(Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), Int64(panelStride),
+                                  c, Int64(ldc), accumulate ? 1 : 0,
+                                  laneMax.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) })
+        return
+    }
     let fullRows = m / microTileRows * microTileRows
     var j = 0
     while j < n {
