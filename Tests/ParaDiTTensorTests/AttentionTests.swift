@@ -53,6 +53,18 @@ struct AttentionTests {
         }
     }
 
+    @Test("bf16: a NaN query (any payload) gives its row NaN and leaves the others finite")
+    func bf16NaN() {
+        let (l, h, d) = (20, 2, 16)
+        let q = Tensor.randn([1, l, h, d], seed: 1), k = Tensor.randn([1, l, h, d], seed: 2), v = Tensor.randn([1, l, h, d], seed: 3)
+        q.data[3 * h * d] = Float(bitPattern: 0x7FFF_FFFF)
+        let out = Tensor(uninitialized: [1, l, h, d])
+        attention(batch: 1, heads: h, lq: l, lk: l, headDim: d, q: q.data, ldq: h * d, k: k.data, ldk: h * d, v: v.data,
+                  ldv: h * d, out: out.data, ldo: h * d, lse: nil, scale: 0.25, precision: .bf16)
+        #expect((0..<d).allSatisfy { out.data[3 * h * d + $0].isNaN }, "the NaN query's head")
+        #expect((0..<(l * h * d)).filter { $0 / (h * d) != 3 }.allSatisfy { out.data[$0].isFinite }, "the other rows")
+    }
+
     @Test("BF16 rounding: the vector paths equal bfloat16Bits (ties to even, NaN kept, ±inf, subnormals)")
     func bfloat16Rounding() {
         var values: [Float] = [0, -0, 1, -1, .infinity, -.infinity, .nan, -.nan, .greatestFiniteMagnitude,

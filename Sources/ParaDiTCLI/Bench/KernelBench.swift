@@ -51,8 +51,9 @@ struct KernelBenchmark {
         var machine: MachineInfo
         var warmup, runs: Int
         var gemm: [GEMMCase]
-        /// oneDNN's BF16 and 8-bit kernels, or how the products run without them; what runs BF16 attention.
-        var bf16Kernel: String, int8Kernel: String, bf16AttentionKernel: String
+        /// oneDNN's BF16 and 8-bit kernels, or how the products run without them; attention's
+        /// microkernel and what runs BF16 attention.
+        var bf16Kernel: String, int8Kernel: String, attentionKernel: String, bf16AttentionKernel: String
         var linear: [LinearCase]
         var attention: [AttentionCase]
         var memoryBound: [MemoryCase]
@@ -86,6 +87,7 @@ struct KernelBenchmark {
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
                           bf16Kernel: kernel(BF16Kernels.fast, BF16Kernels.implementation),
                           int8Kernel: kernel(Int8Kernels.fast, Int8Kernels.implementation),
+                          attentionKernel: MicroKernels.name,
                           bf16AttentionKernel: "the Float32 microkernel on operands rounded to BF16", linear: linear,
                           attention: attention,
                           memoryBound: suites.contains(.memory) ? memoryCases(pool: pool) : [])
@@ -206,7 +208,8 @@ struct KernelBenchmark {
             q.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.f32Gflops), fmt(c.bf16Gflops), fmt(c.int8Gflops),
                    fmt(c.bf16OverF32, digits: 3), fmt(c.int8OverF32, digits: 3)])
         }
-        var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE) — bf16: \(r.bf16AttentionKernel)",
+        var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE), \(r.attentionKernel) microkernel — "
+                                + "bf16: \(r.bf16AttentionKernel)",
                             columns: ["L", "heads", "head dim", "f32 ms", "f32 GFLOP/s", "of best GEMM", "bf16 ms",
                                       "bf16 GFLOP/s", "bf16/f32"])
         for c in r.attention {

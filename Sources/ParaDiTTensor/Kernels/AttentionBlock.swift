@@ -210,8 +210,7 @@ func attentionBlock(
                     continue
                 }
                 let correction = Foundation.exp2(mOld - mNew)
-                w.rowSum[r] = w.rowSum[r] * correction + exp2ShiftedInPlace(s, cols, mNew)
-                if bf16 { roundToBFloat16(s, count: cols) }
+                w.rowSum[r] = w.rowSum[r] * correction + exp2ShiftedInPlace(s, cols, mNew, bf16: bf16)
                 if correction != 1 { scaleRow(w.outAcc + r * headPad, headDim, correction) }
                 w.rowMax[r] = mNew
             }
@@ -271,21 +270,22 @@ func expShiftedInPlace(_ s: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Floa
     return (a0 + a1).sum()
 }
 
-/// s[j] = 2^(s[j] − shift) for s[j] ≤ shift; returns the sum.
+/// s[j] = 2^(s[j] − shift) for s[j] ≤ shift, rounded to bfloat16 when `bf16`; returns the sum of
+/// the unrounded values.
 @inline(__always)
-func exp2ShiftedInPlace(_ s: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+func exp2ShiftedInPlace(_ s: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float, bf16: Bool) -> Float {
     let sv = F8(repeating: shift)
     var acc = F8()
     var j = 0
     while j + 8 <= n {
         let e = exp2NonPositive8(load8(s + j) - sv)
-        store8(e, s + j)
+        store8(bf16 ? roundedProbabilitiesToBFloat16(e) : e, s + j)
         acc += e
         j += 8
     }
     if j < n {
         let e = exp2NonPositive8(loadPartial(s + j, n - j) - sv)
-        storePartial(e, s + j, n - j)
+        storePartial(bf16 ? roundedProbabilitiesToBFloat16(e) : e, s + j, n - j)
         for i in 0..<(n - j) { acc[i] += e[i] }
     }
     return acc.sum()

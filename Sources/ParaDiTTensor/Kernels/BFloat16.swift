@@ -22,6 +22,15 @@ func bfloat16Bits8(_ bits: SIMD8<UInt32>) -> SIMD8<UInt32> {
     return ((bits &+ increment) | (nan &<< 22)) &>> 16
 }
 
+/// Eight probabilities in [0, 1] rounded to the nearest bfloat16, without the NaN guard of
+/// `bfloat16Bits8` in this per-score step: a NaN score makes its row's sum, and so its output, NaN
+/// whatever its rounded P is.
+@inline(__always)
+func roundedProbabilitiesToBFloat16(_ x: F8) -> F8 {
+    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+    return unsafeBitCast((bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) & 0xFFFF_0000, to: F8.self)
+}
+
 /// x[i] = x[i] rounded to the nearest bfloat16, for i < count (the values stay Float).
 @inline(__always)
 public func roundToBFloat16(_ x: UnsafeMutablePointer<Float>, count: Int) {
