@@ -11,6 +11,11 @@ int paradit_has_avx512f(void) {
     return __builtin_cpu_supports("avx512f");
 }
 
+int paradit_cpu_is_amd(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+}
+
 #define AVX512 __attribute__((target("avx512f"), always_inline)) static inline
 
 // One R×(16·P) tile; R and P are constants at every call site, so the loops unroll and the
@@ -83,6 +88,8 @@ void paradit_micro_gemm_avx512(int64_t m, int64_t n, int64_t k, float alpha, con
 #else
 
 int paradit_has_avx512f(void) { return 0; }
+
+int paradit_cpu_is_amd(void) { return 0; }
 
 void paradit_micro_gemm_avx512(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                                const float *b, int64_t ldb, int64_t panelStride, float *c, int64_t ldc,

@@ -123,7 +123,13 @@ struct GEMMTests {
             for pool in testPools {
                 let what = "\(m)×\(k)→\(n) bias \(withBias) threads \(pool.threadCount)"
                 let fast = pool.withCurrent { linear(x, weight: w, bias: withBias ? bias : nil) }
-                expectClose(fast, expected, tolerance: 1e-5, "oneDNN \(what)")
+                expectClose(fast, expected, tolerance: 1e-5, "default \(what)")
+                if BF16Kernels.implementation?.contains("bf16") == true {
+                    let oneDNN = Tensor(zeros: [m, n])
+                    linearBF16(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: oneDNN.data,
+                               ldy: n, oneDNN: true, pool: pool)
+                    expectClose(oneDNN, expected, tolerance: 1e-5, "oneDNN \(what)")
+                }
                 let emulated = Tensor(zeros: [m, n])
                 linearBF16(m: m, x: x.data, ldx: k, weight: w, bias: withBias ? bias.data : nil, y: emulated.data,
                            ldy: n, oneDNN: false, pool: pool)
@@ -144,15 +150,20 @@ struct GEMMTests {
     func bf16RowInvariance(n: Int, k: Int) {
         let x = Tensor.randn([300, k], seed: 4)
         let w = WeightMatrix(narrowing: .randn([n, k], seed: 5), to: .bf16, compute: .bf16)
-        let all = Tensor(zeros: [300, n])
-        linearBF16(m: 300, x: x.data, ldx: k, weight: w, bias: nil, y: all.data, ldy: n, pool: testPools[0])
-        for pool in testPools {
-            for (start, count) in [(0, 300), (0, 1), (2, 2), (7, 9), (32, 32), (100, 64), (13, 200), (299, 1)] {
-                let part = Tensor(zeros: [count, n])
-                linearBF16(m: count, x: x.data + start * k, ldx: k, weight: w, bias: nil, y: part.data, ldy: n,
-                           pool: pool)
-                let differ = (0..<(count * n)).filter { part.data[$0] != all.data[start * n + $0] }.count
-                #expect(differ == 0, "rows \(start)..<\(start + count), \(pool.threadCount) threads: \(differ) differ")
+        // Both paths: oneDNN's (where it has a BF16 kernel, whether or not it is the default) and the
+        // Float32 GEMM's.
+        for oneDNN in [false] + (BF16Kernels.implementation?.contains("bf16") == true ? [true] : []) {
+            let all = Tensor(zeros: [300, n])
+            linearBF16(m: 300, x: x.data, ldx: k, weight: w, bias: nil, y: all.data, ldy: n, oneDNN: oneDNN,
+                       pool: testPools[0])
+            for pool in testPools {
+                for (start, count) in [(0, 300), (0, 1), (2, 2), (7, 9), (32, 32), (100, 64), (13, 200), (299, 1)] {
+                    let part = Tensor(zeros: [count, n])
+                    linearBF16(m: count, x: x.data + start * k, ldx: k, weight: w, bias: nil, y: part.data, ldy: n,
+                               oneDNN: oneDNN, pool: pool)
+                    let differ = (0..<(count * n)).filter { part.data[$0] != all.data[start * n + $0] }.count
+                    #expect(differ == 0, "oneDNN \(oneDNN) rows \(start)..<\(start + count), \(pool.threadCount) threads: \(differ) differ")
+                }
             }
         }
     }

@@ -8,6 +8,9 @@
 /// 1 when the CPU (and the OS) run AVX-512F code, else 0.
 int paradit_has_avx512f(void);
 
+/// 1 on an AMD CPU, else 0 (AMD's Zen 4 runs AVX512-BF16 at the FMA rate, Intel's at half).
+int paradit_cpu_is_amd(void);
+
 /// microGemm (ParaDiTTensor/Kernels/Microkernel.swift) on AVX-512: C[m×n] = alpha · A[m×k] · B
 /// (+ C when accumulate), A and C row-major, n a multiple of 16, B in 16-column panels (panel j
 /// at b + j·panelStride, rows ldb apart). Every output is summed in the same order with the same

@@ -82,7 +82,7 @@ struct KernelBenchmark {
             }
             if suites.contains(.memory) { progress("layernorm, gelu, silu") }
             func kernel(_ fast: Bool, _ name: String?) -> String {
-                fast ? name ?? "" : "emulated in Float32 (oneDNN offers \(name ?? "nothing"))"
+                fast ? name ?? "" : "the Float32 GEMM on the same narrowed operands (oneDNN offers \(name ?? "nothing"))"
             }
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
                           bf16Kernel: kernel(BF16Kernels.fast, BF16Kernels.implementation),

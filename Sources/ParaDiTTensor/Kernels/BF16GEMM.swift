@@ -1,13 +1,19 @@
 import CParaDiTDNNL
+import CParaDiTKernels
 
-/// What runs the BF16 products: oneDNN's kernel for a DiT-sized product. With AMX
-/// (`brg:avx512_core_amx_bf16`) it is several times the Float32 rate, with AVX512-BF16
-/// (`brg:avx512_core_bf16`) about twice on AMD Zen 4 and half on the Intel Xeons measured
-/// (docs/PERFORMANCE.md); without either (`fast` false) `linearBF16` emulates it in Float32.
+/// What runs the BF16 products: oneDNN's kernel for a DiT-sized product where it beats the Float32
+/// GEMM on the widened weights. With AMX (`brg:avx512_core_amx_bf16`) it is several times the
+/// Float32 rate, and AMD's Zen 4 retires AVX512-BF16's VDPBF16PS (two products) at the FMA rate.
+/// Intel retires it at half the FMA rate: oneDNN's `brg:avx512_core_bf16` then ran at 0.47–0.54× the
+/// Float32 GEMM (docs/PERFORMANCE.md), so there, as without either, `linearBF16` runs the same
+/// rounded products through the Float32 GEMM (`fast` false). The rule is fixed per CPU, never timed,
+/// so a machine always gives the same bits.
 public enum BF16Kernels {
     public static let implementation: String? =
         paradit_matmul_impl(PARADIT_BF16, 256, 256, 256).map { String(cString: $0) }
-    public static let fast: Bool = implementation.map { $0.contains("bf16") } ?? false
+    public static let fast: Bool = implementation.map {
+        $0.contains("amx") || ($0.contains("bf16") && paradit_cpu_is_amd() != 0)
+    } ?? false
 }
 
 /// y[m×n] = bf16(x) · Wᵀ + bias, W held in BF16 and used as it is (in place in a mapped BF16
