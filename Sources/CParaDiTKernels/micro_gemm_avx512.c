@@ -63,7 +63,8 @@ AVX512 void rows(int R, int64_t n, int64_t k, float alpha, const float *a, int64
     for (; j + 32 <= n; j += 32) {
         tile(R, 2, k, alpha, a, lda, b + j / 16 * panelStride, ldb, panelStride, c + j, ldc, accumulate, laneMax);
     }
-    if (j < n) tile(R, 1, k, alpha, a, lda, b + j / 16 * panelStride, ldb, panelStride, c + j, ldc, accumulate, laneMax);
+    if (j < n) tile(R, 1, k, alpha, a, lda, b + j / 16 * panelStride, ldb, panelStride, c + j, ldc, accumulate,
+                    laneMax);
 }
 
 __attribute__((target("avx512f")))

@@ -79,7 +79,8 @@ public enum AutoPlanner {
 
     /// Exposed seconds and slow-link bytes of one configuration, per step.
     public static func estimate(_ p: ParallelConfig, _ s: StepShape, _ c: ClusterModel) -> Estimate {
-        let b = Double(s.batch / p.cfg), (tokens, hs) = (Double(s.tokens), Double(s.hidden)), size = Double(s.bytesPerValue)
+        let b = Double(s.batch / p.cfg), (tokens, hs) = (Double(s.tokens), Double(s.hidden)),
+            size = Double(s.bytesPerValue)
         let (u, cols) = (Double(p.ulysses), Double(p.columns)), n = u * cols
         var exposed = 0.0, inter = 0.0
         if p.ulysses > 1 {
@@ -96,7 +97,8 @@ public enum AutoPlanner {
             // rows against one column's keys is what a ring round hides behind.
             let blockAttention = 4 * b * (tokens / cols) * (tokens / cols) * hs / u / c.attentionFlops
             let remote = remotePeers(size: p.columns, stride: p.ulysses, c)
-            let cost = p.torus > 1 ? torus(p, b: b, tokens: tokens, hs: hs, size: size, remoteRounds: remote, blockAttention, c)
+            let cost = p.torus > 1
+                ? torus(p, b: b, tokens: tokens, hs: hs, size: size, remoteRounds: remote, blockAttention, c)
                 : ring(p, b: b, tokens: tokens, hs: hs, size: size, crosses: remote > 0, blockAttention, c)
             exposed += cost.exposed
             inter += cost.inter

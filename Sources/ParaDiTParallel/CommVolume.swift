@@ -2,9 +2,9 @@ import ParaDiTModels
 import ParaDiTWeights
 
 /// The bytes each rank must send in one forward pass by the attention exchanges (the USP paper's
-/// volumes, 4 bytes a value, 2 under BF16 compute: `WireFormat`), for `tokens` tokens taking part in attention (p), hidden width hs (heads ·
-/// head dim) and `layers` attention layers run by the rank (a PipeFusion stage's own); exact when
-/// p and the heads divide evenly.
+/// volumes, 4 bytes a value, 2 under BF16 compute: `WireFormat`), for `tokens` tokens taking part
+/// in attention (p), hidden width hs (heads · head dim) and `layers` attention layers run by the
+/// rank (a PipeFusion stage's own); exact when p and the heads divide evenly.
 /// - Ulysses: q, k, v and the output each cross an all-to-all, keeping 1/U: 4·(U−1)/U · p·hs/N.
 /// - Ring: each rank's K and V travel R−1 hops; after Ulysses they hold hs/U of the width:
 ///   2·(R−1)/R · p·hs/U (the plain ring is U = 1).

@@ -80,7 +80,8 @@ public final class DistriFusionAttention: AttentionRuntime {
 
     /// Local queries over [text (fresh); every patch's K/V, this rank's fresh]; `gathered`: every
     /// rank's K/V as last gathered, blocks of `counts` values in rank order.
-    func attend(_ x: AttentionOperands, text: Range<Int>, fresh: Tensor, gathered: Tensor, counts: [Int], scale: Float) throws {
+    func attend(_ x: AttentionOperands, text: Range<Int>, fresh: Tensor, gathered: Tensor, counts: [Int],
+                scale: Float) throws {
         let (b, width, t) = (x.batch, x.width, text.count), total = shards.image.last!.upperBound
         let keys = Tensor(uninitialized: [b, t + total, 2 * width])
         for i in 0..<b { x.packKV(i, rows: text, into: keys[i].rows(0..<t).allColumns) }
@@ -92,7 +93,8 @@ public final class DistriFusionAttention: AttentionRuntime {
         }
         context.span("attention") {
             ParaDiTTensor.attention(batch: b, heads: x.heads, headDim: x.headDim, q: x.q, k: keys.columns(0..<width),
-                                    v: keys.columns(width..<(2 * width)), out: x.out, scale: scale, precision: x.precision)
+                                    v: keys.columns(width..<(2 * width)), out: x.out, scale: scale,
+                                    precision: x.precision)
         }
     }
 

@@ -45,7 +45,10 @@ struct OneSidedRingAttention {
         let packed = Tensor(uninitialized: [values[me]])
         let lse = Tensor(uninitialized: [b * x.heads * x.rows]), partLse = Tensor(uninitialized: [b * x.heads * x.rows])
         let part = Tensor(uninitialized: [b * x.rows, width])
-        for i in 0..<b { x.packKV(i, rows: shardRows, into: packed.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
+        for i in 0..<b {
+            x.packKV(i, rows: shardRows,
+                     into: packed.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns)
+        }
         let mine = wire.encode(packed)
         var posted: Double?
         for step in 0..<n {
@@ -62,7 +65,9 @@ struct OneSidedRingAttention {
                 posted = context.tracer?.now()
             }
             let keys = step == 0 ? current : wire.decode(current, blocks: [values[origin]]).reshaped([-1, 2 * width])
-            context.span("ring attention step \(step)") { attend(x, step: step, keys: keys, part: part, lse: lse, partLse: partLse, scale: scale) }
+            context.span("ring attention step \(step)") {
+                attend(x, step: step, keys: keys, part: part, lse: lse, partLse: partLse, scale: scale)
+            }
             // Computed on and passed on: the predecessor may write this region again.
             if step > 0 { try w.notify(prev, slot: 2 + slot) }
         }

@@ -26,7 +26,8 @@ struct OneSidedTorusAttention {
         let wire = x.headDim % 2 == 0 ? x.wire : WireFormat(.f32)
         let layout = TorusWindowLayout(plan: plan, batch: b, wire: wire)
         let (m, me) = (plan.m, plan.me)
-        let channel = try context.channel([1, b, x.heads, x.headDim, plan.textRows.count, wire.bytesPerValue] + shardCounts,
+        let channel = try context.channel([1, b, x.heads, x.headDim, plan.textRows.count,
+                                           wire.bytesPerValue] + shardCounts,
                                           comm: comm, count: wire.slots(layout.size(me)), slots: 3 * m)
         let (w, call) = (channel.window, channel.calls)
         let z = wire.precision == .f32 ? w.memory.block(0, [b, plan.total, 3 * plan.width])
@@ -87,7 +88,8 @@ struct OneSidedTorusAttention {
             let origin = plan.origin(s), rows = plan.starts[s]..<(plan.starts[s] + plan.blockRows(s))
             for i in 0..<b {
                 let at = layout.backOffset(node: origin, from: me) + i * rows.count * plan.width
-                try w.put(wire.encode(o[i].rows(rows)), to: origin, offset: wire.slots(at), notify: i == b - 1 ? m + me : nil)
+                try w.put(wire.encode(o[i].rows(rows)), to: origin, offset: wire.slots(at),
+                          notify: i == b - 1 ? m + me : nil)
             }
         }
         plan.writeLocal(x, o: o)

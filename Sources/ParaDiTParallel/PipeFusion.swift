@@ -192,8 +192,8 @@ final class PipeFusionPass {
         }
         if let m = item.patch { try sampler.step(band: m, step: item.step, output: output) } else { try sampler.stepAll(step: item.step, output: output) }
         if item.step < items.last!.step {
-            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0, tag: MessageTag.pipefusionLatents,
-                     wire: WireFormat(.f32))
+            try send([item.patch.map { sampler.latentBand($0) } ?? sampler.latents.copy()], to: 0,
+                     tag: MessageTag.pipefusionLatents, wire: WireFormat(.f32))
         }
     }
 
@@ -258,7 +258,8 @@ final class Inbox {
     /// Messages posted, oldest first: their tensors' shapes, and the buffers receiving them as sent.
     var pending: [(shapes: [[Int]], buffers: [Tensor], requests: [CommRequest], posted: Double?)] = []
 
-    init(comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String, wire: WireFormat, shapes: [[[Int]]]) {
+    init(comm: Communicator, peer: Int, tag: Int, context: ParallelContext, name: String, wire: WireFormat,
+         shapes: [[[Int]]]) {
         (self.comm, self.peer, self.tag, self.context, self.name, self.shapes) = (comm, peer, tag, context, name, shapes)
         self.wire = wire
         post()

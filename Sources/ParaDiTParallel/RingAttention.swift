@@ -27,7 +27,10 @@ struct RingAttention {
         let lse = Tensor(uninitialized: [b * x.heads * x.rows]), partLse = Tensor(uninitialized: [b * x.heads * x.rows])
         let part = Tensor(uninitialized: [b * x.rows, width])
         let own = wire.precision == .f32 ? buffers[0] : Tensor(uninitialized: [values[me]])
-        for i in 0..<b { x.packKV(i, rows: shardRows, into: own.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns) }
+        for i in 0..<b {
+            x.packKV(i, rows: shardRows,
+                     into: own.block(i * shardRows.count * 2 * width, [shardRows.count, 2 * width]).allColumns)
+        }
         if wire.precision != .f32 { packBFloat16(own, into: buffers[0]) }
         var sending: CommRequest?, receiving: CommRequest?, posted: Double?
         for step in 0..<n {
@@ -44,7 +47,9 @@ struct RingAttention {
                 (receiving, sending) = (nil, nil)
             }
             let keys = step == 0 ? current : wire.decode(current, blocks: [values[origin]]).reshaped([-1, 2 * width])
-            context.span("ring attention step \(step)") { attend(x, step: step, keys: keys, part: part, lse: lse, partLse: partLse, scale: scale) }
+            context.span("ring attention step \(step)") {
+                attend(x, step: step, keys: keys, part: part, lse: lse, partLse: partLse, scale: scale)
+            }
         }
     }
 }
@@ -53,8 +58,8 @@ struct RingAttention {
 /// `keys` [b·shard, 2·width] (K | V) into a partial result merged into out.
 func attend(_ x: AttentionOperands, step: Int, keys: Tensor, part: Tensor, lse: Tensor, partLse: Tensor, scale: Float) {
     if step == 0 {
-        attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: x.k, v: x.v, out: x.out, lse: lse, scale: scale,
-                  precision: x.precision)
+        attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: x.k, v: x.v, out: x.out, lse: lse,
+                  scale: scale, precision: x.precision)
         return
     }
     let w = x.width

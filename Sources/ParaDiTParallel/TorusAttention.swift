@@ -32,7 +32,8 @@ struct TorusAttention {
         for s in 0..<plan.m {
             if let (recv, send, incoming, posted) = pending {
                 try context.wait(recv, "torus block of node \(plan.origin(s))", posted: posted, bytes: 4 * incoming.count)
-                plan.place(block: s, batch: b, from: wire.decode(incoming, blocks: [b * plan.blockRows(s) * 3 * plan.width]), into: z)
+                plan.place(block: s, batch: b,
+                           from: wire.decode(incoming, blocks: [b * plan.blockRows(s) * 3 * plan.width]), into: z)
                 try send.wait()
             }
             pending = s + 1 < plan.m ? try post(round: s + 1, plan: plan, x) : nil
@@ -61,12 +62,15 @@ struct TorusAttention {
         var requests: [CommRequest] = []
         for j in 0..<m where j != me { requests.append(comm.irecv(into: incoming[j], from: j, tag: MessageTag.torusReturn)) }
         for s in 1..<max(m, 1) {
-            requests.append(try comm.isend(wire.encode(plan.packOutput(block: s, o: o)), to: plan.origin(s), tag: MessageTag.torusReturn))
+            requests.append(try comm.isend(wire.encode(plan.packOutput(block: s, o: o)), to: plan.origin(s),
+                                           tag: MessageTag.torusReturn))
         }
         // The local block: replicated text (all-gathered below) and this rank's rows for my heads.
         plan.writeLocal(x, o: o)
         try context.span("torus outputs back") { for r in requests { try r.wait() } }
-        for j in 0..<m where j != me { plan.writeShard(x, fromNode: j, block: wire.decode(incoming[j], blocks: [values[j]])) }
+        for j in 0..<m where j != me {
+            plan.writeShard(x, fromNode: j, block: wire.decode(incoming[j], blocks: [values[j]]))
+        }
         try gatherText(plan: plan, x, o: o)
     }
 
@@ -75,7 +79,8 @@ struct TorusAttention {
         guard plan.textRows.count > 0 else { return }
         let counts = (0..<plan.m).map { x.batch * plan.textRows.count * plan.headWidth($0) }
         let all = x.wire.buffer(counts)
-        try comm.allGather(x.wire.encode(sliceSequence(o, 0..<plan.textRows.count)), into: all, counts: x.wire.slots(counts))
+        try comm.allGather(x.wire.encode(sliceSequence(o, 0..<plan.textRows.count)), into: all,
+                           counts: x.wire.slots(counts))
         plan.writeText(x, all: x.wire.decode(all, blocks: counts), counts: counts)
     }
 }

@@ -70,7 +70,8 @@ struct TorusPlan {
     /// Round s: block s's queries against every key present, then every earlier block's queries
     /// against block s's keys, merged through the log-sum-exp. z: [batch, total, 3·width],
     /// o: [batch, total, width]; lse[s]: [batch, myHeads, blockRows(s)].
-    func attendRound(_ s: Int, batch b: Int, scale: Float, precision: AttentionPrecision, z: Tensor, o: Tensor, lse: [Tensor]) {
+    func attendRound(_ s: Int, batch b: Int, scale: Float, precision: AttentionPrecision, z: Tensor, o: Tensor,
+                     lse: [Tensor]) {
         let (w, h, d) = (width, myHeads, headDim)
         guard h > 0 else { return }
         let maxRows = (0..<s).map(blockRows).max() ?? 0
@@ -83,11 +84,12 @@ struct TorusPlan {
             func v(_ r: Range<Int>) -> StridedView { rows.rows(r).columns((2 * w)..<(3 * w)) }
             let block = start..<(start + n)
             attention(batch: 1, heads: h, headDim: d, q: q(block), k: k(0..<(start + n)), v: v(0..<(start + n)),
-                      out: o[i].rows(block).allColumns, lse: lse[s].block(i * h * n, [h * n]), scale: scale, precision: precision)
+                      out: o[i].rows(block).allColumns, lse: lse[s].block(i * h * n, [h * n]), scale: scale,
+                      precision: precision)
             for a in 0..<s {
                 let earlier = starts[a]..<(starts[a] + blockRows(a)), p = part.block(0, [earlier.count, w]).allColumns
-                attention(batch: 1, heads: h, headDim: d, q: q(earlier), k: k(block), v: v(block), out: p, lse: partLse, scale: scale,
-                          precision: precision)
+                attention(batch: 1, heads: h, headDim: d, q: q(earlier), k: k(block), v: v(block), out: p, lse: partLse,
+                          scale: scale, precision: precision)
                 attentionMerge(batch: 1, heads: h, headDim: d, out: o[i].rows(earlier).allColumns,
                                lse: lse[a].block(i * h * earlier.count, [h * earlier.count]), part: p, partLse: partLse)
             }

@@ -50,7 +50,8 @@ public final class USPAttention: AttentionRuntime {
         let w = exchange.width
         let operands = AttentionOperands(batch: c.batch, heads: exchange.myHeads.count, headDim: c.headDim,
                                          q: gathered.columns(0..<w), k: gathered.columns(w..<(2 * w)),
-                                         v: gathered.columns((2 * w)..<(3 * w)), out: out.allColumns, precision: c.precision)
+                                         v: gathered.columns((2 * w)..<(3 * w)), out: out.allColumns,
+                                         precision: c.precision)
         try ring(operands, shardRows: replicated.count..<exchange.rows, ringCounts: ringCounts, scale: c.scale)
         try exchange.gatherHeads(out)
     }
@@ -60,13 +61,15 @@ public final class USPAttention: AttentionRuntime {
     func ring(_ x: AttentionOperands, shardRows: Range<Int>, ringCounts: [Int], scale: Float) throws {
         switch (context.plan.columns, context.ringGroup) {
         case let (.torus, group?):
-            try TorusAttention(comm: group, context: context)(x, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
+            try TorusAttention(comm: group, context: context)(x, shardRows: shardRows, shardCounts: ringCounts,
+                                                              scale: scale)
         case let (.ring, group?):
-            try RingAttention(comm: group, context: context)(x, shardRows: shardRows, shardCounts: ringCounts, scale: scale)
+            try RingAttention(comm: group, context: context)(x, shardRows: shardRows, shardCounts: ringCounts,
+                                                             scale: scale)
         default:
             context.span("attention") {
-                ParaDiTTensor.attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: x.k, v: x.v, out: x.out,
-                                        scale: scale, precision: x.precision)
+                ParaDiTTensor.attention(batch: x.batch, heads: x.heads, headDim: x.headDim, q: x.q, k: x.k, v: x.v,
+                                        out: x.out, scale: scale, precision: x.precision)
             }
         }
     }

@@ -49,7 +49,8 @@ struct BenchCommandTests {
             ["f32_gflops", "bf16_gflops", "int8_gflops", "bf16_over_f32", "int8_over_f32"]
                 .allSatisfy { (row[$0] as? Double ?? 0) > 0 }
         }, "\(linear)")
-        #expect(["int8_kernel", "bf16_kernel", "attention_kernel", "bf16_attention_kernel"].allSatisfy { !(json[$0] as? String ?? "").isEmpty })
+        #expect(["int8_kernel", "bf16_kernel", "attention_kernel", "bf16_attention_kernel"]
+            .allSatisfy { !(json[$0] as? String ?? "").isEmpty })
     }
 
     @Test("--only limits the suites")

@@ -32,7 +32,8 @@ struct OneSidedCLITests {
         let serial = output + ".serial.safetensors"
         defer { try? FileManager.default.removeItem(atPath: serial) }
         #expect(runCommand(forwardArgs(fixture, serial, ["--dtype", "bf16", "--threads", "2"])) == nil)
-        let (status, out, _) = try mpirun(2, forwardArgs(fixture, output, ["--dtype", "bf16", "--parallel", spec, "--one-sided"]))
+        let (status, out, _) = try mpirun(2, forwardArgs(fixture, output,
+                                                         ["--dtype", "bf16", "--parallel", spec, "--one-sided"]))
         #expect(status == 0, "\(out)")
         #expect(try sampleDistance(output, serial) <= 1e-6, "\(fixture) \(spec)")
     }

@@ -44,7 +44,8 @@ struct ParallelForwardTests {
     @Test("int8-dynamic weights and bf16 compute: the exact methods give the serial output of the same type",
           arguments: [("pixart-alpha-b2-8x12", "cfg=2,ulysses=2,ring=2", false),
                       ("flux-schnell-b2-3x5", "ulysses=2,ring=2", false),
-                      ("sd3-b2-8x12", "ulysses=2", true), ("flux-schnell-b2-3x5", "ring=2", true)], ["int8-dynamic", "bf16"])
+                      ("sd3-b2-8x12", "ulysses=2", true), ("flux-schnell-b2-3x5", "ring=2", true)],
+                     ["int8-dynamic", "bf16"])
     func narrowCompute(run: (fixture: String, spec: String, mpi: Bool), type: String) throws {
         let (fixture, spec, mpi) = run
         let dtype = type == "bf16" ? ["--dtype", "bf16"] : ["--weights-dtype", type]

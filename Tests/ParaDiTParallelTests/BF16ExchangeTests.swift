@@ -10,7 +10,8 @@ import Testing
 /// still equal the BF16 serial forward.
 @Suite("BF16 compute: exchanges in BF16")
 struct BF16ExchangeTests {
-    static let classes = ["DiTTransformer2DModel", "PixArtTransformer2DModel", "SD3Transformer2DModel", "FluxTransformer2DModel"]
+    static let classes = ["DiTTransformer2DModel", "PixArtTransformer2DModel", "SD3Transformer2DModel",
+                          "FluxTransformer2DModel"]
     static let configs: [ParallelConfig] = [
         .init(ulysses: 2), .init(ring: 2), .init(ulysses: 2, ring: 2), .init(cfg: 2, ulysses: 2), .init(torus: 2),
         .init(ulysses: 2, torus: 2), .init(distrifusion: 2), ParallelConfig(ring: 2).oneSidedCopy,
@@ -39,9 +40,10 @@ struct BF16ExchangeTests {
         #expect(fromF32 > 1e-4 && fromF32 < 5e-2, "\(c): BF16 serial is \(fromF32) from Float32")
     }
 
-    static let volumeConfigs: [ParallelConfig] = [.init(ulysses: 2), .init(ring: 2), .init(ulysses: 2, ring: 2), .init(torus: 2),
-                                                  .init(ulysses: 2, torus: 2), .init(distrifusion: 2),
-                                                  ParallelConfig(ring: 2).oneSidedCopy, ParallelConfig(torus: 2).oneSidedCopy]
+    static let volumeConfigs: [ParallelConfig] = [.init(ulysses: 2), .init(ring: 2), .init(ulysses: 2, ring: 2),
+                                                  .init(torus: 2), .init(ulysses: 2, torus: 2), .init(distrifusion: 2),
+                                                  ParallelConfig(ring: 2).oneSidedCopy,
+                                                  ParallelConfig(torus: 2).oneSidedCopy]
 
     @Test("each exchange sends half the bytes of Float32, as CommVolume says", arguments: volumeConfigs)
     func halfTheBytes(_ config: ParallelConfig) throws {

@@ -29,7 +29,8 @@ enum TestModels {
         }
     }
 
-    static func model(_ className: String, heads: Int, compute: ComputeDType = .f32) throws -> any DiffusionTransformer {
+    static func model(_ className: String, heads: Int,
+                      compute: ComputeDType = .f32) throws -> any DiffusionTransformer {
         var c = config(className, heads: heads)
         c["_class_name"] = className
         let json = try JSONSerialization.data(withJSONObject: c)

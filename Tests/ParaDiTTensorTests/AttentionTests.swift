@@ -40,7 +40,8 @@ struct AttentionTests {
         return (out, lse, ref, refLse)
     }
 
-    @Test("bf16: the reference's rounding of q, k, v and P; Float32 sums; a BF16 distance from Float32", arguments: cases)
+    @Test("bf16: the reference's rounding of q, k, v and P; Float32 sums; a BF16 distance from Float32",
+          arguments: cases)
     func bf16MatchesReference(c: Case) {
         for pool in testPools {
             let (out, lse, ref, refLse) = run(c, pool: pool, precision: .bf16)
@@ -49,14 +50,17 @@ struct AttentionTests {
             expectClose(lse, refLse, tolerance: 1e-5, "\(c) bf16 lse, threads \(pool.threadCount)")
             let fromF32 = relativeL2(out, f32)
             #expect(fromF32 < 1e-2, "\(c): bf16 is \(fromF32) from f32")
-            if c.lq * c.heads * c.headDim >= 64 { #expect(fromF32 > 1e-4, "\(c): bf16 only \(fromF32) from f32: not rounded?") }
+            if c.lq * c.heads * c.headDim >= 64 {
+                #expect(fromF32 > 1e-4, "\(c): bf16 only \(fromF32) from f32: not rounded?")
+            }
         }
     }
 
     @Test("bf16: a NaN query (any payload) gives its row NaN and leaves the others finite")
     func bf16NaN() {
         let (l, h, d) = (20, 2, 16)
-        let q = Tensor.randn([1, l, h, d], seed: 1), k = Tensor.randn([1, l, h, d], seed: 2), v = Tensor.randn([1, l, h, d], seed: 3)
+        let q = Tensor.randn([1, l, h, d], seed: 1), k = Tensor.randn([1, l, h, d], seed: 2),
+            v = Tensor.randn([1, l, h, d], seed: 3)
         q.data[3 * h * d] = Float(bitPattern: 0x7FFF_FFFF)
         let out = Tensor(uninitialized: [1, l, h, d])
         attention(batch: 1, heads: h, lq: l, lk: l, headDim: d, q: q.data, ldq: h * d, k: k.data, ldk: h * d, v: v.data,
@@ -69,12 +73,15 @@ struct AttentionTests {
     func bfloat16Rounding() {
         var values: [Float] = [0, -0, 1, -1, .infinity, -.infinity, .nan, -.nan, .greatestFiniteMagnitude,
                                .leastNonzeroMagnitude, Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000),
-                               Float(bitPattern: 0x7FFF_FFFF), Float(bitPattern: 0x7F7F_FFFF), Float(bitPattern: 0x0000_8000)]
+                               Float(bitPattern: 0x7FFF_FFFF), Float(bitPattern: 0x7F7F_FFFF),
+                               Float(bitPattern: 0x0000_8000)]
         values += Tensor.randn([45], seed: 11).scalars.map { $0 * 1e3 }
         let x = Tensor(shape: [values.count], values: values)
         roundToBFloat16(x.data, count: x.count)
         var bits = [UInt16](repeating: 0, count: values.count)
-        values.withUnsafeBufferPointer { roundRowsToBFloat16(m: 1, k: $0.count, x: $0.baseAddress!, ldx: $0.count, out: &bits) }
+        values.withUnsafeBufferPointer {
+            roundRowsToBFloat16(m: 1, k: $0.count, x: $0.baseAddress!, ldx: $0.count, out: &bits)
+        }
         for (i, v) in values.enumerated() {
             let expected = bfloat16Bits(v)
             #expect(bits[i] == expected, "roundRowsToBFloat16(\(v)): \(bits[i]) vs \(expected)")

@@ -162,7 +162,8 @@ struct GEMMTests {
                     linearBF16(m: count, x: x.data + start * k, ldx: k, weight: w, bias: nil, y: part.data, ldy: n,
                                oneDNN: oneDNN, pool: pool)
                     let differ = (0..<(count * n)).filter { part.data[$0] != all.data[start * n + $0] }.count
-                    #expect(differ == 0, "oneDNN \(oneDNN) rows \(start)..<\(start + count), \(pool.threadCount) threads: \(differ) differ")
+                    let rows = "rows \(start)..<\(start + count)"
+                    #expect(differ == 0, "oneDNN \(oneDNN) \(rows), \(pool.threadCount) threads: \(differ) differ")
                 }
             }
         }
@@ -232,9 +233,11 @@ struct GEMMTests {
                 for avx512 in [false] + (MicroKernels.avx512 ? [true] : []) {
                     let out = c0.copy(), pad = Tensor(zeros: [6 * k])
                     var lanes = [F8](repeating: F8(repeating: -.infinity), count: m)
-                    microGemm(m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k, b: panels.data, ldb: 16, panelStride: 16 * k,
-                              c: out.data, ldc: n, accumulate: accumulate, rowPad: pad.data, laneMax: &lanes, avx512: avx512)
-                    expectClose(out, expected, tolerance: 1e-6, "micro \(m)×\(k)·\(k)×\(n) accumulate \(accumulate) avx512 \(avx512)")
+                    microGemm(m: m, n: n, k: k, alpha: 0.75, a: a.data, lda: k, b: panels.data, ldb: 16,
+                              panelStride: 16 * k, c: out.data, ldc: n, accumulate: accumulate, rowPad: pad.data,
+                              laneMax: &lanes, avx512: avx512)
+                    expectClose(out, expected, tolerance: 1e-6,
+                                "micro \(m)×\(k)·\(k)×\(n) accumulate \(accumulate) avx512 \(avx512)")
                     results.append((out, lanes))
                 }
                 if let (wide, wideLanes) = results.dropFirst().first {

@@ -82,7 +82,8 @@ struct KernelBenchmark {
             }
             if suites.contains(.memory) { progress("layernorm, gelu, silu") }
             func kernel(_ fast: Bool, _ name: String?) -> String {
-                fast ? name ?? "" : "the Float32 GEMM on the same narrowed operands (oneDNN offers \(name ?? "nothing"))"
+                fast ? name ?? ""
+                    : "the Float32 GEMM on the same narrowed operands (oneDNN offers \(name ?? "nothing"))"
             }
             return Report(machine: .current(threads: threads), warmup: warmup, runs: runs, gemm: gemm,
                           bf16Kernel: kernel(BF16Kernels.fast, BF16Kernels.implementation),
@@ -208,10 +209,11 @@ struct KernelBenchmark {
             q.add(["\(c.m)×\(c.k)·\(c.k)×\(c.n)", fmt(c.f32Gflops), fmt(c.bf16Gflops), fmt(c.int8Gflops),
                    fmt(c.bf16OverF32, digits: 3), fmt(c.int8OverF32, digits: 3)])
         }
-        var a = ResultTable(title: "Fused attention (batch 1, self-attention, with LSE), \(r.attentionKernel) microkernel — "
-                                + "bf16: \(r.bf16AttentionKernel)",
-                            columns: ["L", "heads", "head dim", "f32 ms", "f32 GFLOP/s", "of best GEMM", "bf16 ms",
-                                      "bf16 GFLOP/s", "bf16/f32"])
+        var a = ResultTable(
+            title: "Fused attention (batch 1, self-attention, with LSE), \(r.attentionKernel) microkernel — "
+                + "bf16: \(r.bf16AttentionKernel)",
+            columns: ["L", "heads", "head dim", "f32 ms", "f32 GFLOP/s", "of best GEMM", "bf16 ms",
+                      "bf16 GFLOP/s", "bf16/f32"])
         for c in r.attention {
             a.add(["\(c.seqLen)", "\(c.heads)", "\(c.headDim)", fmt(c.timing.median * 1e3, digits: 2), fmt(c.gflops),
                    c.fractionOfGemm.map { fmt($0 * 100) + "%" } ?? "-", fmt(c.bf16.median * 1e3, digits: 2),

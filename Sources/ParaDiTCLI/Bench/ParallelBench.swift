@@ -167,7 +167,8 @@ struct BenchParallel: ParsableCommand {
         guard let (rank, (step, wait, bytes)) = results.first, rank == 0 else { return nil }
         // Rank 0 is on PipeFusion's first stage, which runs only its blocks' attention layers.
         let stage = try config.pipefusion > 1 ? config.stageBlockRanges(blockCount: model.blockCount)[0].count : model.blockCount
-        let formula = CommVolume(config: config, problem: problem, layers: problem.attentionLayers * stage / model.blockCount,
+        let formula = CommVolume(config: config, problem: problem,
+                                 layers: problem.attentionLayers * stage / model.blockCount,
                                  compute: model.compute)
         return Result(
             parallel: config.description, ranks: config.worldSize,

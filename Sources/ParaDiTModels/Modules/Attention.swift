@@ -19,7 +19,8 @@ public struct SelfAttention {
 
     /// x: [B, L, dim] → [B, L, dim].
     public func callAsFunction(_ x: Tensor, runtime: AttentionRuntime) throws -> Tensor {
-        toOut(try attendQKV(qkv(x), heads: heads, headDim: headDim, precision: qkv.attentionPrecision, runtime: runtime))
+        toOut(try attendQKV(qkv(x), heads: heads, headDim: headDim, precision: qkv.attentionPrecision,
+                            runtime: runtime))
     }
 }
 
@@ -32,7 +33,8 @@ func attendQKV(_ qkv: Tensor, heads: Int, headDim: Int, text: Range<Int>? = nil,
     try runtime.attention(AttentionCall(
         batch: b, heads: heads, headDim: headDim, queryTokens: l, keyTokens: l,
         q: qkv.columns(0..<inner), k: qkv.columns(inner..<(2 * inner)), v: qkv.columns((2 * inner)..<(3 * inner)),
-        out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text, precision: precision))
+        out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyMask: nil, textTokens: text,
+        precision: precision))
     return out
 }
 
@@ -76,8 +78,8 @@ public struct CrossAttention {
         let q = toQ(x), kvp = kv(context)
         let out = Tensor(uninitialized: [b, l, inner])
         attention(batch: b, heads: heads, headDim: headDim, q: q.allColumns, k: kvp.columns(0..<inner),
-                  v: kvp.columns(inner..<(2 * inner)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(), keyBias: keyBias,
-                  precision: toQ.attentionPrecision)
+                  v: kvp.columns(inner..<(2 * inner)), out: out.allColumns, scale: 1 / Float(headDim).squareRoot(),
+                  keyBias: keyBias, precision: toQ.attentionPrecision)
         return toOut(out)
     }
 }

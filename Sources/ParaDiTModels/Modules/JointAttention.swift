@@ -60,7 +60,8 @@ public struct JointAttention {
     /// Attention over a joint q|k|v buffer → [B, L, inner] (before any output projection);
     /// `text`: the rows that hold text tokens.
     public func attend(_ joint: Tensor, text: Range<Int>? = nil, runtime: AttentionRuntime) throws -> Tensor {
-        try attendQKV(joint, heads: heads, headDim: headDim, text: text, precision: qkv.attentionPrecision, runtime: runtime)
+        try attendQKV(joint, heads: heads, headDim: headDim, text: text, precision: qkv.attentionPrecision,
+                      runtime: runtime)
     }
 
     /// (image output [B, L, dim], context output [B, Lc, dim] or nil).

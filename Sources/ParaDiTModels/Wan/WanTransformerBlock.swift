@@ -27,7 +27,8 @@ public struct WanSelfAttention {
         if let normK { rmsNormHeads(k, headDim: dim, weight: normK, eps: eps) }
         applyRope(q, batch: x.size(0), headDim: headDim, cos: rope.cos, sin: rope.sin)
         applyRope(k, batch: x.size(0), headDim: headDim, cos: rope.cos, sin: rope.sin)
-        return toOut(try attendQKV(p, heads: heads, headDim: headDim, precision: qkv.attentionPrecision, runtime: runtime))
+        return toOut(try attendQKV(p, heads: heads, headDim: headDim, precision: qkv.attentionPrecision,
+                                   runtime: runtime))
     }
 }
 

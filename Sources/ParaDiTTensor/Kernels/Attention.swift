@@ -137,7 +137,9 @@ public func attentionReference(
         // In BF16 the shift is a whole power of two (m = M / log2 e), so P = e^(s − m) = 2^(log2(e)·s − M).
         if bf16 && m.isFinite { m = (m * log2e).rounded(.up) / log2e }
         if m != -.infinity {
-            for j in 0..<lk { s[j] = Foundation.exp(s[j] - m); total += s[j]; p[j] = bf16 ? operand(Float(s[j])) : s[j] }
+            for j in 0..<lk {
+                s[j] = Foundation.exp(s[j] - m); total += s[j]; p[j] = bf16 ? operand(Float(s[j])) : s[j]
+            }
         }
         let o = out + (b * lq + i) * ldo + h * headDim
         for d in 0..<headDim {
@@ -223,8 +225,8 @@ public func attention(batch: Int, heads: Int, headDim: Int, q: StridedView, k: S
           "attention: \(q.rows)×\(q.width) queries, \(k.rows)×\(k.width) keys, lse of \(lse.count) for \(batch)×\(heads) heads")
     withExtendedLifetime((q, k, v, out, lse)) {
         attention(batch: batch, heads: heads, lq: q.rows / batch, lk: k.rows / batch, headDim: headDim, q: q.data, ldq: q.rowStride,
-                  k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride, lse: lse.data,
-                  scale: scale, precision: precision)
+                  k: k.data, ldk: k.rowStride, v: v.data, ldv: v.rowStride, out: out.data, ldo: out.rowStride,
+                  lse: lse.data, scale: scale, precision: precision)
     }
 }
 
