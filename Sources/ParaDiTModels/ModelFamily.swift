@@ -133,7 +133,7 @@ public enum ModelRegistry {
         guard blocks == stored else {
             throw WeightsError.badConfig(path: file.path, reason: "describes \(blocks) blocks, but the checkpoint holds \(stored)")
         }
-        // INT8 quantizes the blocks only: the embedders and the output layers are a small share of
+        // INT8 and BF16 compute narrow the blocks only: the embedders and the output layers are a small share of
         // the weights and a large share of the error (docs/QUALITY.md), as quanto's Flux recipes skip them.
         let weights = Weights(checkpoint: checkpoint, dtype: weightsDType, compute: compute,
                               quantizable: { blockOf($0) != nil }) { key in

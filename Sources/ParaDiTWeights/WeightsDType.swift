@@ -17,9 +17,10 @@ public enum WeightsDType: String, Sendable, CaseIterable {
 }
 
 /// `--dtype`: what the transformer's linear layers and attention compute in. `bf16` holds every linear
-/// weight in BF16 (a BF16 checkpoint's in place, with no conversion) and rounds each layer's input to
-/// BF16, summing in Float32 (oneDNN); attention's operands are rounded alike (`AttentionPrecision`);
-/// norms, softmax statistics, the timestep path and the scheduler stay Float32.
+/// weight of its blocks in BF16 (a BF16 checkpoint's in place, with no conversion) and rounds each
+/// layer's input to BF16, summing in Float32; attention's operands are rounded alike
+/// (`AttentionPrecision`); the embedders and output layers, norms, softmax statistics, the timestep
+/// path and the scheduler stay Float32.
 public enum ComputeDType: String, Sendable, CaseIterable {
     case f32, bf16
 

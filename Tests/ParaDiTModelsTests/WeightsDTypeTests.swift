@@ -43,14 +43,14 @@ struct WeightsDTypeTests {
         let (dynamic, dynamicBytes) = try forward(name, .int8Dynamic)
         #expect(dynamicBytes > int8Bytes && dynamicBytes < wideBytes * 2 / 3, "\(name) int8-dynamic: \(dynamicBytes)")
         let dynamicErr = relativeL2(dynamic, wide)
-        // BF16 compute: every linear weight in BF16 (a BF16 checkpoint's as stored, in place), each input
-        // rounded to BF16; within the BF16-compute issue's 2e-2 of Float32, or for SD3's noise-amplifying
-        // fixture (2.1e-2) nearer than diffusers in bf16 is (3.6e-2, docs/QUALITY.md).
+        // BF16 compute: the blocks' linear weights in BF16 (a BF16 checkpoint's as stored, in place), each
+        // input rounded to BF16; the edges keep their stored precision and compute in Float32. Within the
+        // BF16-compute issue's 2e-2 of Float32.
         let (bf16, bf16Bytes) = try forward(name, .stored, compute: .bf16)
-        #expect(bf16Bytes * 2 == wideBytes, "\(name) --dtype bf16: \(bf16Bytes) of \(wideBytes)")
+        #expect(narrowStore ? bf16Bytes * 2 == wideBytes : bf16Bytes * 2 > wideBytes && bf16Bytes < wideBytes,
+                "\(name) --dtype bf16: \(bf16Bytes) of \(wideBytes)")
         let bf16Err = relativeL2(bf16, wide)
-        #expect(bf16Err > 0 && bf16Err <= (name == "sd3-b2-8x12" ? 3e-2 : 2e-2),
-                "\(name) --dtype bf16: relative L2 \(bf16Err)")
+        #expect(bf16Err > 0 && bf16Err <= 2e-2, "\(name) --dtype bf16: relative L2 \(bf16Err)")
         #expect(dynamicErr > err && dynamicErr <= (name == "sd3-b2-8x12" ? 0.1 : 2.5e-2),
                 "\(name) int8-dynamic: relative L2 \(dynamicErr)")
     }

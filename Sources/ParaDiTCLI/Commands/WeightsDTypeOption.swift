@@ -24,11 +24,11 @@ struct WeightsOption: ParsableArguments {
 struct ComputeOption: ParsableArguments {
     @Option(name: .customLong("dtype"),
             help: ArgumentHelp("What the transformer's linears and attention compute in: f32 or bf16.", discussion: """
-                bf16 holds every linear weight of the transformer in BF16 (a BF16 checkpoint's in place, with no \
-                conversion), rounds each layer's input to BF16 and sums in Float32 (oneDNN); attention rounds Q, K, V \
+                bf16 holds every linear weight of the transformer's blocks in BF16 (a BF16 checkpoint's in place, \
+                with no conversion), rounds each layer's input to BF16 and sums in Float32; attention rounds Q, K, V \
                 and its probabilities to BF16 and sums in Float32; the parallel methods exchange activations as BF16 \
-                (half the bytes, the same result). Norms, softmax statistics, the timestep path and the scheduler \
-                stay Float32. oneDNN runs the products where the CPU has AMX (several times the Float32 rate) or \
+                (half the bytes, the same result). The embedders and output layers, norms, softmax statistics, \
+                the timestep path and the scheduler stay Float32. oneDNN runs the products where the CPU has AMX (several times the Float32 rate) or \
                 full-rate AVX512-BF16 (AMD Zen 4); elsewhere the Float32 GEMM runs the same rounded products, a \
                 little slower than f32, with half the weight memory (`paradit bench kernels` shows the kernel and \
                 its rate). Needs --weights-dtype stored or bf16.
