@@ -104,10 +104,7 @@ public final class PipeFusionAttention: AttentionRuntime {
         if let ring = context.ringGroup {
             let local = Tensor(uninitialized: [b, ops.rows, 2 * width])
             for i in 0..<b { ops.packKV(i, rows: 0..<ops.rows, into: local[i].allColumns) }
-            let counts = ringRows.map { b * $0 * 2 * width }, wire = ops.wire
-            let received = wire.buffer(counts)
-            try ring.allGather(wire.encode(local), into: received, counts: wire.slots(counts))
-            let all = wire.decode(received, blocks: counts)
+            let all = try ops.wire.allGather(local, counts: ringRows.map { b * $0 * 2 * width }, over: ring)
             var at = 0
             blocks = (0..<columns).map { r in
                 defer { at += b * ringRows[r] * 2 * width }

@@ -78,9 +78,7 @@ struct TorusAttention {
     func gatherText(plan: TorusPlan, _ x: AttentionOperands, o: Tensor) throws {
         guard plan.textRows.count > 0 else { return }
         let counts = (0..<plan.m).map { x.batch * plan.textRows.count * plan.headWidth($0) }
-        let all = x.wire.buffer(counts)
-        try comm.allGather(x.wire.encode(sliceSequence(o, 0..<plan.textRows.count)), into: all,
-                           counts: x.wire.slots(counts))
-        plan.writeText(x, all: x.wire.decode(all, blocks: counts), counts: counts)
+        let all = try x.wire.allGather(sliceSequence(o, 0..<plan.textRows.count), counts: counts, over: comm)
+        plan.writeText(x, all: all, counts: counts)
     }
 }

@@ -53,10 +53,7 @@ struct UlyssesExchange {
             offset += sendCounts[peer]
         }
         // One sample and no replicated rows: the received blocks already are [rows, 3·width].
-        let recvWire = wire.buffer(recvCounts)
-        try comm.allToAll(wire.encode(send, blocks: sendCounts), sendCounts: wire.slots(sendCounts), into: recvWire,
-                          recvCounts: wire.slots(recvCounts))
-        let recv = wire.decode(recvWire, blocks: recvCounts)
+        let recv = try wire.allToAll(send, sendCounts: sendCounts, recvCounts: recvCounts, over: comm)
         if b == 1 && replicated.isEmpty { return recv }
         let joint = Tensor(uninitialized: [b, rows, 3 * width])
         let t = replicated.count
@@ -90,17 +87,13 @@ struct UlyssesExchange {
                 at += count
             }
         }
-        let recvWire = wire.buffer(recvCounts)
-        try comm.allToAll(wire.encode(send, blocks: sendCounts), sendCounts: wire.slots(sendCounts), into: recvWire,
-                          recvCounts: wire.slots(recvCounts))
-        scatter(wire.decode(recvWire, blocks: recvCounts), rows: shardRows, counts: recvCounts)
+        let recv = try wire.allToAll(send, sendCounts: sendCounts, recvCounts: recvCounts, over: comm)
+        scatter(recv, rows: shardRows, counts: recvCounts)
         guard t > 0 else { return }
         // Replicated text: every rank computed its heads for all text rows; gather the others.
         let mine = sliceSequence(x, 0..<t)
         let textCounts = (0..<u).map { b * t * headWidth($0) }
-        let all = wire.buffer(textCounts)
-        try comm.allGather(wire.encode(mine), into: all, counts: wire.slots(textCounts))
-        scatter(wire.decode(all, blocks: textCounts), rows: replicated, counts: textCounts)
+        scatter(try wire.allGather(mine, counts: textCounts, over: comm), rows: replicated, counts: textCounts)
     }
 
     /// Blocks [peer][batch][rows.count][peer's head width] → the call's output rows, head columns.

@@ -1,3 +1,4 @@
+import ParaDiTDistributed
 import ParaDiTTensor
 import ParaDiTWeights
 
@@ -40,5 +41,21 @@ struct WireFormat {
         let out = Tensor(uninitialized: [blocks.reduce(0, +)])
         unpackBFloat16(wire, blocks: blocks, into: out)
         return out
+    }
+
+    /// An all-to-all in this format: x's blocks (`sendCounts` values for each rank, in rank order) go
+    /// out; the values received (`recvCounts` from each rank) come back.
+    func allToAll(_ x: Tensor, sendCounts: [Int], recvCounts: [Int], over comm: Communicator) throws -> Tensor {
+        let received = buffer(recvCounts)
+        try comm.allToAll(encode(x, blocks: sendCounts), sendCounts: slots(sendCounts), into: received,
+                          recvCounts: slots(recvCounts))
+        return decode(received, blocks: recvCounts)
+    }
+
+    /// An all-gather in this format: every rank's x (`counts[r]` values from rank r), in rank order.
+    func allGather(_ x: Tensor, counts: [Int], over comm: Communicator) throws -> Tensor {
+        let received = buffer(counts)
+        try comm.allGather(encode(x), into: received, counts: slots(counts))
+        return decode(received, blocks: counts)
     }
 }
