@@ -133,8 +133,9 @@ public enum ModelRegistry {
         guard blocks == stored else {
             throw WeightsError.badConfig(path: file.path, reason: "describes \(blocks) blocks, but the checkpoint holds \(stored)")
         }
-        // INT8 and BF16 compute narrow the blocks only: the embedders and the output layers are a small share of
-        // the weights and a large share of the error (docs/QUALITY.md), as quanto's Flux recipes skip them.
+        // INT8 and BF16 compute narrow the blocks only: the embedders and the output layers are a small
+        // share of the weights and a large share of the error (docs/QUALITY.md), as quanto's Flux recipes
+        // skip them.
         let weights = Weights(checkpoint: checkpoint, dtype: weightsDType, compute: compute,
                               quantizable: { blockOf($0) != nil }) { key in
             guard let keep, let block = blockOf(key) else { return false }

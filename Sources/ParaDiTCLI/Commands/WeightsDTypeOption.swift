@@ -28,10 +28,10 @@ struct ComputeOption: ParsableArguments {
                 with no conversion), rounds each layer's input to BF16 and sums in Float32; attention rounds Q, K, V \
                 and its probabilities to BF16 and sums in Float32; the parallel methods exchange activations as BF16 \
                 (half the bytes, the same result). The embedders and output layers, norms, softmax statistics, \
-                the timestep path and the scheduler stay Float32. oneDNN runs the products where the CPU has AMX (several times the Float32 rate) or \
-                full-rate AVX512-BF16 (AMD Zen 4); elsewhere the Float32 GEMM runs the same rounded products, a \
-                little slower than f32, with half the weight memory (`paradit bench kernels` shows the kernel and \
-                its rate). Needs --weights-dtype stored or bf16.
+                the timestep path and the scheduler stay Float32. oneDNN runs the products where the CPU has AMX \
+                (several times the Float32 rate) or full-rate AVX512-BF16 (AMD Zen 4); elsewhere the Float32 GEMM \
+                runs the same rounded products, a little slower than f32, with half the weight memory \
+                (`paradit bench kernels` shows the kernel and its rate). Needs --weights-dtype stored or bf16.
                 """))
     var dtype: ComputeDType = .f32
 
